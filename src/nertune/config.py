@@ -1,0 +1,250 @@
+"""Recipes: a small YAML file that pins every hyperparameter, plus `key=value` overrides.
+
+Like torchtune/litgpt recipes: the YAML and the command line set the same keys (dotted for nesting,
+`data.train_file=...`), every value is checked against the dataclass field type, an unknown key is
+an error that suggests the closest valid one, and the resolved recipe is saved next to the outputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class RecipeError(ValueError):
+    """A recipe key or value is wrong; the message names the key (and the file)."""
+
+
+@dataclass
+class DataConfig:
+    # Where the data comes from: a Hub dataset, or local files (CoNLL / JSON / JSONL).
+    dataset_name: str | None = None
+    dataset_config: str | None = None
+    dataset_revision: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    format: str = "auto"  # auto (from the extension) | conll | json
+    token_column: int = 0
+    tag_column: int = -1
+    delimiter: str | None = None  # None: tab if the line has one, else runs of whitespace
+    label_names: list[str] | None = None  # names for integer tags in JSON files
+    # The scheme of the input tags (auto = detect on the training split) and the one we train with.
+    tag_scheme: str = "auto"
+    train_scheme: str = "IOB2"
+    # Splits not given as files are carved out of the training data, deterministically.
+    validation_ratio: float = 0.1
+    test_ratio: float = 0.1
+    split_seed: int = 42
+    # A validation/test entity type never seen in training: "error", or "O" to map it to O (logged).
+    unseen_label_policy: str = "error"
+
+
+@dataclass
+class Recipe:
+    model_name_or_path: str = ""
+    output_dir: str | None = None  # default: runs/<recipe file stem>
+    data: DataConfig = field(default_factory=DataConfig)
+
+    # Tokenisation and alignment.
+    max_length: int = 128  # sub-tokens per window, special tokens included
+    window_overlap: int = 32  # sub-tokens shared by consecutive windows of a long sentence
+    label_all_subtokens: bool = False  # False: first sub-token carries the label, others -100
+
+    # Optimisation.
+    num_train_epochs: float = 3.0
+    max_steps: int = -1
+    learning_rate: float = 5e-5
+    weight_decay: float = 0.01
+    warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "linear"
+    per_device_train_batch_size: int = 16
+    per_device_eval_batch_size: int = 64
+    gradient_accumulation_steps: int = 1
+    max_grad_norm: float = 1.0
+    seed: int = 42
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16
+    group_by_length: bool = True
+
+    # Evaluation, checkpoints, logging.
+    eval_strategy: str = "epoch"  # epoch | steps | no
+    eval_steps: int | None = None
+    save_strategy: str = "epoch"
+    save_steps: int | None = None
+    save_total_limit: int | None = 2
+    load_best_model_at_end: bool = True  # best = highest validation entity F1
+    early_stopping_patience: int | None = None
+    logging_steps: int = 50
+    report_to: str = "auto"  # auto: tensorboard when installed | none | tensorboard | wandb ...
+    resume_from_checkpoint: str | None = None  # a checkpoint dir, or "latest" for the newest in output_dir
+    strict_metrics: bool = False  # seqeval strict mode (IOB2/BIOES)
+    dataloader_num_workers: int = 0
+
+    # Continuing from a fine-tuned model whose labels differ: "error" or "reset" the classifier head.
+    label_mismatch: str = "error"
+
+
+_CHOICES = {
+    "data.format": ("auto", "conll", "json"),
+    "data.tag_scheme": ("auto", "IOB1", "IOB2", "BIOES", "BILOU"),
+    "data.train_scheme": ("IOB2", "BIOES"),
+    "data.unseen_label_policy": ("error", "O"),
+    "precision": ("auto", "fp32", "bf16", "fp16"),
+    "eval_strategy": ("epoch", "steps", "no"),
+    "save_strategy": ("epoch", "steps", "no", "best"),
+    "label_mismatch": ("error", "reset"),
+}
+
+
+def _field_types(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(value: Any, annotation: Any, key: str) -> Any:
+    """Convert a YAML or command-line value to the field's type, or raise RecipeError naming the key."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
+            return None
+        return _coerce(value, args[0], key)
+    if origin is list:
+        (item_type,) = typing.get_args(annotation)
+        if isinstance(value, str):
+            parsed = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
+            value = parsed
+        if not isinstance(value, list):
+            raise RecipeError(f"recipe key {key!r}: expected a list, got {value!r}")
+        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
+            return value.lower() in ("true", "yes", "1", "on")
+        raise RecipeError(f"recipe key {key!r}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool):
+            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}") from None
+        if not number.is_integer():
+            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}")
+        return int(number)
+    if annotation is float:
+        # PyYAML reads `2e-4` (no dot) as a string; accept it as the number everybody means.
+        if isinstance(value, bool):
+            raise RecipeError(f"recipe key {key!r}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise RecipeError(f"recipe key {key!r}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if isinstance(value, (dict, list)):
+            raise RecipeError(f"recipe key {key!r}: expected a string, got {value!r}")
+        return str(value)
+    raise RecipeError(f"recipe key {key!r}: unsupported type {annotation}")
+
+
+def _unknown_key_error(key: str, valid: list[str], source: str) -> RecipeError:
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
+    return RecipeError(f"{source}: unknown recipe key {key!r}{hint}")
+
+
+def all_keys(cls: type = Recipe, prefix: str = "") -> list[str]:
+    """Every settable dotted key of the recipe."""
+    keys = []
+    for name, annotation in _field_types(cls).items():
+        if dataclasses.is_dataclass(annotation):
+            keys.extend(all_keys(annotation, f"{prefix}{name}."))
+        else:
+            keys.append(f"{prefix}{name}")
+    return keys
+
+
+def _set_key(obj: Any, dotted: str, value: Any, source: str) -> None:
+    parts = dotted.split(".")
+    target = obj
+    for i, part in enumerate(parts):
+        hints = _field_types(type(target))
+        if part not in hints:
+            raise _unknown_key_error(dotted, all_keys(), source)
+        annotation = hints[part]
+        if i < len(parts) - 1:
+            if not dataclasses.is_dataclass(annotation):
+                raise _unknown_key_error(dotted, all_keys(), source)
+            target = getattr(target, part)
+            continue
+        if dataclasses.is_dataclass(annotation):
+            if not isinstance(value, dict):
+                raise RecipeError(f"{source}: recipe key {dotted!r} is a section; expected a mapping, got {value!r}")
+            for sub_key, sub_value in value.items():
+                _set_key(obj, f"{dotted}.{sub_key}", sub_value, source)
+            return
+        coerced = _coerce(value, annotation, dotted)
+        choices = _CHOICES.get(dotted)
+        if choices is not None and coerced not in choices:
+            raise RecipeError(f"{source}: recipe key {dotted!r} must be one of {list(choices)}, got {coerced!r}")
+        setattr(target, part, coerced)
+
+
+def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
+    pairs = []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise RecipeError(f"command-line override {item!r} is not of the form key=value")
+        pairs.append((key.strip(), value))
+    return pairs
+
+
+def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe YAML (or start from defaults when `path` is None) and apply `key=value` overrides."""
+    recipe = Recipe()
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise RecipeError(f"recipe file not found: {path}")
+        with open(path, encoding="utf-8") as f:
+            try:
+                content = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise RecipeError(f"{path}: not valid YAML: {e}") from None
+        if not isinstance(content, dict):
+            raise RecipeError(f"{path}: a recipe is a mapping of keys to values, got {type(content).__name__}")
+        for key, value in content.items():
+            _set_key(recipe, str(key), value, str(path))
+    for key, value in parse_overrides(overrides or []):
+        _set_key(recipe, key, value, "command line")
+    if not recipe.model_name_or_path:
+        raise RecipeError("recipe key 'model_name_or_path' is required (a local model dir, pkg://... or a Hub name)")
+    if recipe.output_dir is None:
+        stem = Path(path).stem if path is not None else "run"
+        recipe.output_dir = str(Path("runs") / stem)
+    if recipe.max_length < 8:
+        raise RecipeError(f"recipe key 'max_length' must be at least 8, got {recipe.max_length}")
+    if not 0 <= recipe.window_overlap < recipe.max_length // 2:
+        raise RecipeError(
+            f"recipe key 'window_overlap' must be in [0, max_length/2), got {recipe.window_overlap} "
+            f"with max_length={recipe.max_length}"
+        )
+    return recipe
+
+
+def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:
+    return dataclasses.asdict(recipe)
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe; `nertune train <that file>` reproduces the run."""
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(recipe_to_dict(recipe), f, sort_keys=False, allow_unicode=True)

@@ -1,0 +1,105 @@
+"""Word-level prediction with a Trainer, scoring a split, and evaluating a saved model directory."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import Trainer
+
+from .align import merge_window_predictions
+from .metrics import entity_metrics, format_entity_report, token_report
+from .schemes import repair_tags
+
+logger = logging.getLogger(__name__)
+
+
+class NerTrainer(Trainer):
+    """Trainer whose evaluation batches come in dataset order.
+
+    transformers 5 length-groups (shuffles) evaluation batches too when
+    `train_sampling_strategy="group_by_length"`; our features are already sorted by length and every
+    row must map back to its sentence, so evaluation stays sequential.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        if self.args.world_size <= 1:
+            return torch.utils.data.SequentialSampler(eval_dataset)
+        return None
+
+
+def argmax_logits(logits, labels):
+    """Keep only label ids during evaluation: full logits of a large split would not fit in memory."""
+    if isinstance(logits, tuple):
+        logits = logits[0]
+    return logits.argmax(dim=-1)
+
+
+def word_predictions_from_rows(features, row_predictions, n_words: list[int]) -> list[list[int]]:
+    """Per-window sub-token label ids (padded with anything) -> exactly one label id per word."""
+    return merge_window_predictions(
+        features["word_index"], features["example_index"], features["word_start"], features["word_end"],
+        row_predictions, n_words,
+    )
+
+
+def ids_to_tags(word_ids: list[list[int]], id2label: dict[int, str], scheme: str) -> list[list[str]]:
+    # Repair makes every written sequence valid; it keeps the spans seqeval's default mode would read.
+    return [repair_tags([id2label[int(i)] for i in sentence], scheme) for sentence in word_ids]
+
+
+def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[int, str], scheme: str, strict: bool):
+    """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split."""
+    n_words = [len(t) for t in gold_tags]
+
+    def compute_metrics(eval_prediction) -> dict[str, float]:
+        predictions = eval_prediction.predictions
+        word_ids = word_predictions_from_rows(features, predictions, n_words)
+        scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
+        return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
+                "macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}
+
+    return compute_metrics
+
+
+def predict_split(trainer: Trainer, features, n_words: list[int], id2label: dict[int, str], scheme: str) -> list[list[str]]:
+    """Predict one tag per word for every sentence of an encoded split."""
+    output = trainer.predict(features, metric_key_prefix="predict")
+    predictions = output.predictions
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, when no argmax preprocessing
+        predictions = predictions.argmax(-1)
+    word_ids = word_predictions_from_rows(features, predictions, n_words)
+    tags = ids_to_tags(word_ids, id2label, scheme)
+    assert [len(t) for t in tags] == n_words, "every word of every sentence gets exactly one tag"
+    return tags
+
+
+def score_split(gold: list[list[str]], predicted: list[list[str]], scheme: str, strict: bool) -> dict:
+    scores = entity_metrics(gold, predicted, scheme=scheme, strict=strict)
+    scores["entity_report"] = format_entity_report(scores)
+    scores["token_report"] = token_report(gold, predicted)
+    return scores
+
+
+def write_conll_predictions(path: str | Path, dataset, gold: list[list[str]], predicted: list[list[str]]) -> None:
+    """Word-level predictions: `token gold predicted`, a blank line between sentences, documents marked."""
+    document = None
+    with open(path, "w", encoding="utf-8") as f:
+        for i, (words, g, p) in enumerate(zip(dataset["tokens"], gold, predicted)):
+            doc = dataset["document_id"][i] if "document_id" in dataset.column_names else ""
+            if doc and doc != document:
+                f.write("-DOCSTART-\tO\tO\n\n")
+            document = doc
+            for w, gt, pt in zip(words, g, p):
+                f.write(f"{w}\t{gt}\t{pt}\n")
+            f.write("\n")
+
+
+def write_json(path: str | Path, payload: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(payload, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+

@@ -1,0 +1,186 @@
+"""The training story, top to bottom: recipe -> data -> alignment -> model -> Trainer -> metrics -> files."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from pathlib import Path
+
+import torch
+from transformers import (
+    DataCollatorForTokenClassification,
+    EarlyStoppingCallback,
+    TrainingArguments,
+    set_seed,
+)
+from transformers.trainer_utils import get_last_checkpoint
+
+from .align import encode_split
+from .config import Recipe, save_recipe
+from .data import load_splits
+from .evaluation import (
+    NerTrainer,
+    argmax_logits,
+    make_compute_metrics,
+    predict_split,
+    score_split,
+    write_conll_predictions,
+    write_json,
+)
+from .modeling import (
+    load_model_for_training,
+    load_tokenizer,
+    reconcile_labels,
+    resolve_model_path,
+    resolve_precision,
+)
+from .schemes import build_label_list
+
+logger = logging.getLogger(__name__)
+
+
+def _report_to(setting: str) -> list[str] | str:
+    if setting == "auto":
+        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none"
+    return "none" if setting == "none" else [s.strip() for s in setting.split(",")]
+
+
+def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArguments:
+    evaluate = recipe.eval_strategy != "no"
+    save_strategy = recipe.save_strategy
+    if recipe.load_best_model_at_end and evaluate and save_strategy != "no":
+        save_strategy = recipe.eval_strategy  # the Trainer needs a checkpoint at every evaluation to pick the best
+    return TrainingArguments(
+        output_dir=str(Path(recipe.output_dir) / "checkpoints"),
+        num_train_epochs=recipe.num_train_epochs,
+        max_steps=recipe.max_steps,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=recipe.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the total steps
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        per_device_eval_batch_size=recipe.per_device_eval_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        max_grad_norm=recipe.max_grad_norm,
+        seed=recipe.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
+        eval_strategy=recipe.eval_strategy,
+        eval_steps=recipe.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        load_best_model_at_end=recipe.load_best_model_at_end and evaluate and save_strategy != "no",
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_steps=recipe.logging_steps,
+        report_to=_report_to(recipe.report_to),
+        dataloader_num_workers=recipe.dataloader_num_workers,
+        use_cpu=not torch.cuda.is_available(),
+    )
+
+
+def _resume_checkpoint(recipe: Recipe) -> str | None:
+    if recipe.resume_from_checkpoint in (None, ""):
+        return None
+    if recipe.resume_from_checkpoint == "latest":
+        checkpoint_dir = Path(recipe.output_dir) / "checkpoints"
+        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        if last is None:
+            raise FileNotFoundError(f"resume_from_checkpoint=latest: no checkpoint in {checkpoint_dir}")
+        return last
+    if not Path(recipe.resume_from_checkpoint).is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint: {recipe.resume_from_checkpoint} is not a directory")
+    return recipe.resume_from_checkpoint
+
+
+def run_training(recipe: Recipe) -> dict:
+    """Train, pick the best checkpoint by validation F1, score validation and test, write the run dir."""
+    output_dir = Path(recipe.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    save_recipe(recipe, output_dir / "config.yaml")
+    set_seed(recipe.seed)
+
+    # Everything that can fail on bad input fails here, before any training time is spent.
+    model_path = resolve_model_path(recipe.model_name_or_path)
+    resume = _resume_checkpoint(recipe)
+    splits, source_scheme = load_splits(recipe.data)
+    scheme = recipe.data.train_scheme
+    labels = build_label_list(splits["train"]["ner_tags"], scheme)
+    labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    logger.info("data: %s tags read as %s, trained as %s; %d labels; %s", source_scheme, source_scheme, scheme,
+                len(labels), {k: len(v) for k, v in splits.items()})
+
+    tokenizer = load_tokenizer(model_path)
+    encode = dict(tokenizer=tokenizer, max_length=recipe.max_length, window_overlap=recipe.window_overlap,
+                  label2id=label2id, scheme=scheme)
+    train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
+    eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
+    gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
+
+    precision = resolve_precision(recipe.precision)
+    model = load_model_for_training(model_path, labels, keep_head)
+    args = build_training_arguments(recipe, precision)
+    callbacks = []
+    if recipe.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+    trainer = NerTrainer(
+        model=model,
+        args=args,
+        train_dataset=train_features,
+        eval_dataset=eval_features["validation"],
+        data_collator=DataCollatorForTokenClassification(
+            tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
+        processing_class=tokenizer,
+        compute_metrics=make_compute_metrics(eval_features["validation"], gold["validation"], id2label, scheme,
+                                             recipe.strict_metrics),
+        preprocess_logits_for_metrics=argmax_logits,
+        callbacks=callbacks,
+    )
+    logger.info("training on %s (%s), %d train windows from %d sentences", args.device, precision,
+                len(train_features), len(splits["train"]))
+    started = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.perf_counter() - started
+    trainer.save_model(str(output_dir))  # the best model when load_best_model_at_end, with id2label in config.json
+    trainer.save_state()
+
+    metrics: dict = {
+        "source_scheme": source_scheme,
+        "train_scheme": scheme,
+        "labels": labels,
+        "precision_mode": precision,
+        "device": str(args.device),
+        "world_size": args.world_size,
+        "train_runtime_s": round(train_seconds, 3),
+        "train_samples_per_second": round(train_result.metrics.get("train_samples_per_second", 0.0), 3),
+        "train_loss": train_result.metrics.get("train_loss"),
+        "n_train_sentences": len(splits["train"]),
+    }
+    reports = []
+    for name in ("validation", "test"):
+        n_words = [len(t) for t in gold[name]]
+        predicted = predict_split(trainer, eval_features[name], n_words, id2label, scheme)
+        scores = score_split(gold[name], predicted, scheme, recipe.strict_metrics)
+        reports.append(f"== {name}: entity level ==\n{scores.pop('entity_report')}\n"
+                       f"== {name}: token level ==\n{scores.pop('token_report')}")
+        for key in ("f1", "precision", "recall", "macro_f1", "accuracy"):
+            metrics[f"{name}_{key}"] = scores[key]
+        metrics[f"{name}_per_type"] = scores["per_type"]
+        metrics[f"n_{name}_words_in_input"] = sum(n_words)
+        metrics[f"n_{name}_words_predicted"] = sum(len(p) for p in predicted)
+        if name == "test":
+            write_conll_predictions(output_dir / "test_predictions.conll", splits[name], gold[name], predicted)
+
+    if trainer.is_world_process_zero():
+        write_json(output_dir / "metrics.json", metrics)
+        (output_dir / "report.txt").write_text("\n".join(reports), encoding="utf-8")
+        print("\n".join(reports))
+        print(f"test entity F1 {metrics['test_f1']:.4f} | validation F1 {metrics['validation_f1']:.4f} | "
+              f"trained {train_seconds:.1f}s | {output_dir}")
+    return metrics

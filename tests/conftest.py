@@ -1,0 +1,82 @@
+"""Shared fixtures: a tiny randomly initialised BERT (config + WordPiece vocab written here) and a
+small synthetic corpus the tiny model can learn in seconds."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+PERSONS = ["john", "mary", "alice", "bob", "carol", "dave", "erin", "frank"]
+CITIES = ["paris", "london", "berlin", "rome", "madrid", "oslo"]
+ORGS = ["google", "nasa", "unicef", "siemens"]
+FILLERS = ["lives", "in", "works", "at", "visited", "the", "a", "and", "said", "today", "."]
+WORDPIECES = ["##s", "##ian", "##ing", "##ed"]
+
+
+def make_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """Sentences whose entity types follow from the word itself: learnable by a tiny model."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        person, city, org = rng.choice(PERSONS), rng.choice(CITIES), rng.choice(ORGS)
+        template = rng.randrange(3)
+        if template == 0:
+            tokens = [person, "lives", "in", city, "."]
+            tags = ["B-PER", "O", "O", "B-LOC", "O"]
+        elif template == 1:
+            tokens = [person, "works", "at", org, "in", city, "today", "."]
+            tags = ["B-PER", "O", "O", "B-ORG", "O", "B-LOC", "O", "O"]
+        else:
+            other = rng.choice([p for p in PERSONS if p != person])
+            tokens = [person, other, "visited", "the", city, "."]
+            tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def write_conll(path: Path, sentences, delimiter: str = "\t", docstart: bool = False) -> Path:
+    lines = []
+    if docstart:
+        lines += ["-DOCSTART-" + delimiter + "O", ""]
+    for tokens, tags in sentences:
+        lines += [f"{t}{delimiter}{g}" for t, g in zip(tokens, tags)]
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT encoder with its tokenizer, saved like a pretrained checkpoint."""
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    directory = tmp_path_factory.mktemp("tiny-bert")
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + PERSONS + CITIES + ORGS + FILLERS + WORDPIECES
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    tokenizer.save_pretrained(directory)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    import torch
+
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_model_dir)
+
+
+@pytest.fixture()
+def synthetic_corpus(tmp_path) -> dict[str, Path]:
+    """train/validation/test CoNLL files of the synthetic corpus."""
+    return {
+        "train": write_conll(tmp_path / "train.conll", make_sentences(240, seed=1)),
+        "validation": write_conll(tmp_path / "dev.conll", make_sentences(40, seed=2)),
+        "test": write_conll(tmp_path / "test.conll", make_sentences(40, seed=3)),
+    }
