@@ -67,7 +67,12 @@ def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[in
 
 def predict_split(trainer: Trainer, features, n_words: list[int], id2label: dict[int, str], scheme: str) -> list[list[str]]:
     """Predict one tag per word for every sentence of an encoded split."""
-    output = trainer.predict(features, metric_key_prefix="predict")
+    # compute_metrics is bound to the validation split; predicting any other split must not call it.
+    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
+    try:
+        output = trainer.predict(features, metric_key_prefix="predict")
+    finally:
+        trainer.compute_metrics = compute_metrics
     predictions = output.predictions
     if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, when no argmax preprocessing
         predictions = predictions.argmax(-1)

@@ -148,7 +148,7 @@ def run_training(recipe: Recipe) -> dict:
     train_result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
     trainer.save_model(str(output_dir))  # the best model when load_best_model_at_end, with id2label in config.json
-    trainer.save_state()
+    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
 
     metrics: dict = {
         "source_scheme": source_scheme,

@@ -1,0 +1,122 @@
+"""A real Trainer run on a tiny BERT: it learns, writes a reproducible run dir, and reloads identically."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from nertune.config import load_recipe
+from nertune.train import run_training
+
+from .conftest import write_conll
+
+
+def tiny_recipe(model_dir, corpus, output_dir, *extra: str):
+    return load_recipe(None, [
+        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
+        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
+        f"data.test_file={corpus['test']}",
+        "learning_rate=5e-3", "num_train_epochs=6", "per_device_train_batch_size=16", "warmup_ratio=0.0",
+        "max_length=32", "window_overlap=8", "logging_steps=5", "report_to=none", "precision=fp32",
+        "save_total_limit=1", *extra,
+    ])
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_model_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    from .conftest import make_sentences
+
+    corpus = {
+        "train": write_conll(tmp / "train.conll", make_sentences(240, seed=1)),
+        "validation": write_conll(tmp / "dev.conll", make_sentences(40, seed=2)),
+        "test": write_conll(tmp / "test.conll", make_sentences(40, seed=3)),
+    }
+    recipe = tiny_recipe(tiny_model_dir, corpus, tmp / "out")
+    metrics = run_training(recipe)
+    return tmp / "out", metrics, corpus
+
+
+def test_training_learns_and_reports(trained_run):
+    out, metrics, _ = trained_run
+    history = json.loads((out / "trainer_state.json").read_text())["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
+    assert losses[-1] < losses[0] * 0.5, losses
+    assert metrics["test_f1"] > 0.8 and metrics["validation_f1"] > 0.8
+    on_disk = json.loads((out / "metrics.json").read_text())
+    for key in ("validation_f1", "test_f1", "test_precision", "test_recall", "train_runtime_s",
+                "train_samples_per_second", "n_test_words_in_input", "n_test_words_predicted"):
+        assert key in on_disk, key
+    assert on_disk["n_test_words_in_input"] == on_disk["n_test_words_predicted"] > 0
+    assert set(on_disk["test_per_type"]) == {"PER", "LOC", "ORG"}
+    report = (out / "report.txt").read_text()
+    assert "micro avg" in report and "B-PER" in report  # entity-level and token-level tables
+
+
+def test_run_dir_is_reproducible_and_loadable(trained_run, tiny_model_dir):
+    from transformers import AutoModelForTokenClassification, pipeline
+
+    out, metrics, _ = trained_run
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["learning_rate"] == pytest.approx(5e-3) and resolved["model_name_or_path"] == str(tiny_model_dir)
+    assert load_recipe(out / "config.yaml").output_dir == str(out)
+    model = AutoModelForTokenClassification.from_pretrained(out)
+    assert model.config.id2label[0] == "O"
+    assert model.config.id2label == {i: label for i, label in enumerate(metrics["labels"])}
+    ner = pipeline("token-classification", model=str(out), aggregation_strategy="first", device=-1)
+    entities = ner("mary lives in paris .")
+    assert {(e["entity_group"], e["word"]) for e in entities} == {("PER", "mary"), ("LOC", "paris")}
+
+
+def test_word_level_predictions_file_has_every_word(trained_run):
+    out, metrics, corpus = trained_run
+    gold_lines = [l for l in corpus["test"].read_text().splitlines() if l.strip()]
+    predicted = [l for l in (out / "test_predictions.conll").read_text().splitlines() if l.strip()]
+    assert len(predicted) == len(gold_lines) == metrics["n_test_words_in_input"]
+    assert all(len(line.split("\t")) == 3 for line in predicted)
+
+
+def test_save_reload_gives_same_predictions(trained_run):
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    out, _, _ = trained_run
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    batch = tokenizer([["bob", "works", "at", "nasa"]], is_split_into_words=True, return_tensors="pt")
+    first = AutoModelForTokenClassification.from_pretrained(out).eval()
+    second = AutoModelForTokenClassification.from_pretrained(out).eval()
+    with torch.inference_mode():
+        assert torch.equal(first(**batch).logits, second(**batch).logits)
+
+
+def test_continue_fine_tuning_reconciles_or_rejects_labels(trained_run, tmp_path):
+    out, metrics, corpus = trained_run
+    # Same label set: the head is kept and the label order stays the model's.
+    again = run_training(tiny_recipe(out, corpus, tmp_path / "again", "num_train_epochs=1"))
+    assert again["labels"] == metrics["labels"]
+    # A type the model never saw: a clear error before training, or an explicit fresh head.
+    new = write_conll(tmp_path / "new.conll", [(["mary", "sings"], ["B-PER", "B-SONG"])] * 20)
+    new_corpus = {"train": new, "validation": new, "test": new}
+    with pytest.raises(ValueError, match="SONG"):
+        run_training(tiny_recipe(out, new_corpus, tmp_path / "bad"))
+    reset = run_training(tiny_recipe(out, new_corpus, tmp_path / "reset", "label_mismatch=reset", "max_steps=2"))
+    assert "B-SONG" in reset["labels"]
+
+
+def test_resume_from_latest_checkpoint(tiny_model_dir, synthetic_corpus, tmp_path):
+    recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "r", "max_steps=6", "eval_strategy=steps",
+                         "eval_steps=3", "save_strategy=steps", "save_steps=3", "save_total_limit=3")
+    run_training(recipe)
+    assert (tmp_path / "r" / "checkpoints" / "checkpoint-6").is_dir()
+    resumed = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "r", "max_steps=9", "eval_strategy=steps",
+                          "eval_steps=3", "save_strategy=steps", "save_steps=3", "resume_from_checkpoint=latest")
+    run_training(resumed)
+    state = json.loads((tmp_path / "r" / "trainer_state.json").read_text())
+    assert state["global_step"] == 9
+
+
+def test_missing_model_path_fails_before_training(synthetic_corpus, tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        run_training(tiny_recipe(tmp_path / "nope", synthetic_corpus, tmp_path / "o"))
