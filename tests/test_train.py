@@ -120,3 +120,26 @@ def test_resume_from_latest_checkpoint(tiny_model_dir, synthetic_corpus, tmp_pat
 def test_missing_model_path_fails_before_training(synthetic_corpus, tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
         run_training(tiny_recipe(tmp_path / "nope", synthetic_corpus, tmp_path / "o"))
+
+
+def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, tmp_path):
+    from nertune.evaluation import run_evaluation
+    from nertune.schemes import convert_tags
+
+    from .conftest import make_sentences
+
+    out, metrics, _ = trained_run
+    scores = run_evaluation(out)  # the run's own test split, from its saved config.yaml
+    assert scores["f1"] == pytest.approx(metrics["test_f1"])
+    assert (out / "eval" / "test" / "metrics.json").is_file()
+    # Another file, written in IOB1: detected and converted to the model's IOB2 on the fly.
+    iob1 = [(tokens, convert_tags(tags, "IOB2", "IOB1")) for tokens, tags in make_sentences(30, seed=9)]
+    assert any(tag.startswith("I-") for _, tags in iob1 for tag in tags[:1])
+    other = write_conll(tmp_path / "other.conll", iob1)
+    scores = run_evaluation(out, [f"data.test_file={other}", "name=other", "strict_metrics=true"])
+    assert scores["source_scheme"] == "IOB1"
+    assert scores["n_words_in_input"] == scores["n_words_predicted"] > 0 and scores["f1"] > 0.8
+    assert (out / "eval" / "other" / "report.txt").read_text().count("micro avg") == 1
+    unknown = write_conll(tmp_path / "unknown.conll", [(["mary", "sings"], ["B-PER", "B-SONG"])])
+    with pytest.raises(ValueError, match="SONG"):
+        run_evaluation(out, [f"data.test_file={unknown}"])

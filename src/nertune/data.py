@@ -628,3 +628,34 @@ def _convert_split(ds: datasets.Dataset, name: str, source: str, target: str,
         logger.warning("split %r: %d sentence(s) were not valid %s and were repaired",
                        name, repaired[0], source)
     return converted
+
+
+def load_split(data_cfg: Any, split: str, base_dir: str | Path = ".") -> tuple[datasets.Dataset, str]:
+    """Load one split in the training scheme, for evaluating an already trained model.
+
+    A file given for the split (`data.<split>_file`) is read on its own (its scheme detected on
+    itself when `tag_scheme` is auto); otherwise the recipe's full data is loaded and the split
+    taken from it, so a carved split is the same one training held out.
+    """
+    if split not in ("train", "validation", "test"):
+        raise DataError(f"split must be train, validation or test, got {split!r}")
+    file = getattr(data_cfg, f"{split}_file")
+    if not file:
+        splits, source = load_splits(data_cfg, base_dir)
+        if split not in splits:
+            raise DataError(f"no {split!r} split in the data (splits: {sorted(splits)})")
+        return splits[split], source
+    key = f"data.{split}_file"
+    path = _resolve(file, base_dir, key)
+    ds = read_split_file(path, data_cfg.format, key=key, token_column=data_cfg.token_column,
+                         tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
+                         label_names=data_cfg.label_names)
+    if len(ds) == 0:
+        raise DataError(f"{key}: no sentences", path)
+    try:
+        target = schemes.normalize_scheme(data_cfg.train_scheme)
+        source = (schemes.detect_scheme(ds["ner_tags"]) if data_cfg.tag_scheme == "auto"
+                  else schemes.normalize_scheme(data_cfg.tag_scheme))
+    except ValueError as err:
+        raise DataError(f"data.tag_scheme/data.train_scheme: {err}") from None
+    return _convert_split(ds, split, source, target, str(path)), source

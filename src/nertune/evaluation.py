@@ -108,3 +108,73 @@ def write_json(path: str | Path, payload: dict) -> None:
         json.dump(payload, f, indent=2, ensure_ascii=False)
         f.write("\n")
 
+
+
+EVAL_KEYS = ("split", "name")  # evaluate-only keys; everything else is a recipe key
+
+
+def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) -> dict:
+    """Score a trained model dir on any split/file; write `MODEL_DIR/eval/<name>/`.
+
+    Settings come from the run's saved `config.yaml` (so by default the test split it held out),
+    overridden by `key=value` pairs: any recipe key (`data.test_file=other.conll`, `strict_metrics=true`),
+    plus `split=validation|test|train` and `name=<output folder>`.
+    """
+    from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, TrainingArguments
+
+    from .align import encode_split
+    from .config import load_recipe
+    from .data import DataError, load_split
+    from .modeling import load_tokenizer, resolve_model_path, trained_labels
+
+    model_dir = Path(resolve_model_path(str(model_dir)))
+    extra = dict(item.split("=", 1) for item in overrides or [] if item.split("=", 1)[0] in EVAL_KEYS)
+    recipe_overrides = [item for item in overrides or [] if item.split("=", 1)[0] not in EVAL_KEYS]
+    recipe_file = model_dir / "config.yaml"
+    recipe = load_recipe(recipe_file if recipe_file.is_file() else None,
+                         [f"model_name_or_path={model_dir}", *recipe_overrides])
+    split = extra.get("split", "test")
+    dataset, source_scheme = load_split(recipe.data, split)
+    scheme = recipe.data.train_scheme
+
+    model = AutoModelForTokenClassification.from_pretrained(model_dir)
+    labels = trained_labels(model.config)
+    if labels is None:
+        raise ValueError(f"{model_dir}: config.json has no label names (id2label); is this a fine-tuned model?")
+    unknown = sorted({t for tags in dataset["ner_tags"] for t in tags} - set(labels))
+    if unknown and recipe.data.unseen_label_policy == "error":
+        raise DataError(f"split {split!r} has labels the model does not know: {unknown} (model labels: {labels}); "
+                        "set data.unseen_label_policy=O to score them as O")
+    gold = [[t if t in labels else "O" for t in tags] for tags in dataset["ner_tags"]]
+    tokenizer = load_tokenizer(str(model_dir))
+    features = encode_split(dataset, tokenizer, recipe.max_length, recipe.window_overlap, sort_by_length=True)
+    name = extra.get("name") or _default_eval_name(recipe, split)
+    out_dir = model_dir / "eval" / name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    trainer = NerTrainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(out_dir / "tmp"), per_device_eval_batch_size=recipe.per_device_eval_batch_size,
+                               report_to="none", use_cpu=not torch.cuda.is_available()),
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+        processing_class=tokenizer,
+        preprocess_logits_for_metrics=argmax_logits,
+    )
+    predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
+    scores = score_split(gold, predicted, scheme, recipe.strict_metrics)
+    report = f"== {name}: entity level ==\n{scores.pop('entity_report')}\n== {name}: token level ==\n{scores.pop('token_report')}"
+    scores.update({"split": split, "source_scheme": source_scheme, "n_words_in_input": sum(map(len, gold)),
+                   "n_words_predicted": sum(map(len, predicted))})
+    write_json(out_dir / "metrics.json", scores)
+    (out_dir / "report.txt").write_text(report, encoding="utf-8")
+    write_conll_predictions(out_dir / "predictions.conll", dataset, gold, predicted)
+    print(report)
+    print(f"{name}: entity F1 {scores['f1']:.4f} on {len(gold)} sentences -> {out_dir}")
+    return scores
+
+
+def _default_eval_name(recipe, split: str) -> str:
+    file = getattr(recipe.data, f"{split}_file")
+    if file:
+        return f"{Path(file).stem}"
+    source = recipe.data.dataset_name or Path(recipe.data.train_file or "data").stem
+    return f"{source.replace('/', '__')}-{split}"
