@@ -30,10 +30,14 @@ def trained_run(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     from .conftest import make_sentences
 
+    test_sentences = make_sentences(40, seed=3)
+    # One 150-word sentence, far longer than max_length=32: it must be windowed, never truncated.
+    long_sentence = make_sentences(25, seed=4)
+    test_sentences.append(([w for t, _ in long_sentence for w in t], [g for _, tags in long_sentence for g in tags]))
     corpus = {
         "train": write_conll(tmp / "train.conll", make_sentences(240, seed=1)),
         "validation": write_conll(tmp / "dev.conll", make_sentences(40, seed=2)),
-        "test": write_conll(tmp / "test.conll", make_sentences(40, seed=3)),
+        "test": write_conll(tmp / "test.conll", test_sentences),
     }
     recipe = tiny_recipe(tiny_model_dir, corpus, tmp / "out")
     metrics = run_training(recipe)
@@ -77,6 +81,10 @@ def test_word_level_predictions_file_has_every_word(trained_run):
     predicted = [l for l in (out / "test_predictions.conll").read_text().splitlines() if l.strip()]
     assert len(predicted) == len(gold_lines) == metrics["n_test_words_in_input"]
     assert all(len(line.split("\t")) == 3 for line in predicted)
+    # The long sentence (the last one) is predicted word for word, and mostly right.
+    last = (out / "test_predictions.conll").read_text().rstrip("\n").split("\n\n")[-1].splitlines()
+    assert len(last) > 100
+    assert sum(g == p for _, g, p in (line.split("\t") for line in last)) / len(last) > 0.9
 
 
 def test_save_reload_gives_same_predictions(trained_run):
@@ -143,3 +151,16 @@ def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, t
     unknown = write_conll(tmp_path / "unknown.conll", [(["mary", "sings"], ["B-PER", "B-SONG"])])
     with pytest.raises(ValueError, match="SONG"):
         run_evaluation(out, [f"data.test_file={unknown}"])
+
+
+def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_corpus, tmp_path):
+    from nertune.schemes import is_valid_sequence
+
+    metrics = run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "b", "data.train_scheme=BIOES",
+                                       "label_all_subtokens=true", "num_train_epochs=4", "eval_strategy=no",
+                                       "save_strategy=no"))
+    assert {"S-PER", "E-PER", "S-LOC"} <= set(metrics["labels"])
+    blocks = (tmp_path / "b" / "test_predictions.conll").read_text().strip().split("\n\n")
+    predicted = [[line.split("\t")[2] for line in block.splitlines()] for block in blocks]
+    assert len(predicted) == 40 and all(is_valid_sequence(tags, "BIOES") for tags in predicted)
+    assert metrics["test_f1"] > 0.5
