@@ -80,3 +80,32 @@ def synthetic_corpus(tmp_path) -> dict[str, Path]:
         "validation": write_conll(tmp_path / "dev.conll", make_sentences(40, seed=2)),
         "test": write_conll(tmp_path / "test.conll", make_sentences(40, seed=3)),
     }
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
+    """`tiny_model_dir` fine-tuned by `run_training` on the synthetic corpus: a real run directory
+    (labels in config.json, tokenizer, config.yaml with max_length=32) that tags the synthetic entities right."""
+    import torch
+
+    from nertune.config import load_recipe
+    from nertune.train import run_training
+
+    root = tmp_path_factory.mktemp("trained")
+    files = {name: write_conll(root / f"{name}.conll", make_sentences(n, seed=seed))
+             for name, n, seed in (("train", 240, 1), ("validation", 40, 2), ("test", 40, 3))}
+    recipe = load_recipe(None, [
+        f"model_name_or_path={tiny_model_dir}", f"output_dir={root / 'run'}",
+        f"data.train_file={files['train']}", f"data.validation_file={files['validation']}",
+        f"data.test_file={files['test']}", "max_steps=80", "learning_rate=5e-3", "warmup_ratio=0",
+        "per_device_train_batch_size=16", "eval_strategy=no", "save_strategy=no", "report_to=none",
+        "precision=fp32", "max_length=32", "window_overlap=8",
+    ])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on a shared CPU: more threads only wait for each other
+    try:
+        metrics = run_training(recipe)
+    finally:
+        torch.set_num_threads(threads)
+    assert metrics["test_f1"] == 1.0, metrics
+    return root / "run"

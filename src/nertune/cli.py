@@ -1,4 +1,5 @@
-"""`nertune train RECIPE.yaml [key=value ...]`, `nertune evaluate MODEL_DIR [key=value ...]`."""
+"""`nertune train RECIPE.yaml [key=value ...]`, `nertune evaluate MODEL_DIR [key=value ...]`,
+`nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`."""
 
 from __future__ import annotations
 
@@ -36,7 +37,56 @@ def evaluate_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_main, "evaluate": evaluate_main}
+def predict_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nertune predict", description="Tag a text, JSONL or CoNLL file with a trained model.",
+        epilog="text: one document per line. JSONL: {\"text\": ...} or {\"tokens\": [...]} per line, optional \"id\". "
+               "CoNLL: the first column is the word; CoNLL output repeats each line with the predicted tag appended.",
+    )
+    parser.add_argument("model_dir", help="a run directory written by `nertune train`")
+    parser.add_argument("--input", required=True, help="file to tag")
+    parser.add_argument("--output", required=True, help="where to write the predictions")
+    parser.add_argument("--format", choices=("text", "jsonl", "conll"), default=None,
+                        help="input format (default: from the extension; .jsonl/.json, .conll/.tsv/.bio, else text)")
+    parser.add_argument("--output-format", choices=("jsonl", "conll"), default=None,
+                        help="output format (default: from the extension; .txt means conll for CoNLL input)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    args = parser.parse_args(argv)
+    from .inference import run_prediction
+
+    run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
+                   output_format=args.output_format, batch_size=args.batch_size, device=args.device,
+                   precision=args.precision)
+    return 0
+
+
+def serve_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nertune serve", description="Serve a trained model over HTTP: "
+                                     "POST /predict {\"text\": ...} or {\"texts\": [...]}, GET /health, GET /info.")
+    parser.add_argument("model_dir", help="a run directory written by `nertune train`")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-batch", type=int, default=32, help="most texts in one request (else 413)")
+    parser.add_argument("--max-chars", type=int, default=10000, help="longest text in characters (else 413)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    args = parser.parse_args(argv)
+    try:
+        from .serve import run_server
+    except ModuleNotFoundError as e:  # fastapi and uvicorn are the optional `serve` extra
+        if e.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
+            raise
+        raise ValueError(f"nertune serve needs {e.name}: pip install 'nertune[serve]'") from None
+
+    run_server(args.model_dir, host=args.host, port=args.port, max_batch=args.max_batch, max_chars=args.max_chars,
+               batch_size=args.batch_size, device=args.device, precision=args.precision)
+    return 0
+
+
+COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,439 @@
+"""Using a trained model: split raw text into words, predict one tag per word, build entities, predict files.
+
+The prediction path is the evaluation path: `align.encode_examples` (windows for long inputs, no word
+lost), one label per word read at the word's FIRST sub-token (as in training), `merge_window_predictions`,
+`schemes.repair_tags`, then `schemes.tags_to_spans`. Entities match `transformers.pipeline(
+"token-classification", aggregation_strategy="first")` on the same words (tests/test_inference.py).
+
+- `split_words(text)`: words with character offsets;
+- `NerPredictor`: a loaded model; `predict_words` (tags and scores), `predict_tokens`, `predict_texts`;
+- `run_prediction(model_dir, input, output, ...)`: `nertune predict` on a text, JSONL or CoNLL file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import regex
+import torch
+
+from .align import encode_examples, merge_window_predictions
+from .config import Recipe, RecipeError, load_recipe
+from .data import DOCSTART, DataError, _split_columns
+from .modeling import cpu_supports_bf16, load_tokenizer, resolve_precision, trained_labels
+from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
+
+logger = logging.getLogger(__name__)
+
+# --------------------------------------------------------------------------------------------
+# Words with character offsets
+
+# Tried in order at each position. `regex` (a transformers dependency) rather than `re`: its \w also
+# matches combining marks (Devanagari vowel signs, decomposed accents) and \X keeps an emoji sequence
+# (ZWJ family, skin tone, flag) together.
+_WORD = regex.compile(
+    r"""
+      (?:https?://|www\.)\S+?(?=[.,;:!?)\]}'"’”…]*(?:\s|$))  # a URL, without the punctuation that ends the sentence
+    | \w+(?:[.+-]\w+)*@\w+(?:[.-]\w+)*\.\w+                  # an e-mail address
+    | [@\#]\w+                                               # a Twitter @mention or #hashtag, as in WNUT
+    | ['’][sS](?!\w)                                         # the clitic 's on its own, as CoNLL/WNUT write it
+    | \w+(?:(?:[-.\u00ad\u200c\u200d]|(?<=\d),(?=\d)|['’](?![sS](?!\w)))\w+)*  # a word: e-mail, U.S, 1,000, don't
+    | (\p{P})\1+                                             # a run of one punctuation mark: ..., !!!, --
+    | (?=[^\w\s\p{Cf}])\X                                    # any other visible symbol, one grapheme each
+    """,
+    regex.VERBOSE,
+)
+
+
+def split_words(text: str) -> list[tuple[str, int, int]]:
+    """Split text into `(word, start, end)` with `text[start:end] == word`.
+
+    Whitespace (tabs, newlines, Unicode spaces) and invisible format characters such as a zero-width
+    space separate words and belong to none (a soft hyphen, ZWJ or ZWNJ inside a word stays in it);
+    every other character is in exactly one word.
+    Punctuation is split from words, except inside URLs, e-mail addresses, @mentions, #hashtags and
+    words such as `e-mail`, `U.S`, `1,000`, `don't`; a trailing `'s` is a word of its own and a run of
+    one punctuation mark (`...`, `!!!`) is one word.
+    A run of CJK characters is one word (the tokenizer splits it; its first sub-token is read).
+    """
+    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
+
+
+# --------------------------------------------------------------------------------------------
+# The predictor
+
+
+def _scheme_from_labels(labels: Sequence[str]) -> str:
+    return "BIOES" if any(parse_tag(label)[0] in ("E", "S") for label in labels) else "IOB2"
+
+
+def _read_recipe(model_dir: Path, labels: Sequence[str]) -> tuple[int, int, str]:
+    """(max_length, window_overlap, scheme) from the run's `config.yaml`, else defaults and the labels."""
+    recipe_file = model_dir / "config.yaml"
+    from_labels = _scheme_from_labels(labels)
+    if not recipe_file.is_file():
+        defaults = Recipe()
+        return defaults.max_length, defaults.window_overlap, from_labels
+    try:
+        recipe = load_recipe(recipe_file)
+    except RecipeError as e:
+        # A recipe from another nertune version must not make its model unusable; windows only need sizes.
+        logger.warning("%s; using default max_length/window_overlap and the scheme of the labels", e)
+        defaults = Recipe()
+        return defaults.max_length, defaults.window_overlap, from_labels
+    scheme = normalize_scheme(recipe.data.train_scheme)
+    if scheme != from_labels:
+        logger.warning("%s says train_scheme=%s but the labels look %s; reading tags as %s",
+                       recipe_file, scheme, from_labels, scheme)
+    return recipe.max_length, recipe.window_overlap, scheme
+
+
+def _inference_precision(precision: str, device: torch.device) -> str:
+    if device.type == "cpu":
+        if precision == "fp16":
+            raise ValueError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        if precision == "auto":  # resolve_precision would look at the GPU even when asked for the CPU
+            return "bf16" if cpu_supports_bf16() else "fp32"
+    return resolve_precision(precision)
+
+
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NerPredictor:
+    """A token-classification model ready to tag words and texts.
+
+    Calls are serialized by a lock (neither the model nor a fast tokenizer is safe to share between
+    threads), so one predictor can serve a threaded web server.
+    """
+
+    def __init__(self, model, tokenizer, *, scheme: str = "IOB2", max_length: int = 128,
+                 window_overlap: int = 32, batch_size: int = 32, name: str = "model") -> None:
+        labels = trained_labels(model.config)
+        if labels is None:
+            raise ValueError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.scheme = normalize_scheme(scheme)
+        self.max_length = max_length
+        self.window_overlap = window_overlap
+        self.batch_size = batch_size
+        self.name = name
+        self.device = next(model.parameters()).device
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
+                        precision: str = "auto") -> NerPredictor:
+        """Load a model directory written by `nertune train` (or any HF token-classification checkpoint).
+
+        `max_length`, `window_overlap` and the tag scheme come from the run's `config.yaml` when there is
+        one; otherwise 128/32 and BIOES if the labels have E-/S- prefixes, else IOB2.
+        `precision="auto"` uses bf16 only where the hardware runs it natively (else fp16 on older GPUs,
+        fp32 on CPUs).
+        """
+        from transformers import AutoConfig, AutoModelForTokenClassification
+
+        path = Path(model_dir).expanduser()
+        if not path.is_dir():
+            raise FileNotFoundError(f"model directory not found: {model_dir}")
+        if not (path / "config.json").is_file():
+            if (path / "adapter_config.json").is_file():
+                raise ValueError(f"{model_dir} holds a LoRA adapter: LoRA adapter dirs are not supported yet "
+                                 "by predict: merge first")
+            raise FileNotFoundError(f"{model_dir} has no config.json: not a trained model directory")
+        labels = trained_labels(AutoConfig.from_pretrained(path))
+        if labels is None:  # checked before loading, which would warn about a fresh, random head
+            raise ValueError(f"{model_dir}: config.json has no NER labels (id2label); is it a fine-tuned model?")
+        max_length, window_overlap, scheme = _read_recipe(path, labels)
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        dtype = _DTYPES[_inference_precision(precision, device)]
+        tokenizer = load_tokenizer(str(path))
+        model = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype).to(device)
+        return cls(model, tokenizer, scheme=scheme, max_length=max_length, window_overlap=window_overlap,
+                   batch_size=batch_size, name=path.name)
+
+    # -- words -> tags
+
+    def predict_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+        """One `(tag, score)` per word of every sentence.
+
+        The tag is read at the word's first sub-token and the sequence repaired to be valid in the
+        scheme (an I-X after O becomes B-X: the spans stay the same). The score is the model's
+        probability of that label; repair only changes a prefix, never the entity type.
+        """
+        sentences = [list(words) for words in sentences]
+        if not sentences:
+            return []
+        with self._lock:
+            features = encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap)
+            row_predictions = self._predict_rows(features)
+        words = merge_window_predictions(features["word_index"], features["example_index"],
+                                         features["word_start"], features["word_end"], row_predictions,
+                                         [len(s) for s in sentences])
+        results = []
+        for predicted in words:
+            tags = repair_tags([self.labels[label_id] for label_id, _ in predicted], self.scheme)
+            results.append([(tag, score) for tag, (_, score) in zip(tags, predicted)])
+        return results
+
+    @torch.inference_mode()
+    def _predict_rows(self, features: dict[str, list]) -> list[list[tuple[int, float]]]:
+        """`(label id, probability)` at every sub-token of every window."""
+        rows = features["input_ids"]
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
+        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+        predictions: list = [None] * len(rows)
+        # Windows sorted by length and batched: a batch pads only to its own longest window.
+        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+        for first in range(0, len(order), self.batch_size):
+            batch_rows = order[first:first + self.batch_size]
+            width = len(rows[batch_rows[-1]])
+            batch = {}
+            for key in keys:
+                # Right padding, as in training: positions keep their index, the mask hides the pad.
+                padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
+                batch[key] = torch.tensor(padded, dtype=torch.long, device=self.device)
+            logits = self.model(**batch).logits.float()
+            probabilities, label_ids = logits.softmax(dim=-1).max(dim=-1)
+            for r, ids, probs in zip(batch_rows, label_ids.tolist(), probabilities.tolist()):
+                predictions[r] = list(zip(ids[:len(rows[r])], probs[:len(rows[r])]))
+        return predictions
+
+    # -- entities
+
+    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+        """Entities of pre-split sentences: `{"entities", "words", "tags"}` per sentence.
+
+        An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are WORD indices
+        (end exclusive), `text` its words joined by spaces and `score` the mean of its words' scores.
+        """
+        results = []
+        for words, tagged in zip(sentences, self.predict_words(sentences)):
+            entities = [{"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score}
+                        for type_, i, j, score in self._spans(tagged)]
+            results.append({"entities": entities, "words": list(words), "tags": [tag for tag, _ in tagged]})
+        return results
+
+    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+        """Entities of raw texts: `{"entities", "words", "tags"}` per text (words from `split_words`).
+
+        An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are CHARACTER
+        offsets (`text[start:end]` is the entity) and `score` the mean of its words' scores.
+        """
+        split = [split_words(text) for text in texts]
+        results = []
+        for text, words, tagged in zip(texts, split, self.predict_words([[w for w, _, _ in s] for s in split])):
+            entities = []
+            for type_, i, j, score in self._spans(tagged):
+                start, end = words[i][1], words[j - 1][2]
+                entities.append({"type": type_, "text": text[start:end], "start": start, "end": end, "score": score})
+            results.append({"entities": entities, "words": [w for w, _, _ in words], "tags": [t for t, _ in tagged]})
+        return results
+
+    def _spans(self, tagged: Sequence[tuple[str, float]]) -> list[tuple[str, int, int, float]]:
+        """(type, first word, end word, mean word score) of every entity."""
+        spans = tags_to_spans([tag for tag, _ in tagged], self.scheme)
+        return [(type_, i, j, sum(score for _, score in tagged[i:j]) / (j - i)) for type_, i, j in spans]
+
+
+# --------------------------------------------------------------------------------------------
+# Predicting files (`nertune predict`)
+
+INPUT_FORMATS = ("text", "jsonl", "conll")
+OUTPUT_FORMATS = ("jsonl", "conll")
+_CONLL_SUFFIXES = (".conll", ".tsv", ".bio", ".iob", ".iob2", ".bioes")
+
+
+@dataclass
+class _Record:
+    """One unit of input: a text or pre-split tokens, with what writing the output needs."""
+
+    text: str | None = None
+    tokens: list[str] | None = None
+    id: Any = None
+    has_id: bool = False
+    line: int = 0  # 1-based line of the record (CoNLL: of its first token)
+    token_lines: list[int] | None = None  # CoNLL: index in the file's lines of each token
+
+
+def _input_format(path: Path, given: str | None) -> str:
+    if given:
+        return given
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    return "conll" if suffix in _CONLL_SUFFIXES else "text"
+
+
+def _output_format(path: Path, given: str | None, input_format: str) -> str:
+    if given:
+        return given
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json"):
+        return "jsonl"
+    if suffix in _CONLL_SUFFIXES or (suffix == ".txt" and input_format == "conll"):
+        return "conll"
+    raise ValueError(f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
+                     "or --output-format jsonl|conll")
+
+
+def _read_lines(path: Path) -> list[str]:
+    # utf-8-sig drops a BOM; iterating a text file splits on newlines only (not on \f or \u2028 inside a text).
+    with open(path, encoding="utf-8-sig") as f:
+        return [line.rstrip("\r\n") for line in f]
+
+
+def read_text_records(path: Path) -> list[_Record]:
+    """One document per line; a blank line is an empty document (it keeps its position)."""
+    return [_Record(text=line, line=i) for i, line in enumerate(_read_lines(path), start=1)]
+
+
+def read_jsonl_records(path: Path) -> list[_Record]:
+    """`{"text": "..."}` or `{"tokens": [...]}` per line, optionally with an `id`; blank lines are skipped."""
+    records = []
+    for i, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataError(f"not valid JSON ({e.msg} at column {e.colno}): {line[:80]!r}", path, i) from None
+        if not isinstance(value, dict):
+            raise DataError(f'expected an object {{"text": ...}} or {{"tokens": [...]}}, got {line[:80]!r}', path, i)
+        if ("text" in value) == ("tokens" in value):
+            raise DataError(f"a record needs exactly one of 'text' or 'tokens', it has keys {sorted(value)}", path, i)
+        record = _Record(id=value.get("id"), has_id="id" in value, line=i)
+        if "text" in value:
+            if not isinstance(value["text"], str):
+                raise DataError(f"'text' must be a string, got {value['text']!r:.80}", path, i)
+            record.text = value["text"]
+        else:
+            tokens = value["tokens"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", path, i)
+            record.tokens = tokens
+        records.append(record)
+    return records
+
+
+def read_conll_records(path: Path, lines: list[str]) -> list[_Record]:
+    """Sentences of a CoNLL file, labelled or not: the token is the first column, blank lines separate."""
+    records: list[_Record] = []
+    current: _Record | None = None
+    for index, line in enumerate(lines):
+        stripped = line.rstrip(" \t")
+        fields = _split_columns(stripped, None) if stripped.strip() else []
+        if not fields or fields[0] == DOCSTART:
+            current = None
+            continue
+        if not fields[0]:
+            raise DataError(f"empty token in the first column: {line!r}", path, index + 1)
+        if current is None:
+            current = _Record(tokens=[], token_lines=[], line=index + 1)
+            records.append(current)
+        current.tokens.append(fields[0])
+        current.token_lines.append(index)
+    return records
+
+
+def _result_record(record: _Record, result: dict[str, Any], input_format: str) -> dict[str, Any]:
+    out: dict[str, Any] = {"id": record.id} if record.has_id else {}
+    if input_format == "conll":
+        out["line"] = record.line
+    out.update(result)
+    return out
+
+
+def _write_conll(path: Path, records: list[_Record], results: list[dict], lines: list[str] | None) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        if lines is not None:
+            # CoNLL input: every line as it was, the predicted tag appended as a new last column.
+            tags = {}
+            for record, result in zip(records, results):
+                tags.update(zip(record.token_lines, result["tags"]))
+            for index, line in enumerate(lines):
+                line = line.rstrip(" \t")
+                if not line:
+                    f.write("\n")
+                    continue
+                delimiter = "\t" if "\t" in line else " "
+                tag = tags.get(index, "O")  # -DOCSTART- lines get O, like their other columns
+                f.write(f"{line}{delimiter}{tag}\n")
+            return
+        for result in results:
+            if not result["words"]:
+                continue  # an empty text has no line to write; JSONL output keeps its position
+            f.writelines(f"{word}\t{tag}\n" for word, tag in zip(result["words"], result["tags"]))
+            f.write("\n")
+
+
+def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
+                   input_format: str | None = None, output_format: str | None = None, batch_size: int = 32,
+                   device: str | None = None, precision: str = "auto") -> int:
+    """Predict every record of a text, JSONL or CoNLL file and write JSONL or CoNLL; returns the count.
+
+    Formats default from the file names (input: .jsonl/.json, .conll/.tsv/.bio..., else text; output:
+    .jsonl/.json, .conll/.tsv/.bio..., or .txt for CoNLL input). JSONL output has one line per input
+    record, in order, with its `id` when the input has one.
+    """
+    from tqdm.auto import tqdm
+
+    input_path, output_path = Path(input_path), Path(output_path)
+    if not input_path.is_file():
+        raise FileNotFoundError(f"input file not found: {input_path}")
+    if output_path.resolve() == input_path.resolve():
+        raise ValueError(f"--output {output_path} would overwrite the input")
+    input_format = _input_format(input_path, input_format)
+    output_format = _output_format(output_path, output_format, input_format)
+    if input_format not in INPUT_FORMATS or output_format not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
+                         f"output {output_format!r} (one of {OUTPUT_FORMATS})")
+    # Read and check the whole input before loading the model: a bad line fails in a second.
+    conll_lines = _read_lines(input_path) if input_format == "conll" else None
+    if input_format == "text":
+        records = read_text_records(input_path)
+    elif input_format == "jsonl":
+        records = read_jsonl_records(input_path)
+    else:
+        records = read_conll_records(input_path, conll_lines)
+
+    predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
+    results: list[dict] = []
+    chunk = max(1, batch_size) * 16  # bounds memory on huge files while keeping batches full
+    with tqdm(total=len(records), unit="record", desc="predict", disable=len(records) <= chunk) as progress:
+        for first in range(0, len(records), chunk):
+            results.extend(_predict_records(predictor, records[first:first + chunk]))
+            progress.update(min(chunk, len(records) - first))
+
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    if output_format == "conll":
+        _write_conll(output_path, records, results, conll_lines)
+    else:
+        with open(output_path, "w", encoding="utf-8") as f:
+            for record, result in zip(records, results):
+                f.write(json.dumps(_result_record(record, result, input_format), ensure_ascii=False) + "\n")
+    logger.info("predicted %d records of %s -> %s (%s)", len(records), input_path, output_path, output_format)
+    return len(records)
+
+
+def _predict_records(predictor: NerPredictor, records: Iterable[_Record]) -> list[dict[str, Any]]:
+    """Texts and token lists of one chunk, each kind in one call, back in input order."""
+    records = list(records)
+    results: list = [None] * len(records)
+    texts = [i for i, r in enumerate(records) if r.tokens is None]
+    tokens = [i for i, r in enumerate(records) if r.tokens is not None]
+    for i, result in zip(texts, predictor.predict_texts([records[i].text for i in texts])):
+        results[i] = result
+    for i, result in zip(tokens, predictor.predict_tokens([records[i].tokens for i in tokens])):
+        results[i] = result
+    return results

@@ -1,0 +1,312 @@
+"""Inference: the word splitter, NerPredictor (agreement with transformers' pipeline), `nertune predict`."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from nertune.cli import main
+from nertune.inference import NerPredictor, split_words
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models on a shared 2-core machine: a second thread only spins waiting for the first.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def random_head_model(directory, tiny_model_dir, labels, seed=0):
+    """The tiny encoder with a random classifier head, scaled up so its argmax varies from word to word."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
+    torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def random_model_dir(tmp_path_factory, tiny_model_dir):
+    return random_head_model(tmp_path_factory.mktemp("random-head"), tiny_model_dir, LABELS)
+
+
+@pytest.fixture(scope="module")
+def predictor(trained_model_dir):
+    return NerPredictor.from_pretrained(trained_model_dir)
+
+
+# --------------------------------------------------------------------------------------------
+# split_words
+
+
+@pytest.mark.parametrize("text, words", [
+    ("Hello, world!", ["Hello", ",", "world", "!"]),
+    ("@paulwalk loves #NYC: see http://t.co/abc.", ["@paulwalk", "loves", "#NYC", ":", "see", "http://t.co/abc", "."]),
+    ("(www.example.org/a?b=1)", ["(", "www.example.org/a?b=1", ")"]),
+    ("Paul's car isn't U.S. e-mail 1,000.50", ["Paul", "'s", "car", "isn't", "U.S", ".", "e-mail", "1,000.50"]),
+    ("mail john.doe+x@mail.co.uk. wait...a@b.org", ["mail", "john.doe+x@mail.co.uk", ".", "wait", "...", "a@b.org"]),
+    ("Zürich naïve हिन्दी Cafe\u0301 Wiki\u00adpedia", ["Zürich", "naïve", "हिन्दी", "Cafe\u0301", "Wiki\u00adpedia"]),
+    ("I ❤️ 👨\u200d👩\u200d👧 🇫🇷! 👍🏽", ["I", "❤️", "👨\u200d👩\u200d👧", "🇫🇷", "!", "👍🏽"]),
+    ("wait... what?!!", ["wait", "...", "what", "?", "!!"]),
+    ("a\tb\nc  d\u200be\u00a0f\r\n", ["a", "b", "c", "d", "e", "f"]),
+    ("", []),
+    (" \t\n", []),
+])
+def test_split_words(text, words):
+    split = split_words(text)
+    assert [w for w, _, _ in split] == words
+    assert all(text[start:end] == w for w, start, end in split)
+
+
+def test_split_words_is_reversible_on_random_text():
+    alphabet = list("abcXYZ019 ,.'’-@#:/\t\n") + ["é", "e\u0301", "ß", "中", "😀", "\u200b", "\u00a0", "\u200d", "🏽", "\u0000"]
+    rng = random.Random(0)
+    for _ in range(300):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randrange(40)))
+        split = split_words(text)
+        covered = set()
+        previous_end = 0
+        for word, start, end in split:
+            assert text[start:end] == word and word and start >= previous_end
+            covered.update(range(start, end))
+            previous_end = end
+        # Only separators are left out: whitespace and invisible format characters.
+        left_out = "".join(c for i, c in enumerate(text) if i not in covered)
+        assert all(c.isspace() or c in "\u200b\u200d" for c in left_out), (text, left_out)
+
+
+# --------------------------------------------------------------------------------------------
+# NerPredictor
+
+
+def test_predict_texts_finds_entities_with_offsets(predictor):
+    text = "John lives in Paris.  Mary works at NASA in Rome today."
+    (result,) = predictor.predict_texts([text])
+    found = [(e["type"], e["text"]) for e in result["entities"]]
+    assert found == [("PER", "John"), ("LOC", "Paris"), ("PER", "Mary"), ("ORG", "NASA"), ("LOC", "Rome")]
+    for entity in result["entities"]:
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+        assert 0.0 < entity["score"] <= 1.0
+    assert result["words"] == [w for w, _, _ in split_words(text)]
+    assert len(result["tags"]) == len(result["words"])
+    assert predictor.max_length == 32 and predictor.window_overlap == 8 and predictor.scheme == "IOB2"  # config.yaml
+
+
+def test_multi_word_entity_score_is_the_mean_of_its_words(predictor):
+    (result,) = predictor.predict_texts(["alice bob visited the oslo ."])
+    (tagged,) = predictor.predict_words([result["words"]])
+    person = result["entities"][0]
+    assert (person["type"], person["text"]) == ("PER", "alice bob")
+    assert person["score"] == pytest.approx((tagged[0][1] + tagged[1][1]) / 2)
+
+
+def test_empty_texts_keep_their_position(predictor):
+    results = predictor.predict_texts(["", "john lives in paris .", " \t\n"])
+    assert results[0] == {"entities": [], "words": [], "tags": []} == results[2]
+    assert [e["type"] for e in results[1]["entities"]] == ["PER", "LOC"]
+    assert predictor.predict_texts([]) == [] and predictor.predict_words([[]]) == [[]]
+
+
+def test_batching_and_padding_do_not_change_predictions(predictor):
+    texts = ["john lives in paris .", "mary works at google in berlin today .", "carol dave visited the rome .", "x"]
+    together = predictor.predict_texts(texts)
+    alone = [predictor.predict_texts([t])[0] for t in texts]
+    for a, b in zip(together, alone):
+        assert a["tags"] == b["tags"]
+        assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-5)
+
+
+def test_long_text_is_windowed_and_every_word_tagged(predictor):
+    from nertune.align import encode_examples
+
+    sentence = "john lives in paris . mary works at nasa in rome today ."
+    text = " ".join([sentence] * 12)
+    words = [w for w, _, _ in split_words(text)]
+    assert len(encode_examples([words], predictor.tokenizer, predictor.max_length, predictor.window_overlap)["input_ids"]) > 5
+    (result,) = predictor.predict_texts([text])
+    assert result["words"] == words and len(result["tags"]) == len(words)
+    expected = {"john": "PER", "mary": "PER", "paris": "LOC", "rome": "LOC", "nasa": "ORG"}
+    types = [tag.partition("-")[2] or "O" for tag in result["tags"]]
+    right = sum(types[i] == expected.get(w, "O") for i, w in enumerate(words))
+    # Windows cut sentences in the middle, which this tiny model never saw: most, not all, words are right.
+    assert right / len(words) > 0.9
+
+
+def test_any_text_gets_one_tag_per_word(predictor):
+    alphabet = list("john paris. \t\n@#'") + ["é", "中", "😀", "👨\u200d👩", "\u200b", "\u0000", "\ufffd", "x" * 300]
+    rng = random.Random(1)
+    texts = ["".join(rng.choice(alphabet) for _ in range(rng.randrange(60))) for _ in range(40)]
+    for text, result in zip(texts, predictor.predict_texts(texts)):
+        assert result["words"] == [w for w, _, _ in split_words(text)] and len(result["tags"]) == len(result["words"])
+        assert all(text[e["start"]:e["end"]] == e["text"] for e in result["entities"])
+
+
+def test_words_that_tokenize_to_nothing_still_get_a_tag(predictor):
+    tagged = predictor.predict_words([["john", "\u200b", "lives", "in", "paris"], []])
+    assert [len(t) for t in tagged] == [5, 0]
+    assert tagged[0][0][0] == "B-PER" and tagged[0][4][0] == "B-LOC"
+
+
+def test_agrees_with_transformers_pipeline(random_model_dir, trained_model_dir, tiny_model_dir):
+    """Same entities (type, start, end) and scores as `pipeline(aggregation_strategy="first")`.
+
+    The texts are single-space separated words without punctuation, so both splitters see the same
+    words; they include words of several sub-tokens (parisian) and unknown words ([UNK]). The pipeline
+    groups an I-X after O (or after another type) as a new entity, as `tags_to_spans` reads it, so
+    even the random head's invalid sequences agree; only IOB2 models compare (the pipeline does not
+    know E-/S- prefixes).
+    """
+    from transformers import pipeline
+
+    rng = random.Random(0)
+    vocab = ("john mary Alice paris London berlin google nasa lives in works at the a and parisian "
+             "londoners visited xyzzy Quux rome").split()
+    texts = [" ".join(rng.choice(vocab) for _ in range(rng.randint(1, 12))) for _ in range(60)]
+    for model_dir in (random_model_dir, trained_model_dir):
+        ours = NerPredictor.from_pretrained(model_dir, precision="fp32").predict_texts(texts)
+        reference = pipeline("token-classification", model=str(model_dir), aggregation_strategy="first", device=-1)
+        theirs = reference(texts)
+        for text, a, b in zip(texts, ours, theirs):
+            assert [(e["type"], e["start"], e["end"]) for e in a["entities"]] == \
+                [(e["entity_group"], e["start"], e["end"]) for e in b], text
+            assert [e["score"] for e in a["entities"]] == pytest.approx([float(e["score"]) for e in b], abs=1e-5)
+    # The random head does produce the corner case: a word's first sub-token tagged I-X after O.
+    raw = pipeline("token-classification", model=str(random_model_dir), device=-1)(texts)
+    first_subtokens = [[e["entity"] for e in row if not e["word"].startswith("##")] for row in raw]
+    assert any(tag.startswith("I-") and (i == 0 or row[i - 1] == "O")
+               for row in first_subtokens for i, tag in enumerate(row))
+
+
+def test_from_pretrained_errors(tmp_path, tiny_model_dir, random_model_dir):
+    with pytest.raises(FileNotFoundError, match="not found"):
+        NerPredictor.from_pretrained(tmp_path / "missing")
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="LoRA adapter dirs are not supported yet by predict: merge first"):
+        NerPredictor.from_pretrained(adapter)
+    with pytest.raises(ValueError, match="no NER labels"):
+        NerPredictor.from_pretrained(tiny_model_dir)  # a plain encoder
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        NerPredictor.from_pretrained(random_model_dir, device="cpu", precision="fp16")
+
+
+def test_scheme_from_labels_without_recipe(tmp_path, tiny_model_dir, random_model_dir):
+    bioes = ["O", "B-PER", "I-PER", "E-PER", "S-PER"]
+    predictor = NerPredictor.from_pretrained(random_head_model(tmp_path, tiny_model_dir, bioes))
+    assert predictor.scheme == "BIOES" and predictor.max_length == 128 and predictor.window_overlap == 32
+    results = predictor.predict_words([["john", "mary", "visited", "paris"]])
+    from nertune.schemes import is_valid_sequence
+
+    assert is_valid_sequence([tag for tag, _ in results[0]], "BIOES")
+    assert NerPredictor.from_pretrained(random_model_dir).scheme == "IOB2"
+
+
+# --------------------------------------------------------------------------------------------
+# nertune predict
+
+
+def run_cli(capsys, *argv):
+    code = main(["predict", *map(str, argv)])
+    return code, capsys.readouterr()
+
+
+def read_jsonl(path):
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def test_predict_text_file_to_jsonl(tmp_path, trained_model_dir, capsys):
+    source = tmp_path / "docs.txt"
+    source.write_text("John lives in Paris.\n\n  \nMary works at NASA in Rome today.", encoding="utf-8")
+    code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.jsonl")
+    assert code == 0
+    results = read_jsonl(tmp_path / "out.jsonl")
+    assert len(results) == 4 and results[1]["entities"] == [] == results[2]["entities"]
+    assert [e["text"] for e in results[0]["entities"]] == ["John", "Paris"]
+    assert [e["text"] for e in results[3]["entities"]] == ["Mary", "NASA", "Rome"]
+
+
+def test_predict_jsonl_keeps_ids_and_accepts_tokens(tmp_path, trained_model_dir, capsys):
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "a", "text": "john lives in paris ."}\n\n{"tokens": ["mary", "works", "at", "nasa"]}\n',
+                      encoding="utf-8")
+    code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.json",
+                      "--batch-size", "1")
+    assert code == 0
+    first, second = read_jsonl(tmp_path / "out.json")
+    assert first["id"] == "a" and "id" not in second
+    assert second["words"] == ["mary", "works", "at", "nasa"]
+    # Token input: start/end are word indices.
+    assert [(e["type"], e["start"], e["end"], e["text"]) for e in second["entities"]] == \
+        [("PER", 0, 1, "mary"), ("ORG", 3, 4, "nasa")]
+
+
+@pytest.mark.parametrize("line, message", [
+    ("{not json", "not valid JSON"),
+    ('["a list"]', "expected an object"),
+    ('{"id": 1}', "exactly one of 'text' or 'tokens'"),
+    ('{"text": "a", "tokens": ["a"]}', "exactly one of 'text' or 'tokens'"),
+    ('{"text": 3}', "'text' must be a string"),
+    ('{"tokens": "john"}', "'tokens' must be a list of strings"),
+])
+def test_predict_bad_jsonl_line_names_file_and_line(tmp_path, trained_model_dir, capsys, line, message):
+    source = tmp_path / "bad.jsonl"
+    source.write_text('{"text": "fine"}\n' + line + "\n", encoding="utf-8")
+    code, captured = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.jsonl")
+    assert code == 2
+    assert f"{source}:2:" in captured.err and message in captured.err
+    assert not (tmp_path / "out.jsonl").exists()
+
+
+def test_predict_conll_appends_a_column(tmp_path, trained_model_dir, capsys):
+    labelled = tmp_path / "gold.conll"
+    labelled.write_text("-DOCSTART-\tO\n\njohn\tB-PER\nlives\tO\nin\tO\nparis\tB-LOC\n\nmary\tB-PER\n", encoding="utf-8")
+    code, _ = run_cli(capsys, trained_model_dir, "--input", labelled, "--output", tmp_path / "pred.conll")
+    assert code == 0
+    assert (tmp_path / "pred.conll").read_text(encoding="utf-8").splitlines() == [
+        "-DOCSTART-\tO\tO", "", "john\tB-PER\tB-PER", "lives\tO\tO", "in\tO\tO", "paris\tB-LOC\tB-LOC", "",
+        "mary\tB-PER\tB-PER"]
+
+    unlabelled = tmp_path / "words.conll"
+    unlabelled.write_text("john\nlives\nin\nparis\n\n\nmary\n", encoding="utf-8")
+    code, _ = run_cli(capsys, trained_model_dir, "--input", unlabelled, "--output", tmp_path / "pred.txt")
+    assert code == 0
+    assert (tmp_path / "pred.txt").read_text(encoding="utf-8").splitlines() == [
+        "john B-PER", "lives O", "in O", "paris B-LOC", "", "", "mary B-PER"]
+
+    code, _ = run_cli(capsys, trained_model_dir, "--input", unlabelled, "--output", tmp_path / "pred.jsonl")
+    assert code == 0
+    assert [(r["line"], r["tags"]) for r in read_jsonl(tmp_path / "pred.jsonl")] == \
+        [(1, ["B-PER", "O", "O", "B-LOC"]), (7, ["B-PER"])]
+
+
+def test_predict_text_to_conll_with_explicit_formats(tmp_path, trained_model_dir, capsys):
+    source = tmp_path / "docs.data"
+    source.write_text("John lives in Paris.\n", encoding="utf-8")
+    code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--format", "text", "--output",
+                      tmp_path / "out.data", "--output-format", "conll")
+    assert code == 0
+    assert (tmp_path / "out.data").read_text(encoding="utf-8") == "John\tB-PER\nlives\tO\nin\tO\nParis\tB-LOC\n.\tO\n\n"
+
+
+def test_predict_errors_are_one_line(tmp_path, trained_model_dir, capsys):
+    source = tmp_path / "docs.txt"
+    source.write_text("john\n", encoding="utf-8")
+    code, captured = run_cli(capsys, tmp_path / "no-model", "--input", source, "--output", tmp_path / "o.jsonl")
+    assert code == 2 and "model directory not found" in captured.err and "Traceback" not in captured.err
+    code, captured = run_cli(capsys, trained_model_dir, "--input", tmp_path / "none.txt", "--output", tmp_path / "o.jsonl")
+    assert code == 2 and "input file not found" in captured.err
+    code, captured = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "o.txt")
+    assert code == 2 and "--output-format" in captured.err
