@@ -111,7 +111,7 @@ class _TagChecker:
 # CoNLL
 
 
-def _split_columns(text: str, delimiter: str | None) -> list[str]:
+def split_columns(text: str, delimiter: str | None) -> list[str]:
     """Columns of one non-blank line: `delimiter` if given, else tabs if any, else whitespace runs."""
     if delimiter is not None:
         fields = text.split(delimiter)
@@ -178,7 +178,7 @@ def read_conll(
             if not text.strip(_ASCII_WS):
                 end_sentence()
                 continue
-            fields = _split_columns(text, delimiter)
+            fields = split_columns(text, delimiter)
             if fields[0] == DOCSTART:
                 end_sentence()
                 document_id = f"doc{n_documents}"

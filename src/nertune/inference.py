@@ -25,7 +25,7 @@ import torch
 
 from .align import encode_examples, merge_window_predictions
 from .config import Recipe, RecipeError, load_recipe
-from .data import DOCSTART, DataError, _split_columns
+from .data import DOCSTART, DataError, split_columns
 from .modeling import cpu_supports_bf16, load_tokenizer, resolve_precision, trained_labels
 from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
 
@@ -332,7 +332,7 @@ def read_conll_records(path: Path, lines: list[str]) -> list[_Record]:
     current: _Record | None = None
     for index, line in enumerate(lines):
         stripped = line.rstrip(" \t")
-        fields = _split_columns(stripped, None) if stripped.strip() else []
+        fields = split_columns(stripped, None) if stripped.strip() else []
         if not fields or fields[0] == DOCSTART:
             current = None
             continue
