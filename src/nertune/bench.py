@@ -1,0 +1,210 @@
+"""`make bench`: the project's training and inference paths against the plain recipes users copy.
+
+In one process and one run, on the same model, data, hyperparameters and seed:
+(a) training samples/s and tokens/s: `run_training` vs a plain `Trainer` as in transformers'
+    `run_ner.py` (truncation at max_length, first-sub-token labels, `DataCollatorForTokenClassification`,
+    fp32, random sampler);
+(b) inference sentences/s: `NerPredictor` vs `pipeline("token-classification", aggregation_strategy="first")`
+    at its best batch size, with a check that both find identical entities;
+(c) test entity F1 of both trained models, so speed is never bought with accuracy;
+(d) model FLOPs utilisation of the project's training against a matmul peak measured in this run.
+Both trainings skip evaluation and checkpoints, so the timings compare the same work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from .config import Recipe, load_recipe
+from .data import load_splits
+from .metrics import entity_metrics
+from .modeling import load_tokenizer, resolve_model_path, resolve_precision
+from .schemes import build_label_list, tags_to_spans
+
+logger = logging.getLogger(__name__)
+
+
+def measure_matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """Achieved FLOP/s of a square matmul: the denominator of MFU, measured on this machine now."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def train_baseline(recipe: Recipe, splits, labels: list[str], output_dir: Path) -> dict:
+    """The transformers-examples recipe, kept plain on purpose: this is what we are measured against."""
+    from datasets import Dataset
+    from transformers import (AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer,
+                              TrainingArguments, set_seed)
+
+    set_seed(recipe.seed)
+    model_path = resolve_model_path(recipe.model_name_or_path)
+    tokenizer = load_tokenizer(model_path)
+    label2id = {label: i for i, label in enumerate(labels)}
+
+    def tokenize_and_align(split):
+        enc = tokenizer(list(split["tokens"]), truncation=True, max_length=recipe.max_length, is_split_into_words=True)
+        all_labels = []
+        for i, tags in enumerate(split["ner_tags"]):
+            previous, row = None, []
+            for w in enc.word_ids(i):
+                row.append(-100 if w is None or w == previous else label2id[tags[w]])
+                previous = w
+            all_labels.append(row)
+        enc["labels"] = all_labels
+        return Dataset.from_dict(dict(enc))
+
+    train, test = tokenize_and_align(splits["train"]), tokenize_and_align(splits["test"])
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
+    args = TrainingArguments(
+        output_dir=str(output_dir), num_train_epochs=recipe.num_train_epochs, max_steps=recipe.max_steps,
+        learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay, warmup_steps=recipe.warmup_ratio,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        per_device_eval_batch_size=recipe.per_device_eval_batch_size, seed=recipe.seed,
+        eval_strategy="no", save_strategy="no", report_to="none", logging_steps=recipe.logging_steps,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                      data_collator=DataCollatorForTokenClassification(tokenizer))
+    result = trainer.train()
+    output = trainer.predict(test)
+    predicted = []
+    for i, tags in enumerate(splits["test"]["ner_tags"]):
+        ids = output.predictions[i].argmax(-1)
+        words = ["O"] * len(tags)  # words cut off by truncation stay O: run_ner.py never scores them
+        first_positions = [p for p, label in enumerate(output.label_ids[i]) if label != -100]
+        for word, position in enumerate(first_positions):  # the k-th labelled sub-token starts word k
+            words[word] = labels[int(ids[position])]
+        predicted.append(words)
+    scores = entity_metrics(splits["test"]["ner_tags"], predicted)
+    n_tokens = sum(len(ids) for ids in train["input_ids"])
+    runtime = result.metrics["train_runtime"]
+    return {"train_samples_per_second": result.metrics["train_samples_per_second"],
+            "train_tokens_per_second": n_tokens * recipe.num_train_epochs / runtime if recipe.max_steps < 0 else None,
+            "train_runtime_s": runtime, "test_f1": scores["f1"]}
+
+
+def train_project(recipe: Recipe) -> dict:
+    from .train import run_training
+
+    metrics = run_training(recipe)
+    return {"train_samples_per_second": metrics["train_samples_per_second"],
+            "train_runtime_s": metrics["train_runtime_s"], "test_f1": metrics["test_f1"]}
+
+
+def bench_inference(model_dir: str, sentences: list[list[str]], batch_sizes=(1, 8, 32)) -> dict:
+    """Sentences/s of the pipeline (best batch size) and of NerPredictor, and whether entities agree."""
+    from transformers import pipeline
+
+    from .inference import NerPredictor
+
+    texts = [" ".join(words) for words in sentences]
+    device = 0 if torch.cuda.is_available() else -1
+    ner = pipeline("token-classification", model=model_dir, aggregation_strategy="first", device=device)
+    best, pipeline_entities = 0.0, None
+    for batch_size in batch_sizes:
+        started = time.perf_counter()
+        outputs = ner(texts, batch_size=batch_size)
+        rate = len(texts) / (time.perf_counter() - started)
+        logger.info("pipeline batch_size=%d: %.1f sentences/s", batch_size, rate)
+        if rate > best:
+            best, pipeline_entities = rate, outputs
+    predictor = NerPredictor.from_pretrained(model_dir, batch_size=64)
+    predictor.predict_tokens(sentences[:8])  # warm-up, as the pipeline got its first batch-size run
+    started = time.perf_counter()
+    results = predictor.predict_tokens(sentences)
+    ours_rate = len(texts) / (time.perf_counter() - started)
+
+    def char_spans(words, spans):
+        offsets, position = [], 0
+        for w in words:
+            offsets.append((position, position + len(w)))
+            position += len(w) + 1
+        return {(t, offsets[i][0], offsets[j - 1][1]) for t, i, j in spans}
+
+    mismatches = 0
+    for words, result, theirs in zip(sentences, results, pipeline_entities):
+        ours = char_spans(words, tags_to_spans(result["tags"], predictor.scheme))
+        if ours != {(e["entity_group"], e["start"], e["end"]) for e in theirs}:
+            mismatches += 1
+    return {"pipeline_sentences_per_second": best, "project_sentences_per_second": ours_rate,
+            "entities_identical": mismatches == 0, "sentences_with_different_entities": mismatches}
+
+
+def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> dict:
+    recipe = load_recipe(recipe_path or "recipes/quickstart.yaml",
+                         ["output_dir=runs/bench", "eval_strategy=no", "save_strategy=no", "report_to=none",
+                          "load_best_model_at_end=false", *(overrides or [])])
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(recipe.precision)
+    peak_dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
+    peak = measure_matmul_peak(peak_dtype, device)
+
+    splits, _ = load_splits(recipe.data)
+    labels = build_label_list(splits["train"]["ner_tags"], recipe.data.train_scheme)
+    baseline = train_baseline(recipe, splits, labels, out / "baseline")
+    project = train_project(dataclasses.replace(recipe, output_dir=str(out / "project")))
+    inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]))
+
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out / "project")
+    # 6 FLOPs per parameter per token (forward + backward) over the encoder's dense layers.
+    dense_params = 12 * config.num_hidden_layers * config.hidden_size**2
+    n_tokens = sum(len(t) for t in load_tokenizer(str(out / "project"))(
+        list(splits["train"]["tokens"]), is_split_into_words=True)["input_ids"])
+    tokens_per_second = n_tokens * recipe.num_train_epochs / project["train_runtime_s"]
+    result = {
+        "device": str(device), "precision": precision, "recipe": recipe_path or "recipes/quickstart.yaml",
+        "train_samples_per_second_project": project["train_samples_per_second"],
+        "train_samples_per_second_baseline": baseline["train_samples_per_second"],
+        "train_tokens_per_second_project": tokens_per_second,
+        "train_tokens_per_second_baseline": baseline["train_tokens_per_second"],
+        "train_speedup": project["train_samples_per_second"] / baseline["train_samples_per_second"],
+        "inference_sentences_per_second_project": inference["project_sentences_per_second"],
+        "inference_sentences_per_second_pipeline": inference["pipeline_sentences_per_second"],
+        "inference_speedup": inference["project_sentences_per_second"] / inference["pipeline_sentences_per_second"],
+        "entities_identical": inference["entities_identical"],
+        "sentences_with_different_entities": inference["sentences_with_different_entities"],
+        "f1_project": project["test_f1"], "f1_baseline": baseline["test_f1"],
+        "matmul_peak_flops": peak,
+        "mfu": 6 * dense_params * tokens_per_second / peak,
+    }
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = markdown_table(result)
+    (out / "bench.md").write_text(table, encoding="utf-8")
+    print(table)
+    return result
+
+
+def markdown_table(r: dict) -> str:
+    return "\n".join([
+        f"| measure ({r['device']}, {r['precision']}) | project | baseline | ratio |",
+        "|---|---|---|---|",
+        f"| training samples/s | {r['train_samples_per_second_project']:.1f} | "
+        f"{r['train_samples_per_second_baseline']:.1f} | {r['train_speedup']:.2f}x |",
+        f"| inference sentences/s | {r['inference_sentences_per_second_project']:.1f} | "
+        f"{r['inference_sentences_per_second_pipeline']:.1f} (pipeline) | {r['inference_speedup']:.2f}x |",
+        f"| test entity F1 | {r['f1_project']:.4f} | {r['f1_baseline']:.4f} | "
+        f"{r['f1_project'] - r['f1_baseline']:+.4f} |",
+        f"| identical entities (project vs pipeline) | {r['entities_identical']} | | |",
+        f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
+        "",
+    ])
