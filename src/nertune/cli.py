@@ -86,7 +86,20 @@ def serve_main(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main}
+def bench_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nertune bench",
+                                     description="Project vs plain Trainer / pipeline(): speed, F1, MFU.")
+    parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (default recipes/quickstart.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, applied to both sides")
+    args = parser.parse_args(argv)
+    from .bench import run_bench
+
+    run_bench(args.recipe, args.overrides)
+    return 0
+
+
+COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main,
+            "bench": bench_main}
 
 
 def main(argv: list[str] | None = None) -> int:
