@@ -98,11 +98,25 @@ def bench_main(argv: list[str]) -> int:
     return 0
 
 
+def push_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nertune push", description="Push a finished run directory to the Hub.")
+    parser.add_argument("run_dir", help="a run directory written by `nertune train`")
+    parser.add_argument("--repo-id", required=True, help="owner/name on the Hugging Face Hub")
+    parser.add_argument("--private", action="store_true")
+    args = parser.parse_args(argv)
+    from .hub import push_run
+
+    print(push_run(args.run_dir, args.repo_id, private=args.private))
+    return 0
+
+
 COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main,
-            "bench": bench_main}
+            "bench": bench_main, "push": push_main}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .hub import HubError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         names = "|".join(COMMANDS)
@@ -111,7 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except (ValueError, FileNotFoundError) as e:  # bad input: one clear line, no traceback
+    except (ValueError, FileNotFoundError, HubError) as e:  # bad input: one clear line, no traceback
         logging.getLogger("nertune").error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 2
