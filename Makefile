@@ -4,12 +4,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 RECIPE ?= recipes/quickstart.yaml
 ARGS ?=
+# How scripts/train.py is started: empty = one python process; e.g. LAUNCHER="accelerate launch --multi_gpu
+# --num_processes 2" or LAUNCHER="torchrun --nproc_per_node 2" (the venv's accelerate/torchrun come first on PATH).
+LAUNCHER ?=
+# train-multi-gpu: one process per visible GPU; 2 CPU processes (gloo) on a machine without GPU.
+NUM_PROCESSES ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); if [ "$${n:-0}" -gt 0 ]; then echo $$n; else echo 2; fi)
+ACCELERATE_CONFIG ?= recipes/accelerate/multi-gpu.yaml
 # CPU wheel (installs from local disk on our machines). GPU users: make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train evaluate test clean
+.PHONY: setup train train-lora train-multi-gpu evaluate test clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,7 +29,15 @@ $(STAMP): pyproject.toml requirements.lock
 setup: $(STAMP)
 
 train: $(STAMP)
-	HF_HUB_DISABLE_TELEMETRY=1 $(PY) scripts/train.py $(RECIPE) $(ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" HF_HUB_DISABLE_TELEMETRY=1 $(or $(LAUNCHER),$(PY)) scripts/train.py $(RECIPE) $(ARGS)
+
+# LoRA (peft) on the quickstart model and data -> runs/quickstart-lora/ (adapter + merged/ model dir).
+train-lora: $(STAMP)
+	$(MAKE) train RECIPE=recipes/quickstart-lora.yaml
+
+# Data parallel over NUM_PROCESSES processes with the recipe's global batch; RECIPE/ARGS as for `make train`.
+train-multi-gpu: $(STAMP)
+	$(MAKE) train LAUNCHER="accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NUM_PROCESSES)"
 
 evaluate: $(STAMP)
 	$(PY) scripts/evaluate.py $(MODEL_DIR) $(ARGS)

@@ -48,10 +48,24 @@ class DataConfig:
 
 
 @dataclass
+class LoraSection:
+    """Low-rank adapters (peft) instead of full fine-tuning; the classifier head is always trained in full."""
+
+    enabled: bool = False
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.1
+    # None: the architecture's attention projections (BERT/RoBERTa: query, value; DeBERTa-v2/v3: query_proj, value_proj).
+    target_modules: list[str] | None = None
+    merge: bool = False  # also write `merged/`: base + adapter folded into a plain model dir that pipeline() loads
+
+
+@dataclass
 class Recipe:
     model_name_or_path: str = ""
     output_dir: str | None = None  # default: runs/<recipe file stem>
     data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSection = field(default_factory=LoraSection)
 
     # Tokenisation and alignment.
     max_length: int = 128  # sub-tokens per window, special tokens included
@@ -68,6 +82,10 @@ class Recipe:
     per_device_train_batch_size: int = 16
     per_device_eval_batch_size: int = 64
     gradient_accumulation_steps: int = 1
+    # Sentences (windows) per optimizer step over all processes. When set, gradient accumulation is derived
+    # from the world size and per_device_train_batch_size becomes the largest micro-batch a device takes,
+    # so a run gives the same result on 1, 2 or 8 GPUs.
+    global_batch_size: int | None = None
     max_grad_norm: float = 1.0
     seed: int = 42
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
@@ -237,7 +255,28 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             f"recipe key 'window_overlap' must be in [0, max_length/2), got {recipe.window_overlap} "
             f"with max_length={recipe.max_length}"
         )
+    _check_ranges(recipe)
     return recipe
+
+
+def _check_ranges(recipe: Recipe) -> None:
+    positive = {"per_device_train_batch_size": recipe.per_device_train_batch_size,
+                "per_device_eval_batch_size": recipe.per_device_eval_batch_size,
+                "gradient_accumulation_steps": recipe.gradient_accumulation_steps, "lora.r": recipe.lora.r}
+    if recipe.global_batch_size is not None:
+        positive["global_batch_size"] = recipe.global_batch_size
+    for key, value in positive.items():
+        if value < 1:
+            raise RecipeError(f"recipe key {key!r} must be at least 1, got {value}")
+    if recipe.global_batch_size is not None and recipe.gradient_accumulation_steps != 1:
+        raise RecipeError("recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
+                          "with global_batch_size, accumulation is derived from the number of processes")
+    if recipe.lora.alpha <= 0:
+        raise RecipeError(f"recipe key 'lora.alpha' must be positive, got {recipe.lora.alpha}")
+    if not 0 <= recipe.lora.dropout < 1:
+        raise RecipeError(f"recipe key 'lora.dropout' must be in [0, 1), got {recipe.lora.dropout}")
+    if recipe.lora.target_modules is not None and not recipe.lora.target_modules:
+        raise RecipeError("recipe key 'lora.target_modules' is an empty list; leave it unset for the default")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

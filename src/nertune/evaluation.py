@@ -10,7 +10,8 @@ import numpy as np
 import torch
 from transformers import Trainer
 
-from .align import merge_window_predictions
+from .align import IGNORE_INDEX, merge_window_predictions
+from .distributed import LengthGroupedEpochSampler
 from .metrics import entity_metrics, format_entity_report, token_report
 from .schemes import repair_tags
 
@@ -18,24 +19,77 @@ logger = logging.getLogger(__name__)
 
 
 class NerTrainer(Trainer):
-    """Trainer whose evaluation batches come in dataset order.
+    """Trainer whose results do not depend on the number of processes or on gradient accumulation.
 
-    transformers 5 length-groups (shuffles) evaluation batches too when
-    `train_sampling_strategy="group_by_length"`; our features are already sorted by length and every
-    row must map back to its sentence, so evaluation stays sequential.
+    - Evaluation batches come in dataset order: transformers 5 length-groups (shuffles) them too when
+      `train_sampling_strategy="group_by_length"`, but every row must map back to its sentence. With
+      several processes accelerate deals the sequential batches round-robin and `gather_for_metrics`
+      restores the order and drops the rows it repeated to even out the last batch.
+    - Training batches are length-grouped by the global batch with a seed-and-epoch order
+      (`LengthGroupedEpochSampler`), so every optimizer step sees the same sentences on 1 or N processes.
+    - The training loss is the token mean over the whole optimizer step (all micro-batches, all
+      processes). HF token-classification models take `num_items_in_batch` but ignore it and return
+      their batch mean, which the Trainer then multiplies by the world size and does not divide by the
+      accumulation steps: the logged loss and the gradients came out N times too large.
+    - The evaluation loss is the token mean over the whole split (see `compact_logits`).
     """
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        # (The Trainer has already dropped our `length` column here: it is not a model input.)
+        if self.args.train_sampling_strategy == "group_by_length" and "input_ids" in getattr(dataset, "column_names", ()):
+            global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return LengthGroupedEpochSampler(global_batch, [len(ids) for ids in dataset["input_ids"]], seed)
+        return super()._get_train_sampler(train_dataset)
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.world_size <= 1:
             return torch.utils.data.SequentialSampler(eval_dataset)
-        return None
+        return None  # accelerate shards a sequential loader itself
+
+    def evaluation_loop(self, *args, **kwargs):
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        token_loss = output.metrics.pop(f"{prefix}_token_loss", None)
+        if token_loss is not None:  # the exact split-wide token mean (compact_logits) replaces the batch means
+            output.metrics[f"{prefix}_loss"] = token_loss
+        return output
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        outputs = model(**inputs)
+        logits = outputs["logits"]
+        token_loss = torch.nn.functional.cross_entropy(
+            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device),
+            ignore_index=IGNORE_INDEX, reduction="sum",
+        )
+        if model.training and num_items_in_batch is not None:
+            # num_items_in_batch counts the labelled tokens of the optimizer step: on every process when
+            # average_tokens_across_devices, and DDP then averages the processes' gradients, hence the factor.
+            scale = self.accelerator.num_processes if self.args.average_tokens_across_devices else 1
+            loss = token_loss * scale / num_items_in_batch
+        else:  # evaluation (or no token count): the mean over this batch, as the model's own loss
+            loss = token_loss / labels.ne(IGNORE_INDEX).sum().clamp(min=1)
+        return (loss, outputs) if return_outputs else loss
 
 
-def argmax_logits(logits, labels):
-    """Keep only label ids during evaluation: full logits of a large split would not fit in memory."""
+def compact_logits(logits, labels):
+    """Keep label ids (and, given labels, each sub-token's loss) during evaluation: full logits of a large
+    split would not fit in memory.
+
+    The per-sub-token loss makes the evaluation loss the token mean over the whole split. Gathered row by
+    row, it stays exact on N processes, where the Trainer's per-batch means would also count the rows that
+    accelerate repeats to even out the last batch.
+    """
     if isinstance(logits, tuple):
         logits = logits[0]
-    return logits.argmax(dim=-1)
+    predictions = logits.argmax(dim=-1)
+    if labels is None:
+        return predictions
+    token_loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0),
+                                                   reduction="none")
+    return predictions, token_loss
 
 
 def word_predictions_from_rows(features, row_predictions, n_words: list[int]) -> list[list[int]]:
@@ -56,11 +110,13 @@ def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[in
     n_words = [len(t) for t in gold_tags]
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
-        predictions = eval_prediction.predictions
+        predictions, token_loss = eval_prediction.predictions  # from compact_logits
         word_ids = word_predictions_from_rows(features, predictions, n_words)
         scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
+        labelled = eval_prediction.label_ids != IGNORE_INDEX
         return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-                "macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"]}
+                "macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"],
+                "token_loss": float(token_loss[labelled].mean()) if labelled.any() else 0.0}
 
     return compute_metrics
 
@@ -74,6 +130,8 @@ def predict_split(trainer: Trainer, features, n_words: list[int], id2label: dict
     finally:
         trainer.compute_metrics = compute_metrics
     predictions = output.predictions
+    if isinstance(predictions, tuple):  # (label ids, sub-token losses) from compact_logits
+        predictions = predictions[0]
     if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, when no argmax preprocessing
         predictions = predictions.argmax(-1)
     word_ids = word_predictions_from_rows(features, predictions, n_words)
@@ -114,18 +172,18 @@ EVAL_KEYS = ("split", "name")  # evaluate-only keys; everything else is a recipe
 
 
 def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) -> dict:
-    """Score a trained model dir on any split/file; write `MODEL_DIR/eval/<name>/`.
+    """Score a trained model dir (full model or LoRA adapter) on any split/file; write `MODEL_DIR/eval/<name>/`.
 
     Settings come from the run's saved `config.yaml` (so by default the test split it held out),
     overridden by `key=value` pairs: any recipe key (`data.test_file=other.conll`, `strict_metrics=true`),
     plus `split=validation|test|train` and `name=<output folder>`.
     """
-    from transformers import AutoModelForTokenClassification, DataCollatorForTokenClassification, TrainingArguments
+    from transformers import DataCollatorForTokenClassification, TrainingArguments
 
     from .align import encode_split
     from .config import load_recipe
     from .data import DataError, load_split
-    from .modeling import load_tokenizer, resolve_model_path, trained_labels
+    from .modeling import load_for_inference, load_tokenizer, resolve_model_path, trained_labels
 
     model_dir = Path(resolve_model_path(str(model_dir)))
     extra = dict(item.split("=", 1) for item in overrides or [] if item.split("=", 1)[0] in EVAL_KEYS)
@@ -137,7 +195,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     dataset, source_scheme = load_split(recipe.data, split)
     scheme = recipe.data.train_scheme
 
-    model = AutoModelForTokenClassification.from_pretrained(model_dir)
+    model = load_for_inference(str(model_dir))  # a full model dir or a LoRA adapter dir
     labels = trained_labels(model.config)
     if labels is None:
         raise ValueError(f"{model_dir}: config.json has no label names (id2label); is this a fine-tuned model?")
@@ -157,7 +215,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
                                report_to="none", use_cpu=not torch.cuda.is_available()),
         data_collator=DataCollatorForTokenClassification(tokenizer),
         processing_class=tokenizer,
-        preprocess_logits_for_metrics=argmax_logits,
+        preprocess_logits_for_metrics=compact_logits,
     )
     predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
     scores = score_split(gold, predicted, scheme, recipe.strict_metrics)

@@ -31,7 +31,7 @@ def resolve_model_path(name_or_path: str, base_dir: str | Path = ".") -> str:
     if not local.is_absolute():
         local = Path(base_dir) / local
     if local.exists():
-        if not (local / "config.json").is_file():
+        if not (local / "config.json").is_file() and not is_adapter_dir(local):
             raise FileNotFoundError(f"model path {name_or_path!r} exists but has no config.json ({local})")
         return str(local)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep + os.sep in name_or_path:
@@ -39,8 +39,31 @@ def resolve_model_path(name_or_path: str, base_dir: str | Path = ".") -> str:
     return name_or_path  # a Hub id such as `bert-base-cased` or `org/model`
 
 
+def is_adapter_dir(path: str | Path) -> bool:
+    """A LoRA adapter directory (peft's `adapter_config.json`, no `config.json`) rather than a full model."""
+    return (Path(path) / "adapter_config.json").is_file()
+
+
+def load_model_config(model_path: str):
+    """`config.json` of a model dir; for a LoRA adapter dir, the base model's config with the adapter's labels."""
+    if is_adapter_dir(model_path):
+        from .lora import adapter_config
+
+        return adapter_config(model_path)
+    return AutoConfig.from_pretrained(model_path)
+
+
+def load_for_inference(model_path: str):
+    """A token-classification model in eval mode from a full model dir or a LoRA adapter dir (onto a fresh base)."""
+    if is_adapter_dir(model_path):
+        from .lora import load_adapter_model
+
+        return load_adapter_model(model_path)
+    return AutoModelForTokenClassification.from_pretrained(model_path).eval()
+
+
 def load_tokenizer(model_path: str):
-    config = AutoConfig.from_pretrained(model_path)
+    config = load_model_config(model_path)
     kwargs = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODEL_TYPES else {}
     tokenizer = AutoTokenizer.from_pretrained(model_path, **kwargs)
     if not getattr(tokenizer, "is_fast", True):

@@ -19,16 +19,19 @@ from transformers.trainer_utils import get_last_checkpoint
 from .align import encode_split
 from .config import Recipe, save_recipe
 from .data import load_splits
+from .distributed import batch_layout, check_world_size
 from .evaluation import (
     NerTrainer,
-    argmax_logits,
+    compact_logits,
     make_compute_metrics,
     predict_split,
     score_split,
     write_conll_predictions,
     write_json,
 )
+from .lora import adapter_size_bytes, apply_lora, merge_adapter, save_adapter_info, trainable_parameters
 from .modeling import (
+    is_adapter_dir,
     load_model_for_training,
     load_tokenizer,
     reconcile_labels,
@@ -47,11 +50,12 @@ def _report_to(setting: str) -> list[str] | str:
 
 
 def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArguments:
+    """The recipe as TrainingArguments; building them sets up torch.distributed when launched on N processes."""
     evaluate = recipe.eval_strategy != "no"
     save_strategy = recipe.save_strategy
     if recipe.load_best_model_at_end and evaluate and save_strategy != "no":
         save_strategy = recipe.eval_strategy  # the Trainer needs a checkpoint at every evaluation to pick the best
-    return TrainingArguments(
+    args = TrainingArguments(
         output_dir=str(Path(recipe.output_dir) / "checkpoints"),
         num_train_epochs=recipe.num_train_epochs,
         max_steps=recipe.max_steps,
@@ -79,7 +83,17 @@ def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArgument
         report_to=_report_to(recipe.report_to),
         dataloader_num_workers=recipe.dataloader_num_workers,
         use_cpu=not torch.cuda.is_available(),
+        # Token mean over all processes (NerTrainer.compute_loss): gradients and logged loss as on one process.
+        average_tokens_across_devices=True,
+        # A token-classification model uses every trainable parameter in each step (no pooler; with LoRA the
+        # frozen weights are not tracked), so DDP can skip the extra autograd traversal it otherwise warns about.
+        ddp_find_unused_parameters=False,
     )
+    # The world size is known only now; a global batch is split into per-device batch x accumulation.
+    args.per_device_train_batch_size, args.gradient_accumulation_steps = batch_layout(
+        recipe.per_device_train_batch_size, recipe.gradient_accumulation_steps, recipe.global_batch_size,
+        args.world_size)
+    return args
 
 
 def _resume_checkpoint(recipe: Recipe) -> str | None:
@@ -97,14 +111,25 @@ def _resume_checkpoint(recipe: Recipe) -> str | None:
 
 
 def run_training(recipe: Recipe) -> dict:
-    """Train, pick the best checkpoint by validation F1, score validation and test, write the run dir."""
+    """Train, pick the best checkpoint by validation F1, score validation and test, write the run dir.
+
+    Launched on N processes (`accelerate launch`, `torchrun`), every process trains, evaluates and
+    predicts (the Trainer's collectives need all of them); only process 0 writes files.
+    """
     output_dir = Path(recipe.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    save_recipe(recipe, output_dir / "config.yaml")
-    set_seed(recipe.seed)
 
     # Everything that can fail on bad input fails here, before any training time is spent.
+    precision = resolve_precision(recipe.precision)
+    args = build_training_arguments(recipe, precision)
+    check_world_size(args.world_size)
+    is_main = args.process_index == 0
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, output_dir / "config.yaml")
     model_path = resolve_model_path(recipe.model_name_or_path)
+    if is_adapter_dir(model_path):
+        raise ValueError(f"{recipe.model_name_or_path} is a LoRA adapter; train from its base model, or from the "
+                         "merged model dir (lora.merge=true)")
     resume = _resume_checkpoint(recipe)
     splits, source_scheme = load_splits(recipe.data)
     scheme = recipe.data.train_scheme
@@ -122,9 +147,11 @@ def run_training(recipe: Recipe) -> dict:
     eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
     gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
 
-    precision = resolve_precision(recipe.precision)
+    set_seed(recipe.seed)  # here: setting up N processes may draw random numbers; the new head must not differ
     model = load_model_for_training(model_path, labels, keep_head)
-    args = build_training_arguments(recipe, precision)
+    if recipe.lora.enabled:
+        model = apply_lora(model, recipe.lora)
+    trainable, total = trainable_parameters(model)
     callbacks = []
     if recipe.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
@@ -139,16 +166,25 @@ def run_training(recipe: Recipe) -> dict:
         processing_class=tokenizer,
         compute_metrics=make_compute_metrics(eval_features["validation"], gold["validation"], id2label, scheme,
                                              recipe.strict_metrics),
-        preprocess_logits_for_metrics=argmax_logits,
+        preprocess_logits_for_metrics=compact_logits,
         callbacks=callbacks,
     )
-    logger.info("training on %s (%s), %d train windows from %d sentences", args.device, precision,
-                len(train_features), len(splits["train"]))
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    logger.info("training on %s (%s) x %d processes, %d train windows from %d sentences; global batch %d = "
+                "%d per device x %d accumulation x %d processes; %d of %d parameters trainable (%.2f%%)",
+                args.device, precision, args.world_size, len(train_features), len(splits["train"]), global_batch,
+                args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size,
+                trainable, total, 100 * trainable / total)
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
-    trainer.save_model(str(output_dir))  # the best model when load_best_model_at_end, with id2label in config.json
-    trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
+    # The best model when load_best_model_at_end: a full model dir with id2label in config.json, or with LoRA
+    # an adapter dir (the Trainer writes on process 0 only).
+    trainer.save_model(str(output_dir))
+    if is_main:
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
+        if recipe.lora.enabled:
+            save_adapter_info(output_dir, recipe.model_name_or_path, id2label)
 
     metrics: dict = {
         "source_scheme": source_scheme,
@@ -157,14 +193,22 @@ def run_training(recipe: Recipe) -> dict:
         "precision_mode": precision,
         "device": str(args.device),
         "world_size": args.world_size,
+        "global_batch_size": global_batch,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "trainable_params": trainable,
+        "trainable_percent": round(100 * trainable / total, 4),
         "train_runtime_s": round(train_seconds, 3),
         "train_samples_per_second": round(train_result.metrics.get("train_samples_per_second", 0.0), 3),
         "train_loss": train_result.metrics.get("train_loss"),
         "n_train_sentences": len(splits["train"]),
     }
+    if recipe.lora.enabled and is_main:
+        metrics["adapter_size_bytes"] = adapter_size_bytes(output_dir)
     reports = []
     for name in ("validation", "test"):
         n_words = [len(t) for t in gold[name]]
+        # On every process: prediction is a collective (gather); calling it on process 0 alone deadlocks.
         predicted = predict_split(trainer, eval_features[name], n_words, id2label, scheme)
         scores = score_split(gold[name], predicted, scheme, recipe.strict_metrics)
         reports.append(f"== {name}: entity level ==\n{scores.pop('entity_report')}\n"
@@ -174,13 +218,15 @@ def run_training(recipe: Recipe) -> dict:
         metrics[f"{name}_per_type"] = scores["per_type"]
         metrics[f"n_{name}_words_in_input"] = sum(n_words)
         metrics[f"n_{name}_words_predicted"] = sum(len(p) for p in predicted)
-        if name == "test":
+        if name == "test" and is_main:
             write_conll_predictions(output_dir / "test_predictions.conll", splits[name], gold[name], predicted)
 
-    if trainer.is_world_process_zero():
+    if is_main:
+        if recipe.lora.enabled and recipe.lora.merge:
+            metrics["merged_model_dir"] = str(merge_adapter(output_dir, output_dir / "merged"))
         write_json(output_dir / "metrics.json", metrics)
         (output_dir / "report.txt").write_text("\n".join(reports), encoding="utf-8")
         print("\n".join(reports))
         print(f"test entity F1 {metrics['test_f1']:.4f} | validation F1 {metrics['validation_f1']:.4f} | "
-              f"trained {train_seconds:.1f}s | {output_dir}")
+              f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}")
     return metrics

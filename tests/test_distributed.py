@@ -1,0 +1,253 @@
+"""Several processes (gloo on CPU) give the run one process gives; a launch that silently runs one is refused.
+
+The comparison runs use a copy of the tiny BERT without dropout: dropout masks are drawn per process, so
+with dropout two processes cannot reproduce one. Without it, with the same global batch and sampler order,
+the only difference left is the order of float sums (per-device forward passes, the gradient all-reduce),
+so losses, F1 and weights must agree to ~1e-5.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+import nertune
+from nertune.config import RecipeError, load_recipe
+from nertune.distributed import (
+    LaunchError,
+    LengthGroupedEpochSampler,
+    accelerate_launch_num_processes,
+    batch_layout,
+    check_world_size,
+)
+from nertune.train import run_training
+
+from .conftest import make_sentences, write_conll
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = Path(nertune.__file__).resolve().parents[1]
+
+# Runs nertune's CLI under a launcher; every process also saves its final weights to compare the ranks.
+WORKER = textwrap.dedent('''
+    import sys
+    import torch
+    import nertune.train
+    from nertune.cli import main
+
+    class DumpingTrainer(nertune.train.NerTrainer):
+        def train(self, *args, **kwargs):
+            result = super().train(*args, **kwargs)
+            model = self.accelerator.unwrap_model(self.model)
+            torch.save({n: p.detach().cpu() for n, p in model.state_dict().items()},
+                       f"{sys.argv[1]}/rank{self.args.process_index}.pt")
+            return result
+
+    nertune.train.NerTrainer = DumpingTrainer
+    sys.exit(main(["train", *sys.argv[2:]]))
+''')
+
+
+# ---------------------------------------------------------------------------------------------------
+# Units
+
+
+@pytest.mark.parametrize("per_device, global_batch, world_size, expected", [
+    (16, None, 4, (16, 1)),  # no global batch: the recipe as it is (the global batch grows with the world)
+    (16, 16, 1, (16, 1)),
+    (16, 16, 2, (8, 1)),
+    (16, 64, 1, (16, 4)),
+    (16, 64, 2, (16, 2)),
+    (16, 48, 2, (12, 2)),  # 24 per process: the fewest micro-batches of at most 16 that divide it
+    (4, 6, 2, (3, 1)),
+])
+def test_batch_layout_keeps_the_global_batch(per_device, global_batch, world_size, expected):
+    micro, accumulation = batch_layout(per_device, 1, global_batch, world_size)
+    assert (micro, accumulation) == expected
+    if global_batch is not None:
+        assert micro * accumulation * world_size == global_batch and micro <= per_device
+
+
+def test_batch_layout_and_recipe_errors(tiny_model_dir):
+    with pytest.raises(LaunchError, match="global_batch_size=10 cannot be split evenly over 4 processes"):
+        batch_layout(16, 1, 10, 4)
+    with pytest.raises(RecipeError, match="exclude each other"):
+        load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "global_batch_size=32",
+                           "gradient_accumulation_steps=2"])
+    with pytest.raises(RecipeError, match="global_batch_size"):
+        load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "global_batch_size=0"])
+
+
+@pytest.mark.parametrize("cmdline, expected", [
+    (["/venv/bin/python", "/venv/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "train.py", "r.yaml"], 2),
+    (["/venv/bin/accelerate", "launch", "--num-processes=3", "train.py"], 3),
+    (["python", "-m", "accelerate.commands.launch", "--num_processes", "4", "train.py"], 4),
+    (["python", "-m", "accelerate.commands.accelerate_cli", "launch", "--num_processes", "5", "t.py"], 5),
+    (["/venv/bin/python", "scripts/train.py", "--num_processes", "2"], None),  # not accelerate
+    (["bash", "-c", "make train"], None),
+])
+def test_accelerate_launch_command_line_is_read(cmdline, expected):
+    assert accelerate_launch_num_processes(cmdline) == expected
+
+
+def test_accelerate_config_file_num_processes_is_read(tmp_path):
+    config = tmp_path / "cpu.yaml"
+    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 3\n"
+                      "use_cpu: true\nmixed_precision: 'no'\n")
+    assert accelerate_launch_num_processes(["accelerate", "launch", "--config_file", str(config), "t.py"]) == 3
+
+
+def test_world_size_smaller_than_requested_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    check_world_size(2)
+    with pytest.raises(LaunchError, match="asked for 2 processes.*runs 1"):
+        check_world_size(1)
+    monkeypatch.delenv("WORLD_SIZE")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    check_world_size(1)  # plain python
+
+
+def test_length_grouped_order_depends_on_seed_and_epoch_only():
+    lengths = [(i * 7) % 13 + 1 for i in range(64)]
+    sampler = LengthGroupedEpochSampler(16, lengths, seed=42)
+    first = list(sampler)
+    assert sorted(first) == list(range(64)) and list(sampler) == first
+    sampler.set_epoch(1)
+    assert list(sampler) != first
+    sampler.set_epoch(0)
+    assert list(sampler) == first == list(LengthGroupedEpochSampler(16, lengths, seed=42))
+
+
+def test_shipped_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {path.stem: load_config_from_file(str(path)) for path in (REPO / "recipes" / "accelerate").glob("*.yaml")}
+    assert {name: str(c.distributed_type).split(".")[-1] for name, c in kinds.items()} == {
+        "single-device": "NO", "multi-gpu": "MULTI_GPU", "fsdp": "FSDP", "deepspeed-zero2": "DEEPSPEED",
+        "multi-node": "MULTI_GPU"}
+    assert not any(c.use_cpu for c in kinds.values())  # use_cpu would make accelerate start one process
+    assert kinds["multi-node"].num_machines > 1
+    ds_file = REPO / kinds["deepspeed-zero2"].deepspeed_config["deepspeed_config_file"]
+    assert json.loads(ds_file.read_text())["zero_optimization"]["stage"] == 2
+
+
+# ---------------------------------------------------------------------------------------------------
+# Real launches: two CPU processes over gloo
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir, tmp_path_factory):
+    """A no-dropout copy of the tiny BERT and a corpus whose eval splits do not fill the last batches."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    model_dir = tmp / "tiny-no-dropout"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    corpus = {
+        "train": write_conll(tmp / "train.conll", make_sentences(96, seed=1)),
+        "validation": write_conll(tmp / "dev.conll", make_sentences(37, seed=2)),  # 37, 41: not multiples of
+        "test": write_conll(tmp / "test.conll", make_sentences(41, seed=3)),  # 2 processes x 8 per batch
+    }
+    (tmp / "worker.py").write_text(WORKER)
+    (tmp / "recipe.yaml").write_text("report_to: none\n")  # the command line sets the rest
+    return tmp, model_dir, corpus
+
+
+def _overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
+    return [
+        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
+        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
+        f"data.test_file={corpus['test']}",
+        "learning_rate=5e-3", "num_train_epochs=2", "global_batch_size=16", "per_device_eval_batch_size=8",
+        "warmup_ratio=0.0", "max_length=32", "window_overlap=8", "logging_steps=2", "report_to=none",
+        "precision=fp32", "save_strategy=no", *extra,
+    ]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(launcher: list[str], script: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", *launcher, str(script), *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def _ddp_launch(tmp: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    launcher = ["accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate/multi-gpu.yaml"),
+                "--num_processes", "2", "--main_process_port", str(_free_port())]
+    result = _launch(launcher, tmp / "worker.py", str(tmp), str(tmp / "recipe.yaml"), *overrides)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def _history(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+
+
+def test_two_processes_reproduce_one(setup):
+    from transformers import AutoModelForTokenClassification
+
+    tmp, model_dir, corpus = setup
+    single = run_training(load_recipe(None, _overrides(model_dir, corpus, tmp / "one")))
+    _ddp_launch(tmp, _overrides(model_dir, corpus, tmp / "two"))
+    double = json.loads((tmp / "two" / "metrics.json").read_text())
+
+    assert (single["world_size"], double["world_size"]) == (1, 2)
+    assert (double["per_device_train_batch_size"], double["gradient_accumulation_steps"]) == (8, 1)
+    assert single["global_batch_size"] == double["global_batch_size"] == 16
+    # Logged losses: the token mean over the global batch, not N times it.
+    one, two = _history(tmp / "one"), _history(tmp / "two")
+    for key in ("loss", "eval_loss", "eval_f1"):
+        a, b = [h[key] for h in one if key in h], [h[key] for h in two if key in h]
+        assert len(a) == len(b) > 0 and a == pytest.approx(b, rel=1e-4, abs=1e-6), key
+    assert double["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
+    # Every sentence scored exactly once (no duplicates from the padded last batches), same scores.
+    for split in ("validation", "test"):
+        assert double[f"n_{split}_words_predicted"] == double[f"n_{split}_words_in_input"] == \
+            single[f"n_{split}_words_in_input"]
+        assert double[f"{split}_f1"] == pytest.approx(single[f"{split}_f1"], abs=1e-9)
+    assert (tmp / "two" / "test_predictions.conll").read_text() == (tmp / "one" / "test_predictions.conll").read_text()
+    # Both ranks hold the same weights; the saved model is rank 0's, and the one-process model up to float sums.
+    rank0, rank1 = torch.load(tmp / "rank0.pt"), torch.load(tmp / "rank1.pt")
+    assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
+    saved = AutoModelForTokenClassification.from_pretrained(tmp / "two").state_dict()
+    reference = AutoModelForTokenClassification.from_pretrained(tmp / "one").state_dict()
+    assert all(torch.equal(saved[name], rank0[name]) for name in saved)
+    assert max((saved[name] - reference[name]).abs().max().item() for name in saved) < 1e-4
+
+
+def test_lora_under_two_processes(setup):
+    from nertune.evaluation import run_evaluation
+
+    tmp, model_dir, corpus = setup
+    out = tmp / "lora-two"
+    _ddp_launch(tmp, _overrides(model_dir, corpus, out, "lora.enabled=true", "lora.r=4", "learning_rate=2e-2"))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["adapter_size_bytes"] > 0
+    rank0, rank1 = torch.load(tmp / "rank0.pt"), torch.load(tmp / "rank1.pt")
+    assert any("lora_A" in name for name in rank0)
+    assert all(torch.equal(rank0[name], rank1[name]) for name in rank0)
+    assert run_evaluation(out)["f1"] == pytest.approx(metrics["test_f1"])  # the saved adapter is the trained one
+
+
+def test_accelerate_cpu_flag_running_one_process_is_refused(setup):
+    tmp, model_dir, corpus = setup
+    result = _launch(["accelerate.commands.launch", "--cpu", "--num_processes", "2"], REPO / "scripts" / "train.py",
+                     str(tmp / "recipe.yaml"), *_overrides(model_dir, corpus, tmp / "cpu-flag"))
+    assert result.returncode != 0
+    assert "asked for 2 processes" in result.stderr and "torchrun --nproc_per_node 2" in result.stderr
+    assert not (tmp / "cpu-flag" / "checkpoints").exists()  # refused before any training
