@@ -15,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate test clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench test clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,8 +39,28 @@ train-lora: $(STAMP)
 train-multi-gpu: $(STAMP)
 	$(MAKE) train LAUNCHER="accelerate launch --config_file $(ACCELERATE_CONFIG) --num_processes $(NUM_PROCESSES)"
 
+MODEL_DIR ?= runs/quickstart
 evaluate: $(STAMP)
 	$(PY) scripts/evaluate.py $(MODEL_DIR) $(ARGS)
+
+# make predict MODEL_DIR=runs/quickstart INPUT=texts.txt OUTPUT=entities.jsonl
+predict: $(STAMP)
+	$(PY) scripts/predict.py $(MODEL_DIR) --input $(INPUT) --output $(OUTPUT) $(ARGS)
+
+# make serve MODEL_DIR=runs/quickstart PORT=8000
+PORT ?= 8000
+HOST ?= 127.0.0.1
+serve: $(STAMP)
+	$(PY) scripts/serve.py $(MODEL_DIR) --host $(HOST) --port $(PORT) $(ARGS)
+
+# make push RUN=runs/quickstart REPO_ID=you/wnut-minilm
+RUN ?= runs/quickstart
+push: $(STAMP)
+	$(PY) scripts/push.py $(RUN) --repo-id $(REPO_ID) $(ARGS)
+
+# Project vs plain Trainer / pipeline() on the same model, data and seed; writes runs/bench/bench.json.
+bench: $(STAMP)
+	$(PY) scripts/bench.py $(RECIPE) $(ARGS)
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

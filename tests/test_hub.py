@@ -86,3 +86,19 @@ def test_push_cli_error_is_one_line(tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert "not a finished run directory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_run_has_a_card_and_push_to_hub_fails_before_training(trained_model_dir, tiny_model_dir,
+                                                                     synthetic_corpus, tmp_path, monkeypatch):
+    from nertune.config import load_recipe
+    from nertune.train import run_training
+
+    assert card_metadata((trained_model_dir / "README.md").read_text())["model-index"]
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: "hf_fake")  # a token is configured
+    recipe = load_recipe(None, [f"model_name_or_path={tiny_model_dir}", f"output_dir={tmp_path / 'run'}",
+                                f"data.train_file={synthetic_corpus['train']}", "push_to_hub=true",
+                                "hub_model_id=someone/tiny-ner", "report_to=none"])
+    with pytest.raises(HubError, match="cannot be reached"):
+        run_training(recipe)
+    assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "model.safetensors").exists()

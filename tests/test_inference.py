@@ -192,11 +192,8 @@ def test_agrees_with_transformers_pipeline(random_model_dir, trained_model_dir, 
 def test_from_pretrained_errors(tmp_path, tiny_model_dir, random_model_dir):
     with pytest.raises(FileNotFoundError, match="not found"):
         NerPredictor.from_pretrained(tmp_path / "missing")
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text("{}")
-    with pytest.raises(ValueError, match="LoRA adapter dirs are not supported yet by predict: merge first"):
-        NerPredictor.from_pretrained(adapter)
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        NerPredictor.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no NER labels"):
         NerPredictor.from_pretrained(tiny_model_dir)  # a plain encoder
     with pytest.raises(ValueError, match="fp16 needs a CUDA"):

@@ -139,3 +139,14 @@ def test_quickstart_lora_recipe_matches_the_quickstart_model_and_data():
     quickstart, lora = load_recipe(RECIPES / "quickstart.yaml"), load_recipe(RECIPES / "quickstart-lora.yaml")
     assert lora.lora.enabled and lora.lora.merge and lora.output_dir == "runs/quickstart-lora"
     assert (lora.model_name_or_path, lora.data) == (quickstart.model_name_or_path, quickstart.data)
+
+
+def test_predictor_on_adapter_dir_equals_merged_model(lora_run):
+    from nertune.inference import NerPredictor
+
+    out, _, _ = lora_run
+    sentences = [["bob", "works", "at", "nasa", "in", "oslo", "."], ["mary", "lives", "in", "rome"]]
+    from_adapter = NerPredictor.from_pretrained(out, precision="fp32").predict_words(sentences)
+    from_merged = NerPredictor.from_pretrained(out / "merged", precision="fp32").predict_words(sentences)
+    assert [[t for t, _ in s] for s in from_adapter] == [[t for t, _ in s] for s in from_merged]
+    assert all(abs(a[1] - b[1]) < 1e-4 for sa, sb in zip(from_adapter, from_merged) for a, b in zip(sa, sb))

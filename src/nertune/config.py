@@ -108,6 +108,11 @@ class Recipe:
     # Continuing from a fine-tuned model whose labels differ: "error" or "reset" the classifier head.
     label_mismatch: str = "error"
 
+    # Hugging Face Hub: push the finished run (model, tokenizer, model card, metrics; no checkpoints).
+    push_to_hub: bool = False
+    hub_model_id: str | None = None  # owner/name
+    hub_private: bool = False
+
 
 _CHOICES = {
     "data.format": ("auto", "conll", "json"),

@@ -26,7 +26,8 @@ import torch
 from .align import encode_examples, merge_window_predictions
 from .config import Recipe, RecipeError, load_recipe
 from .data import DOCSTART, DataError, split_columns
-from .modeling import cpu_supports_bf16, load_tokenizer, resolve_precision, trained_labels
+from .modeling import (cpu_supports_bf16, is_adapter_dir, load_for_inference, load_model_config, load_tokenizer,
+                       resolve_precision, trained_labels)
 from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
 
 logger = logging.getLogger(__name__)
@@ -141,24 +142,24 @@ class NerPredictor:
         `precision="auto"` uses bf16 only where the hardware runs it natively (else fp16 on older GPUs,
         fp32 on CPUs).
         """
-        from transformers import AutoConfig, AutoModelForTokenClassification
-
         path = Path(model_dir).expanduser()
         if not path.is_dir():
             raise FileNotFoundError(f"model directory not found: {model_dir}")
-        if not (path / "config.json").is_file():
-            if (path / "adapter_config.json").is_file():
-                raise ValueError(f"{model_dir} holds a LoRA adapter: LoRA adapter dirs are not supported yet "
-                                 "by predict: merge first")
+        adapter = is_adapter_dir(path)
+        if not adapter and not (path / "config.json").is_file():
             raise FileNotFoundError(f"{model_dir} has no config.json: not a trained model directory")
-        labels = trained_labels(AutoConfig.from_pretrained(path))
+        labels = trained_labels(load_model_config(str(path)))
         if labels is None:  # checked before loading, which would warn about a fresh, random head
             raise ValueError(f"{model_dir}: config.json has no NER labels (id2label); is it a fine-tuned model?")
         max_length, window_overlap, scheme = _read_recipe(path, labels)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         dtype = _DTYPES[_inference_precision(precision, device)]
         tokenizer = load_tokenizer(str(path))
-        model = AutoModelForTokenClassification.from_pretrained(path, dtype=dtype).to(device)
+        # A LoRA adapter dir loads onto a fresh base model and is merged: inference then costs what a plain model does.
+        model = load_for_inference(str(path))
+        if adapter:
+            model = model.merge_and_unload()
+        model = model.to(device=device, dtype=dtype)
         return cls(model, tokenizer, scheme=scheme, max_length=max_length, window_overlap=window_overlap,
                    batch_size=batch_size, name=path.name)
 

@@ -29,6 +29,7 @@ from .evaluation import (
     write_conll_predictions,
     write_json,
 )
+from .hub import check_hub_access, push_run, write_model_card
 from .lora import adapter_size_bytes, apply_lora, merge_adapter, save_adapter_info, trainable_parameters
 from .modeling import (
     is_adapter_dir,
@@ -131,6 +132,7 @@ def run_training(recipe: Recipe) -> dict:
         raise ValueError(f"{recipe.model_name_or_path} is a LoRA adapter; train from its base model, or from the "
                          "merged model dir (lora.merge=true)")
     resume = _resume_checkpoint(recipe)
+    hub_api = check_hub_access(recipe.hub_model_id) if recipe.push_to_hub and is_main else None
     splits, source_scheme = load_splits(recipe.data)
     scheme = recipe.data.train_scheme
     labels = build_label_list(splits["train"]["ner_tags"], scheme)
@@ -226,6 +228,9 @@ def run_training(recipe: Recipe) -> dict:
             metrics["merged_model_dir"] = str(merge_adapter(output_dir, output_dir / "merged"))
         write_json(output_dir / "metrics.json", metrics)
         (output_dir / "report.txt").write_text("\n".join(reports), encoding="utf-8")
+        write_model_card(output_dir, recipe.hub_model_id)
+        if hub_api is not None:
+            metrics["hub_commit"] = push_run(output_dir, recipe.hub_model_id, recipe.hub_private, api=hub_api)
         print("\n".join(reports))
         print(f"test entity F1 {metrics['test_f1']:.4f} | validation F1 {metrics['validation_f1']:.4f} | "
               f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}")
