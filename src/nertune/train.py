@@ -68,6 +68,7 @@ def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArgument
         per_device_eval_batch_size=recipe.per_device_eval_batch_size,
         gradient_accumulation_steps=recipe.gradient_accumulation_steps,
         max_grad_norm=recipe.max_grad_norm,
+        optim=recipe.optim,
         seed=recipe.seed,
         bf16=precision == "bf16",
         fp16=precision == "fp16",
