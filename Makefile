@@ -15,7 +15,7 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench test clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench gpu-check test clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -61,6 +61,10 @@ push: $(STAMP)
 # Project vs plain Trainer / pipeline() on the same model, data and seed; writes runs/bench/bench.json.
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(RECIPE) $(ARGS)
+
+# On a CUDA machine: quickstart + bench in bf16 -> runs/gpu_check/gpu_check.json (samples/s, peak memory, F1).
+gpu-check: $(STAMP)
+	PY=$(PY) bash scripts/gpu_check.sh
 
 test: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)

@@ -206,6 +206,8 @@ def run_training(recipe: Recipe) -> dict:
         "train_loss": train_result.metrics.get("train_loss"),
         "n_train_sentences": len(splits["train"]),
     }
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
     if recipe.lora.enabled and is_main:
         metrics["adapter_size_bytes"] = adapter_size_bytes(output_dir)
     reports = []
