@@ -307,3 +307,12 @@ def test_predict_errors_are_one_line(tmp_path, trained_model_dir, capsys):
     assert code == 2 and "input file not found" in captured.err
     code, captured = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "o.txt")
     assert code == 2 and "--output-format" in captured.err
+
+
+def test_int8_cpu_option_keeps_the_entities(trained_model_dir):
+    sentences = [["bob", "works", "at", "nasa", "in", "oslo", "."], ["mary", "alice", "visited", "the", "rome", "."]]
+    fp32 = NerPredictor.from_pretrained(trained_model_dir, precision="fp32").predict_words(sentences)
+    int8_predictor = NerPredictor.from_pretrained(trained_model_dir, precision="int8")
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8_predictor.model.modules())
+    int8 = int8_predictor.predict_words(sentences)
+    assert [[t for t, _ in s] for s in int8] == [[t for t, _ in s] for s in fp32]

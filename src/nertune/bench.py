@@ -107,8 +107,23 @@ def train_project(recipe: Recipe) -> dict:
             "train_runtime_s": metrics["train_runtime_s"], "test_f1": metrics["test_f1"]}
 
 
-def bench_inference(model_dir: str, sentences: list[list[str]], batch_sizes=(1, 8, 32)) -> dict:
-    """Sentences/s of the pipeline (best batch size) and of NerPredictor, and whether entities agree."""
+def pipeline_words(tokenizer, text: str) -> list[tuple[str, int, int]]:
+    """The words `pipeline(aggregation_strategy="first")` groups sub-tokens into: the tokenizer's own
+    pre-tokenizer (BERT: whitespace and punctuation, so `@user` is two words there)."""
+    pre_tokenizer = getattr(getattr(tokenizer, "backend_tokenizer", None), "pre_tokenizer", None)
+    if pre_tokenizer is None:
+        words, position = [], 0
+        for word in text.split(" "):
+            words.append((word, position, position + len(word)))
+            position += len(word) + 1
+        return words
+    return [(word, start, end) for word, (start, end) in pre_tokenizer.pre_tokenize_str(text)]
+
+
+def bench_inference(model_dir: str, sentences: list[list[str]], gold: list[list[str]] | None = None,
+                    batch_sizes=(1, 8, 32)) -> dict:
+    """Sentences/s of the pipeline (best batch size) and of NerPredictor on the same texts and the same
+    words, and whether both find exactly the same entities (type and character span)."""
     from transformers import pipeline
 
     from .inference import NerPredictor
@@ -125,25 +140,33 @@ def bench_inference(model_dir: str, sentences: list[list[str]], batch_sizes=(1, 
         if rate > best:
             best, pipeline_entities = rate, outputs
     predictor = NerPredictor.from_pretrained(model_dir, batch_size=64)
-    predictor.predict_tokens(sentences[:8])  # warm-up, as the pipeline got its first batch-size run
+    predictor.predict_words([["warm", "up"]])
     started = time.perf_counter()
-    results = predictor.predict_tokens(sentences)
+    words = [pipeline_words(predictor.tokenizer, text) for text in texts]
+    tagged = predictor.predict_words([[w for w, _, _ in sentence] for sentence in words])
     ours_rate = len(texts) / (time.perf_counter() - started)
 
-    def char_spans(words, spans):
-        offsets, position = [], 0
-        for w in words:
-            offsets.append((position, position + len(w)))
-            position += len(w) + 1
-        return {(t, offsets[i][0], offsets[j - 1][1]) for t, i, j in spans}
-
     mismatches = 0
-    for words, result, theirs in zip(sentences, results, pipeline_entities):
-        ours = char_spans(words, tags_to_spans(result["tags"], predictor.scheme))
+    for sentence, tags, theirs in zip(words, tagged, pipeline_entities):
+        spans = tags_to_spans([tag for tag, _ in tags], predictor.scheme)
+        ours = {(t, sentence[i][1], sentence[j - 1][2]) for t, i, j in spans}
         if ours != {(e["entity_group"], e["start"], e["end"]) for e in theirs}:
             mismatches += 1
-    return {"pipeline_sentences_per_second": best, "project_sentences_per_second": ours_rate,
-            "entities_identical": mismatches == 0, "sentences_with_different_entities": mismatches}
+    result = {"pipeline_sentences_per_second": best, "project_sentences_per_second": ours_rate,
+              "entities_identical": mismatches == 0, "sentences_with_different_entities": mismatches}
+    if device < 0:  # CPU serving option: dynamic int8, its speed and its F1 change on the corpus's own words
+        int8 = NerPredictor.from_pretrained(model_dir, batch_size=64, precision="int8")
+        int8.predict_words([["warm", "up"]])
+        started = time.perf_counter()
+        int8_tags = int8.predict_words([[w for w, _, _ in sentence] for sentence in words])
+        result["int8_sentences_per_second"] = len(texts) / (time.perf_counter() - started)
+        result["int8_tags_equal_fp32_fraction"] = sum(
+            [t for t, _ in a] == [t for t, _ in b] for a, b in zip(int8_tags, tagged)) / len(texts)
+        if gold is not None:
+            fp32_f1 = entity_metrics(gold, [[t for t, _ in s] for s in predictor.predict_words(sentences)])["f1"]
+            int8_f1 = entity_metrics(gold, [[t for t, _ in s] for s in int8.predict_words(sentences)])["f1"]
+            result["int8_f1_change"] = int8_f1 - fp32_f1
+    return result
 
 
 def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> dict:
@@ -161,7 +184,7 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> di
     labels = build_label_list(splits["train"]["ner_tags"], recipe.data.train_scheme)
     baseline = train_baseline(recipe, splits, labels, out / "baseline")
     project = train_project(dataclasses.replace(recipe, output_dir=str(out / "project")))
-    inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]))
+    inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]), list(splits["test"]["ner_tags"]))
 
     from transformers import AutoConfig
 
@@ -184,6 +207,7 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> di
         "entities_identical": inference["entities_identical"],
         "sentences_with_different_entities": inference["sentences_with_different_entities"],
         "f1_project": project["test_f1"], "f1_baseline": baseline["test_f1"],
+        **{key: inference[key] for key in ("int8_sentences_per_second", "int8_f1_change") if key in inference},
         "matmul_peak_flops": peak,
         "mfu": 6 * dense_params * tokens_per_second / peak,
     }
@@ -204,7 +228,10 @@ def markdown_table(r: dict) -> str:
         f"{r['inference_sentences_per_second_pipeline']:.1f} (pipeline) | {r['inference_speedup']:.2f}x |",
         f"| test entity F1 | {r['f1_project']:.4f} | {r['f1_baseline']:.4f} | "
         f"{r['f1_project'] - r['f1_baseline']:+.4f} |",
-        f"| identical entities (project vs pipeline) | {r['entities_identical']} | | |",
+        f"| identical entities (project vs pipeline, same words) | {r['entities_identical']} | | |",
+        *([f"| int8 inference sentences/s (CPU option) | {r['int8_sentences_per_second']:.1f} | | "
+           f"{r['int8_sentences_per_second'] / r['inference_sentences_per_second_pipeline']:.2f}x, "
+           f"F1 {r['int8_f1_change']:+.4f} |"] if "int8_f1_change" in r else []),
         f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
         "",
     ])

@@ -52,7 +52,7 @@ def predict_main(argv: list[str]) -> int:
                         help="output format (default: from the extension; .txt means conll for CoNLL input)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
     args = parser.parse_args(argv)
     from .inference import run_prediction
 
@@ -72,7 +72,7 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--max-chars", type=int, default=10000, help="longest text in characters (else 413)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
-    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
+    parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
     args = parser.parse_args(argv)
     try:
         from .serve import run_server
