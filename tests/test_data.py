@@ -30,7 +30,7 @@ def data_cfg(**overrides) -> SimpleNamespace:
         train_file=None, validation_file=None, test_file=None,
         format="auto", token_column=0, tag_column=-1, delimiter=None, label_names=None,
         tag_scheme="auto", train_scheme="IOB2",
-        validation_ratio=0.1, test_ratio=0.1, split_seed=42, unseen_label_policy="error",
+        validation_ratio=0.1, test_ratio=0.1, split_seed=42, unseen_label_policy="error", label_map=None,
     )
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -433,3 +433,14 @@ def test_load_splits_from_hub_with_local_test_file(fake_hub, tmp_path):
     assert scheme == "IOB2"
     assert splits["validation"]["tokens"] == [["Brussels"]]
     assert splits["test"]["tokens"] == [["Paris"]]
+
+
+def test_label_map_renames_types_in_every_split_for_training(tmp_path):
+    train = tmp_path / "train.conll"
+    train.write_text("Ann\tB-PERSON\nin\tO\nRome\tB-LOCATION\n\nMay\tB-DATE\n\nBob\tB-PERSON\n\n", encoding="utf-8")
+    splits, _ = data.load_splits(data_cfg(train_file=str(train), validation_file=str(train), test_file=str(train),
+                                     label_map={"PERSON": "PER", "LOCATION": "LOC", "DATE": "O"}))
+    for name in ("train", "validation", "test"):
+        assert splits[name]["ner_tags"][0] == ["B-PER", "O", "B-LOC"] and splits[name]["ner_tags"][1] == ["O"]
+    with pytest.raises(DataError, match="'O' is not an entity type"):
+        data.load_splits(data_cfg(train_file=str(train), label_map={"O": "PER"}))

@@ -45,6 +45,9 @@ class DataConfig:
     split_seed: int = 42
     # A validation/test entity type never seen in training: "error", or "O" to map it to O (logged).
     unseen_label_policy: str = "error"
+    # Rename entity TYPES of the data before use, e.g. {PERSON: PER, MISC: O} (O drops the type to O);
+    # on the command line `data.label_map=PERSON:PER,MISC:O`. Used by `nertune evaluate` (cross-dataset tables).
+    label_map: dict[str, str] | None = None
 
 
 @dataclass
@@ -147,6 +150,8 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
         if not isinstance(value, list):
             raise RecipeError(f"recipe key {key!r}: expected a list, got {value!r}")
         return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        return _coerce_mapping(value, key)
     if annotation is bool:
         if isinstance(value, bool):
             return value
@@ -176,6 +181,39 @@ def _coerce(value: Any, annotation: Any, key: str) -> Any:
             raise RecipeError(f"recipe key {key!r}: expected a string, got {value!r}")
         return str(value)
     raise RecipeError(f"recipe key {key!r}: unsupported type {annotation}")
+
+
+def _coerce_mapping(value: Any, key: str) -> dict[str, str]:
+    """A str -> str mapping from YAML (a mapping) or the command line (`A:B,C:D`, or a YAML flow `{A: B}`)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            try:
+                value = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise RecipeError(f"recipe key {key!r}: not a valid mapping {value!r}: {e}") from None
+        else:
+            pairs = {}
+            for item in text.split(",") if text else []:
+                source, sep, target = (part.strip() for part in item.partition(":"))
+                if not sep or not source or not target:
+                    raise RecipeError(f"recipe key {key!r}: expected FROM:TO pairs separated by commas "
+                                      f"(e.g. PERSON:PER,LOCATION:LOC), got {item.strip()!r} in {value!r}")
+                if source in pairs:
+                    raise RecipeError(f"recipe key {key!r}: {source!r} is mapped twice in {value!r}")
+                pairs[source] = target
+            value = pairs
+    if not isinstance(value, dict):
+        raise RecipeError(f"recipe key {key!r}: expected a mapping (FROM:TO,...), got {value!r}")
+    out = {}
+    for source, target in value.items():
+        if isinstance(source, (dict, list)) or isinstance(target, (dict, list)) or source is None or target is None:
+            raise RecipeError(f"recipe key {key!r}: keys and values must be strings, got {source!r}: {target!r}")
+        source, target = str(source).strip(), str(target).strip()
+        if not source or not target:
+            raise RecipeError(f"recipe key {key!r}: empty key or value in {value!r}")
+        out[source] = target
+    return out
 
 
 def _unknown_key_error(key: str, valid: list[str], source: str) -> RecipeError:

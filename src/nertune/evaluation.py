@@ -168,18 +168,25 @@ def write_json(path: str | Path, payload: dict) -> None:
 
 
 
-EVAL_KEYS = ("split", "name")  # evaluate-only keys; everything else is a recipe key
+EVAL_KEYS = ("split", "name", "bootstrap", "bootstrap_seed")  # evaluate-only keys; everything else is a recipe key
 
 
 def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) -> dict:
     """Score a trained model dir (full model or LoRA adapter) on any split/file; write `MODEL_DIR/eval/<name>/`.
 
     Settings come from the run's saved `config.yaml` (so by default the test split it held out),
-    overridden by `key=value` pairs: any recipe key (`data.test_file=other.conll`, `strict_metrics=true`),
-    plus `split=validation|test|train` and `name=<output folder>`.
+    overridden by `key=value` pairs: any recipe key (`data.test_file=other.conll`, `strict_metrics=true`,
+    `data.label_map=PERSON:PER,LOCATION:LOC` to rename the data's entity types to the model's, `:O` to drop
+    one), plus `split=validation|test|train`, `name=<output folder>`, `bootstrap=<resamples>` (1000; 0: no
+    confidence interval) and `bootstrap_seed=<seed>` (0).
+
+    Writes `metrics.json` (scores of the recipe's mode at the top level, `default`/`strict` per type,
+    `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll` and, with
+    matplotlib, `confusion_matrix.png` and `learning_curves.png` (from the run's `trainer_state.json`).
     """
     from transformers import DataCollatorForTokenClassification, TrainingArguments
 
+    from . import report as reports
     from .align import encode_split
     from .config import load_recipe
     from .data import DataError, load_split
@@ -188,11 +195,12 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     model_dir = Path(resolve_model_path(str(model_dir)))
     extra = dict(item.split("=", 1) for item in overrides or [] if item.split("=", 1)[0] in EVAL_KEYS)
     recipe_overrides = [item for item in overrides or [] if item.split("=", 1)[0] not in EVAL_KEYS]
+    n_bootstrap, seed = _int_option(extra, "bootstrap", 1000), _int_option(extra, "bootstrap_seed", 0)
     recipe_file = model_dir / "config.yaml"
     recipe = load_recipe(recipe_file if recipe_file.is_file() else None,
                          [f"model_name_or_path={model_dir}", *recipe_overrides])
     split = extra.get("split", "test")
-    dataset, source_scheme = load_split(recipe.data, split)
+    dataset, source_scheme = load_split(recipe.data, split)  # data.label_map already applied
     scheme = recipe.data.train_scheme
 
     model = load_for_inference(str(model_dir))  # a full model dir or a LoRA adapter dir
@@ -202,7 +210,8 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     unknown = sorted({t for tags in dataset["ner_tags"] for t in tags} - set(labels))
     if unknown and recipe.data.unseen_label_policy == "error":
         raise DataError(f"split {split!r} has labels the model does not know: {unknown} (model labels: {labels}); "
-                        "set data.unseen_label_policy=O to score them as O")
+                        "rename them with data.label_map=THEIRS:OURS,... (THEIRS:O drops a type), "
+                        "or set data.unseen_label_policy=O to score them as O")
     gold = [[t if t in labels else "O" for t in tags] for tags in dataset["ner_tags"]]
     tokenizer = load_tokenizer(str(model_dir))
     features = encode_split(dataset, tokenizer, recipe.max_length, recipe.window_overlap, sort_by_length=True)
@@ -218,16 +227,57 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
         preprocess_logits_for_metrics=compact_logits,
     )
     predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
-    scores = score_split(gold, predicted, scheme, recipe.strict_metrics)
-    report = f"== {name}: entity level ==\n{scores.pop('entity_report')}\n== {name}: token level ==\n{scores.pop('token_report')}"
+
+    # Scores of both modes (strict only where the scheme has one); the recipe's mode is the headline.
+    by_mode = {"default": entity_metrics(gold, predicted, scheme=scheme, strict=False)}
+    if scheme in ("IOB2", "BIOES", "BILOU"):
+        by_mode["strict"] = entity_metrics(gold, predicted, scheme=scheme, strict=True)
+    mode = "strict" if recipe.strict_metrics else "default"
+    scores = dict(by_mode[mode])
+    scores["mode"] = mode
+    for key, value in by_mode.items():
+        scores[key] = {k: value[k] for k in ("precision", "recall", "f1", "macro_f1", "accuracy", "per_type")}
+    if n_bootstrap > 0:
+        ci = reports.bootstrap_f1_ci(gold, predicted, scheme, n=n_bootstrap, seed=seed, strict=mode == "strict")
+        scores.update({"f1_ci95": ci["ci"], "bootstrap": {"n_resamples": ci["n_resamples"], "seed": ci["seed"],
+                                                          "unit": "sentence"}})
+    analysis = reports.error_analysis(gold, predicted, scheme, words=dataset["tokens"])
     scores.update({"split": split, "source_scheme": source_scheme, "n_words_in_input": sum(map(len, gold)),
-                   "n_words_predicted": sum(map(len, predicted))})
+                   "n_words_predicted": sum(map(len, predicted)), "label_map": recipe.data.label_map,
+                   "error_counts": analysis["counts"]})
+
+    ci_line = (f"micro F1 ({mode}) {scores['f1']:.4f}, 95% CI [{scores['f1_ci95'][0]:.4f}, {scores['f1_ci95'][1]:.4f}] "
+               f"({n_bootstrap} sentence bootstrap resamples, seed {seed})\n" if "f1_ci95" in scores else "")
+    report = (f"== {name}: entity level ({' and '.join(by_mode)} mode) ==\n"
+              f"{reports.format_mode_table(by_mode['default'], by_mode.get('strict'))}{ci_line}"
+              f"== {name}: token level ==\n{token_report(gold, predicted)}"
+              f"== {name}: errors (gold entities by kind; see errors.json) ==\n"
+              f"{reports.format_error_summary(analysis)}")
     write_json(out_dir / "metrics.json", scores)
+    write_json(out_dir / "errors.json", analysis)
     (out_dir / "report.txt").write_text(report, encoding="utf-8")
     write_conll_predictions(out_dir / "predictions.conll", dataset, gold, predicted)
+    reports.plot_confusion_matrix(analysis["confusion_matrix"], out_dir / "confusion_matrix.png",
+                                  title=f"{name}: entity types, gold vs predicted")
+    reports.plot_learning_curves(model_dir / "trainer_state.json", out_dir / "learning_curves.png")
     print(report)
     print(f"{name}: entity F1 {scores['f1']:.4f} on {len(gold)} sentences -> {out_dir}")
     return scores
+
+
+def _int_option(extra: dict[str, str], key: str, default: int) -> int:
+    from .config import RecipeError
+
+    value = extra.get(key)
+    if value is None:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise RecipeError(f"evaluate option {key!r}: expected a non-negative integer, got {value!r}") from None
+    if number < 0:
+        raise RecipeError(f"evaluate option {key!r}: expected a non-negative integer, got {value!r}")
+    return number
 
 
 def _default_eval_name(recipe, split: str) -> str:
