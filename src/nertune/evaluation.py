@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -218,15 +219,16 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     name = extra.get("name") or _default_eval_name(recipe, split)
     out_dir = model_dir / "eval" / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    trainer = NerTrainer(
-        model=model,
-        args=TrainingArguments(output_dir=str(out_dir / "tmp"), per_device_eval_batch_size=recipe.per_device_eval_batch_size,
-                               report_to="none", use_cpu=not torch.cuda.is_available()),
-        data_collator=DataCollatorForTokenClassification(tokenizer),
-        processing_class=tokenizer,
-        preprocess_logits_for_metrics=compact_logits,
-    )
-    predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
+    with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output_dir; prediction writes nothing
+        trainer = NerTrainer(
+            model=model,
+            args=TrainingArguments(output_dir=scratch, per_device_eval_batch_size=recipe.per_device_eval_batch_size,
+                                   report_to="none", use_cpu=not torch.cuda.is_available()),
+            data_collator=DataCollatorForTokenClassification(tokenizer),
+            processing_class=tokenizer,
+            preprocess_logits_for_metrics=compact_logits,
+        )
+        predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
 
     # Scores of both modes (strict only where the scheme has one); the recipe's mode is the headline.
     by_mode = {"default": entity_metrics(gold, predicted, scheme=scheme, strict=False)}

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 # What goes to the Hub: the model, its tokenizer, the card and the run's reports; never checkpoints.
-UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "eval/**/tmp/**", "runs/**", "*.pt", "optimizer.*"]
+UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "runs/**", "*.pt", "optimizer.*"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 
