@@ -74,7 +74,9 @@ def test_resolved_recipe_round_trips(tmp_path):
 def test_every_shipped_recipe_loads_and_pins_every_hyperparameter(recipe_file):
     content = yaml.safe_load(recipe_file.read_text())
     load_recipe(recipe_file)
-    flat = {f"data.{k}" for k in content.get("data", {})} | {k for k in content if k != "data"}
+    flat = set()
+    for key, value in content.items():  # sections (data:, lora:) become dotted keys
+        flat |= {f"{key}.{sub}" for sub in value} if isinstance(value, dict) else {key}
     for key in ("model_name_or_path", "output_dir", "max_length", "num_train_epochs", "learning_rate",
                 "per_device_train_batch_size", "seed", "precision", "eval_strategy", "save_strategy",
                 "warmup_ratio", "weight_decay", "data.tag_scheme"):
