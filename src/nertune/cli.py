@@ -1,5 +1,5 @@
 """`nertune train RECIPE.yaml [key=value ...]`, `nertune evaluate MODEL_DIR [key=value ...]`,
-`nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`."""
+`nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`, `nertune hpo RECIPE.yaml [key=value ...]`."""
 
 from __future__ import annotations
 
@@ -98,6 +98,20 @@ def bench_main(argv: list[str]) -> int:
     return 0
 
 
+def hpo_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="nertune hpo", description="Search the recipe's `hpo` space with optuna "
+                                     "(objective: validation entity F1); writes <output_dir>/hpo/trials.csv and "
+                                     "best_recipe.yaml.")
+    parser.add_argument("recipe", help="recipe YAML file with an `hpo` section")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (hpo.n_trials=10, hpo.storage=sqlite:///hpo.db)")
+    args = parser.parse_args(argv)
+    from .config import load_recipe
+    from .hpo import run_hpo
+
+    run_hpo(load_recipe(args.recipe, args.overrides))
+    return 0
+
+
 def push_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nertune push", description="Push a finished run directory to the Hub.")
     parser.add_argument("run_dir", help="a run directory written by `nertune train`")
@@ -111,7 +125,7 @@ def push_main(argv: list[str]) -> int:
 
 
 COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main,
-            "bench": bench_main, "push": push_main}
+            "bench": bench_main, "push": push_main, "hpo": hpo_main}
 
 
 def main(argv: list[str] | None = None) -> int:

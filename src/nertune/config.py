@@ -64,16 +64,41 @@ class LoraSection:
 
 
 @dataclass
+class HpoSection:
+    """`nertune hpo`: an optuna search over the keys below (unset = not searched), objective validation entity F1."""
+
+    n_trials: int = 20  # trials run by this worker (each `nertune hpo` process sharing a storage runs its own)
+    timeout_s: float | None = None  # stop starting new trials after this many seconds
+    pruning: bool = False  # optuna MedianPruner on the validation F1 of every evaluation (eval_strategy)
+    seed: int = 42  # the sampler's seed (with a shared storage each worker adds its process id)
+    storage: str | None = None  # optuna RDB URL shared by several workers, e.g. sqlite:///hpo.db; None: in memory
+    study_name: str | None = None  # default: nertune-<recipe stem>
+    # The space: [low, high] ranges and lists of choices.
+    learning_rate: list[float] | None = None  # [low, high], log scale
+    num_train_epochs: list[int] | None = None  # [low, high], integers
+    per_device_train_batch_size: list[int] | None = None  # choices
+    warmup_ratio: list[float] | None = None  # [low, high]
+    weight_decay: list[float] | None = None  # [low, high]
+    lora_r: list[int] | None = None  # choices; needs lora.enabled
+    lora_alpha: list[int] | None = None  # choices; needs lora.enabled
+
+
+@dataclass
 class Recipe:
     model_name_or_path: str = ""
     output_dir: str | None = None  # default: runs/<recipe file stem>
     data: DataConfig = field(default_factory=DataConfig)
     lora: LoraSection = field(default_factory=LoraSection)
+    hpo: HpoSection = field(default_factory=HpoSection)  # used by `nertune hpo` only
 
     # Tokenisation and alignment.
     max_length: int = 128  # sub-tokens per window, special tokens included
     window_overlap: int = 32  # sub-tokens shared by consecutive windows of a long sentence
     label_all_subtokens: bool = False  # False: first sub-token carries the label, others -100
+
+    # Classifier head: linear (softmax per word) | crf (linear-chain CRF over the words, constrained Viterbi).
+    head: str = "linear"
+    crf_learning_rate: float | None = None  # head=crf: learning rate of the CRF scores (None: learning_rate)
 
     # Optimisation.
     num_train_epochs: float = 3.0
@@ -127,6 +152,7 @@ _CHOICES = {
     "eval_strategy": ("epoch", "steps", "no"),
     "save_strategy": ("epoch", "steps", "no", "best"),
     "label_mismatch": ("error", "reset"),
+    "head": ("linear", "crf"),
 }
 
 
@@ -300,6 +326,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             f"with max_length={recipe.max_length}"
         )
     _check_ranges(recipe)
+    _check_hpo(recipe)
     return recipe
 
 
@@ -315,12 +342,56 @@ def _check_ranges(recipe: Recipe) -> None:
     if recipe.global_batch_size is not None and recipe.gradient_accumulation_steps != 1:
         raise RecipeError("recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
                           "with global_batch_size, accumulation is derived from the number of processes")
+    if recipe.head == "crf" and recipe.lora.enabled:
+        raise RecipeError("recipe key 'head': head=crf is not supported with lora.enabled=true (the adapter "
+                          "would not save the CRF); use full fine-tuning or head=linear")
     if recipe.lora.alpha <= 0:
         raise RecipeError(f"recipe key 'lora.alpha' must be positive, got {recipe.lora.alpha}")
     if not 0 <= recipe.lora.dropout < 1:
         raise RecipeError(f"recipe key 'lora.dropout' must be in [0, 1), got {recipe.lora.dropout}")
     if recipe.lora.target_modules is not None and not recipe.lora.target_modules:
         raise RecipeError("recipe key 'lora.target_modules' is an empty list; leave it unset for the default")
+
+
+_HPO_RANGES = ("learning_rate", "num_train_epochs", "warmup_ratio", "weight_decay")
+_HPO_CHOICES = ("per_device_train_batch_size", "lora_r", "lora_alpha")
+
+
+def _check_hpo(recipe: Recipe) -> None:
+    hpo = recipe.hpo
+    if hpo.n_trials < 1:
+        raise RecipeError(f"recipe key 'hpo.n_trials' must be at least 1, got {hpo.n_trials}")
+    if hpo.timeout_s is not None and hpo.timeout_s <= 0:
+        raise RecipeError(f"recipe key 'hpo.timeout_s' must be positive, got {hpo.timeout_s}")
+    for name in _HPO_RANGES:
+        bounds = getattr(hpo, name)
+        if bounds is None:
+            continue
+        if len(bounds) != 2 or not bounds[0] < bounds[1]:
+            raise RecipeError(f"recipe key 'hpo.{name}' must be [low, high] with low < high, got {bounds}")
+        low, high = bounds
+        if name == "learning_rate" and low <= 0:
+            raise RecipeError(f"recipe key 'hpo.learning_rate' is searched on a log scale: low must be > 0, got {low}")
+        if name == "num_train_epochs" and low < 1:
+            raise RecipeError(f"recipe key 'hpo.num_train_epochs' must be at least 1, got {bounds}")
+        if name == "warmup_ratio" and not (0 <= low and high < 1):
+            raise RecipeError(f"recipe key 'hpo.warmup_ratio' must lie in [0, 1), got {bounds}")
+        if name == "weight_decay" and low < 0:
+            raise RecipeError(f"recipe key 'hpo.weight_decay' must be >= 0, got {bounds}")
+    for name in _HPO_CHOICES:
+        choices = getattr(hpo, name)
+        if choices is None:
+            continue
+        if not choices or any(c < 1 for c in choices):
+            raise RecipeError(f"recipe key 'hpo.{name}' must be a non-empty list of positive integers, got {choices}")
+        if name.startswith("lora_") and not recipe.lora.enabled:
+            raise RecipeError(f"recipe key 'hpo.{name}' searches a LoRA setting: it needs lora.enabled=true")
+    if hpo.per_device_train_batch_size is not None and recipe.global_batch_size is not None:
+        raise RecipeError("recipe key 'hpo.per_device_train_batch_size' cannot be searched with global_batch_size set "
+                          "(the global batch fixes the step); unset one of them")
+    if hpo.pruning and recipe.eval_strategy == "no":
+        raise RecipeError("recipe key 'hpo.pruning' prunes on intermediate validation F1: it needs "
+                          "eval_strategy=epoch or steps")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

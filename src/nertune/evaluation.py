@@ -57,14 +57,33 @@ class NerTrainer(Trainer):
             output.metrics[f"{prefix}_loss"] = token_loss
         return output
 
+    crf_learning_rate: float | None = None  # head=crf: the CRF's own learning rate (None: learning_rate)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        crf = model_crf(self.model if model is None else model)
+        if crf is not None and self.crf_learning_rate is not None and not any(
+                group.get("nertune_crf") for group in optimizer.param_groups):
+            # The CRF's few scores start at 0 and learn far slower than the encoder at a fine-tuning rate.
+            crf_params = {id(p) for p in crf.parameters()}
+            for group in optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in crf_params]
+            optimizer.add_param_group({"params": list(crf.parameters()), "lr": self.crf_learning_rate,
+                                       "weight_decay": 0.0, "nertune_crf": True})
+        return optimizer
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logits = outputs["logits"]
-        token_loss = torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device),
-            ignore_index=IGNORE_INDEX, reduction="sum",
-        )
+        crf = model_crf(model)
+        if crf is not None:  # head=crf: the CRF's negative log-likelihood of each row's labelled words, summed
+            token_loss = crf.neg_log_likelihood(logits, labels)
+        else:
+            token_loss = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device),
+                ignore_index=IGNORE_INDEX, reduction="sum",
+            )
         if model.training and num_items_in_batch is not None:
             # num_items_in_batch counts the labelled tokens of the optimizer step: on every process when
             # average_tokens_across_devices, and DDP then averages the processes' gradients, hence the factor.
@@ -73,6 +92,20 @@ class NerTrainer(Trainer):
         else:  # evaluation (or no token count): the mean over this batch, as the model's own loss
             loss = token_loss / labels.ne(IGNORE_INDEX).sum().clamp(min=1)
         return (loss, outputs) if return_outputs else loss
+
+
+def model_crf(model):
+    """The CRF head (`head: crf`) of a model, through DDP/accelerate wrappers; None for a linear head."""
+    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
+        model = model.module
+    return getattr(model, "crf", None)
+
+
+def word_ids_from_emissions(features, emissions, n_words: list[int], crf) -> list[list[int]]:
+    """head=crf: each word's emission vector (windows merged) -> constrained Viterbi over the whole sentence."""
+    from .crf import decode_words
+
+    return decode_words(crf, word_predictions_from_rows(features, emissions, n_words))
 
 
 def compact_logits(logits, labels):
@@ -106,11 +139,32 @@ def ids_to_tags(word_ids: list[list[int]], id2label: dict[int, str], scheme: str
     return [repair_tags([id2label[int(i)] for i in sentence], scheme) for sentence in word_ids]
 
 
-def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[int, str], scheme: str, strict: bool):
-    """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split."""
+def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[int, str], scheme: str, strict: bool,
+                         crf=None):
+    """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split.
+
+    `crf` (head=crf; the CRF, or a function returning it when the model is built later): predictions are
+    emission scores (`crf.emission_logits`) decoded by Viterbi; the evaluation loss is the CRF's negative
+    log-likelihood per labelled word over the whole split (the training loss of `NerTrainer.compute_loss`).
+    """
     n_words = [len(t) for t in gold_tags]
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
+        head = crf() if callable(crf) and not isinstance(crf, torch.nn.Module) else crf
+        if head is not None:
+            word_ids = word_ids_from_emissions(features, eval_prediction.predictions, n_words, head)
+            scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
+            metrics = {key: scores[key] for key in ("precision", "recall", "f1", "macro_f1", "accuracy")}
+            # The CRF loss per labelled word over the whole split, row by row: exact on N processes too.
+            if eval_prediction.label_ids is None:
+                return metrics
+            labels = torch.as_tensor(eval_prediction.label_ids)
+            device = head.transitions.device
+            with torch.no_grad():
+                nll = float(head.neg_log_likelihood(torch.as_tensor(eval_prediction.predictions).to(device),
+                                                    labels.to(device)))
+            metrics["token_loss"] = nll / max(int(labels.ne(IGNORE_INDEX).sum()), 1)
+            return metrics
         predictions, token_loss = eval_prediction.predictions  # from compact_logits
         word_ids = word_predictions_from_rows(features, predictions, n_words)
         scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
@@ -133,9 +187,13 @@ def predict_split(trainer: Trainer, features, n_words: list[int], id2label: dict
     predictions = output.predictions
     if isinstance(predictions, tuple):  # (label ids, sub-token losses) from compact_logits
         predictions = predictions[0]
-    if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, when no argmax preprocessing
-        predictions = predictions.argmax(-1)
-    word_ids = word_predictions_from_rows(features, predictions, n_words)
+    crf = model_crf(trainer.model)
+    if crf is not None:  # head=crf: emission scores (crf.emission_logits), Viterbi over each whole sentence
+        word_ids = word_ids_from_emissions(features, predictions, n_words, crf)
+    else:
+        if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, when no argmax preprocessing
+            predictions = predictions.argmax(-1)
+        word_ids = word_predictions_from_rows(features, predictions, n_words)
     tags = ids_to_tags(word_ids, id2label, scheme)
     assert [len(t) for t in tags] == n_words, "every word of every sentence gets exactly one tag"
     return tags
@@ -190,6 +248,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     from . import report as reports
     from .align import encode_split
     from .config import load_recipe
+    from .crf import emission_logits
     from .data import DataError, load_split
     from .modeling import load_for_inference, load_tokenizer, resolve_model_path, trained_labels
 
@@ -226,7 +285,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
                                    report_to="none", use_cpu=not torch.cuda.is_available()),
             data_collator=DataCollatorForTokenClassification(tokenizer),
             processing_class=tokenizer,
-            preprocess_logits_for_metrics=compact_logits,
+            preprocess_logits_for_metrics=compact_logits if model_crf(model) is None else emission_logits,
         )
         predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
 

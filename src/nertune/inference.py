@@ -184,6 +184,9 @@ class NerPredictor:
         sentences = [list(words) for words in sentences]
         if not sentences:
             return []
+        crf = getattr(self.model, "crf", None)
+        if crf is not None:
+            return self._predict_words_crf(sentences, crf)
         with self._lock:
             features = encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap)
             row_predictions = self._predict_rows(features)
@@ -196,9 +199,33 @@ class NerPredictor:
             results.append([(tag, score) for tag, (_, score) in zip(tags, predicted)])
         return results
 
+    def _predict_words_crf(self, sentences: list[list[str]], crf) -> list[list[tuple[str, float]]]:
+        """head=crf: constrained Viterbi over each whole sentence's word emissions (windows merged first).
+        The score of a word is the softmax probability of its Viterbi label under its emission scores."""
+        from .crf import decode_words
+
+        with self._lock:
+            features = encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap)
+            rows = self._predict_rows(features, emissions=True)
+            emissions = merge_window_predictions(features["word_index"], features["example_index"],
+                                                 features["word_start"], features["word_end"], rows,
+                                                 [len(s) for s in sentences])
+            with torch.inference_mode():
+                paths = decode_words(crf, emissions)
+        results = []
+        for vectors, path in zip(emissions, paths):
+            if not path:
+                results.append([])
+                continue
+            probabilities = torch.stack(vectors).softmax(dim=-1)
+            results.append([(self.labels[label_id], float(probabilities[i, label_id]))
+                            for i, label_id in enumerate(path)])
+        return results
+
     @torch.inference_mode()
-    def _predict_rows(self, features: dict[str, list]) -> list[list[tuple[int, float]]]:
-        """`(label id, probability)` at every sub-token of every window."""
+    def _predict_rows(self, features: dict[str, list], emissions: bool = False) -> list[list]:
+        """`(label id, probability)` at every sub-token of every window; with `emissions`, the float32
+        emission score vector (CPU tensor) at every sub-token instead."""
         rows = features["input_ids"]
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
         pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
@@ -214,6 +241,11 @@ class NerPredictor:
                 padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
                 batch[key] = torch.tensor(padded, dtype=torch.long, device=self.device)
             logits = self.model(**batch).logits.float()
+            if emissions:
+                logits = logits.cpu()
+                for r, row in zip(batch_rows, logits):
+                    predictions[r] = list(row[:len(rows[r])])
+                continue
             probabilities, label_ids = logits.softmax(dim=-1).max(dim=-1)
             for r, ids, probs in zip(batch_rows, label_ids.tolist(), probabilities.tolist()):
                 predictions[r] = list(zip(ids[:len(rows[r])], probs[:len(rows[r])]))

@@ -59,7 +59,70 @@ def load_for_inference(model_path: str):
         from .lora import load_adapter_model
 
         return load_adapter_model(model_path)
-    return AutoModelForTokenClassification.from_pretrained(model_path).eval()
+    if getattr(AutoConfig.from_pretrained(model_path), "nertune_head", "linear") == "crf":
+        # Its crf.* weights are not the token-classification model's: silence the "UNEXPECTED keys" report.
+        from transformers.utils import logging as hf_logging
+
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            model = AutoModelForTokenClassification.from_pretrained(model_path)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+    else:
+        model = AutoModelForTokenClassification.from_pretrained(model_path)
+    if getattr(model.config, "nertune_head", "linear") == "crf":
+        attach_crf(model, getattr(model.config, "nertune_crf_scheme", "IOB2"), model_path, required=True)
+    return model.eval()
+
+
+def _crf_state(model_path: str) -> dict[str, torch.Tensor] | None:
+    """The `crf.*` tensors saved with a model dir (inside model.safetensors, sharded or not), or None."""
+    import json
+
+    from safetensors import safe_open
+
+    path = Path(model_path)
+    files = [path / "model.safetensors"]
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        files = sorted({path / f for k, f in weight_map.items() if k.startswith("crf.")})
+    state = {}
+    for file in files:
+        if file.is_file():
+            with safe_open(str(file), framework="pt") as f:
+                state.update({k[len("crf."):]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
+    return state or None
+
+
+def attach_crf(model, scheme: str, model_path: str | None = None, required: bool = False):
+    """Give a token-classification model a CRF head (`model.crf`, saved with the model's weights as `crf.*`)
+    over its labels, marked in config.json (`nertune_head: crf`, `nertune_crf_scheme`); the CRF's scores are
+    loaded from `model_path` when it has them. Returns the CRF."""
+    from .crf import LinearChainCRF
+
+    id2label = model.config.id2label
+    labels = [str(id2label[i]) for i in sorted(int(k) for k in id2label)]
+    crf = LinearChainCRF(labels, scheme)
+    state = _crf_state(model_path) if model_path is not None else None
+    if state is not None:
+        crf.load_state_dict(state)
+    elif required:
+        raise ValueError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
+    model.crf = crf.to(next(model.parameters()).device)
+    model.config.nertune_head = "crf"
+    model.config.nertune_crf_scheme = crf.scheme
+    return crf
+
+
+def configure_head(model, head: str, scheme: str, model_path: str, keep_head: bool):
+    """`head: crf` attaches a CRF (continuing a CRF model's scores when its head is kept); `linear` makes sure
+    config.json does not claim a CRF. Returns the CRF or None."""
+    if head == "crf":
+        return attach_crf(model, scheme, model_path if keep_head and not is_adapter_dir(model_path) else None)
+    model.config.nertune_head = "linear"
+    return None
 
 
 def load_tokenizer(model_path: str):

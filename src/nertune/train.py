@@ -5,9 +5,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from datasets import DatasetDict
 from transformers import (
     DataCollatorForTokenClassification,
     EarlyStoppingCallback,
@@ -24,14 +27,17 @@ from .evaluation import (
     NerTrainer,
     compact_logits,
     make_compute_metrics,
+    model_crf,
     predict_split,
     score_split,
     write_conll_predictions,
     write_json,
 )
+from .crf import emission_logits
 from .hub import check_hub_access, push_run, write_model_card
 from .lora import adapter_size_bytes, apply_lora, merge_adapter, save_adapter_info, trainable_parameters
 from .modeling import (
+    configure_head,
     is_adapter_dir,
     load_model_for_training,
     load_tokenizer,
@@ -112,6 +118,80 @@ def _resume_checkpoint(recipe: Recipe) -> str | None:
     return recipe.resume_from_checkpoint
 
 
+@dataclass
+class PreparedData:
+    """Everything the Trainer needs from the data: labels, tokenizer, encoded splits, gold tags."""
+
+    splits: DatasetDict
+    source_scheme: str
+    scheme: str
+    labels: list[str]
+    keep_head: bool
+    label2id: dict[str, int]
+    id2label: dict[int, str]
+    tokenizer: Any
+    train_features: Any
+    eval_features: dict[str, Any]
+    gold: dict[str, list[list[str]]]
+
+
+def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
+    """Load the splits, build and reconcile the label list, tokenize and align every split."""
+    splits, source_scheme = load_splits(recipe.data)
+    scheme = recipe.data.train_scheme
+    labels = build_label_list(splits["train"]["ner_tags"], scheme)
+    labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    logger.info("data: %s tags read as %s, trained as %s; %d labels; %s", source_scheme, source_scheme, scheme,
+                len(labels), {k: len(v) for k, v in splits.items()})
+
+    tokenizer = load_tokenizer(model_path)
+    encode = dict(tokenizer=tokenizer, max_length=recipe.max_length, window_overlap=recipe.window_overlap,
+                  label2id=label2id, scheme=scheme)
+    train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
+    eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
+    gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
+    return PreparedData(splits, source_scheme, scheme, labels, keep_head, label2id, id2label, tokenizer,
+                        train_features, eval_features, gold)
+
+
+def build_model(recipe: Recipe, model_path: str, data: PreparedData):
+    """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled."""
+    model = load_model_for_training(model_path, data.labels, data.keep_head)
+    configure_head(model, recipe.head, data.scheme, model_path, data.keep_head)  # head=crf: model.crf
+    if recipe.lora.enabled:
+        model = apply_lora(model, recipe.lora)
+    return model
+
+
+def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, model=None,
+                  model_init=None) -> NerTrainer:
+    """The NerTrainer of `run_training` (validation F1 as metric); `model_init` instead of `model` for HPO."""
+    callbacks = []
+    if recipe.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+    crf = recipe.head == "crf"  # the CRF is read from the model when scoring (model_init builds it later)
+    trainer = NerTrainer(
+        model=model,
+        model_init=model_init,
+        args=args,
+        train_dataset=data.train_features,
+        eval_dataset=data.eval_features["validation"],
+        data_collator=DataCollatorForTokenClassification(
+            data.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
+        processing_class=data.tokenizer,
+        compute_metrics=make_compute_metrics(data.eval_features["validation"], data.gold["validation"],
+                                             data.id2label, data.scheme, recipe.strict_metrics,
+                                             crf=(lambda: model_crf(trainer.model)) if crf else None),
+        preprocess_logits_for_metrics=emission_logits if crf else compact_logits,
+        callbacks=callbacks,
+    )
+    trainer.crf_learning_rate = recipe.crf_learning_rate
+    return trainer
+
+
 def run_training(recipe: Recipe) -> dict:
     """Train, pick the best checkpoint by validation F1, score validation and test, write the run dir.
 
@@ -134,44 +214,14 @@ def run_training(recipe: Recipe) -> dict:
                          "merged model dir (lora.merge=true)")
     resume = _resume_checkpoint(recipe)
     hub_api = check_hub_access(recipe.hub_model_id) if recipe.push_to_hub and is_main else None
-    splits, source_scheme = load_splits(recipe.data)
-    scheme = recipe.data.train_scheme
-    labels = build_label_list(splits["train"]["ner_tags"], scheme)
-    labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
-    label2id = {label: i for i, label in enumerate(labels)}
-    id2label = dict(enumerate(labels))
-    logger.info("data: %s tags read as %s, trained as %s; %d labels; %s", source_scheme, source_scheme, scheme,
-                len(labels), {k: len(v) for k, v in splits.items()})
-
-    tokenizer = load_tokenizer(model_path)
-    encode = dict(tokenizer=tokenizer, max_length=recipe.max_length, window_overlap=recipe.window_overlap,
-                  label2id=label2id, scheme=scheme)
-    train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
-    eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
-    gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
+    data = prepare_data(recipe, model_path)
+    splits, source_scheme, scheme, labels = data.splits, data.source_scheme, data.scheme, data.labels
+    id2label, train_features, eval_features, gold = data.id2label, data.train_features, data.eval_features, data.gold
 
     set_seed(recipe.seed)  # here: setting up N processes may draw random numbers; the new head must not differ
-    model = load_model_for_training(model_path, labels, keep_head)
-    if recipe.lora.enabled:
-        model = apply_lora(model, recipe.lora)
+    model = build_model(recipe, model_path, data)
     trainable, total = trainable_parameters(model)
-    callbacks = []
-    if recipe.early_stopping_patience is not None:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-    trainer = NerTrainer(
-        model=model,
-        args=args,
-        train_dataset=train_features,
-        eval_dataset=eval_features["validation"],
-        data_collator=DataCollatorForTokenClassification(
-            tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
-        ),
-        processing_class=tokenizer,
-        compute_metrics=make_compute_metrics(eval_features["validation"], gold["validation"], id2label, scheme,
-                                             recipe.strict_metrics),
-        preprocess_logits_for_metrics=compact_logits,
-        callbacks=callbacks,
-    )
+    trainer = build_trainer(recipe, args, data, model=model)
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
     logger.info("training on %s (%s) x %d processes, %d train windows from %d sentences; global batch %d = "
                 "%d per device x %d accumulation x %d processes; %d of %d parameters trainable (%.2f%%)",

@@ -1,0 +1,173 @@
+"""Hyperparameter search: the recipe's `hpo` space, searched by optuna through `Trainer.hyperparameter_search`.
+
+Every trial trains a fresh model (`model_init`) with the Trainer that `run_training` builds (same data,
+features, metric); the objective is the validation entity F1 of the trial's last evaluation. Outputs in
+`<output_dir>/hpo/`: `trials.csv` (one row per trial of the study) and `best_recipe.yaml` (the recipe with
+the best parameters applied and no `hpo` section: `nertune train best_recipe.yaml` trains the final model).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .config import HpoSection, Recipe, RecipeError, recipe_to_dict
+from .distributed import check_world_size
+from .modeling import is_adapter_dir, resolve_model_path, resolve_precision
+from .train import build_model, build_trainer, build_training_arguments, prepare_data
+
+logger = logging.getLogger(__name__)
+
+# Searched names (optuna parameter names) -> the TrainingArguments field a trial sets; LoRA ones go to model_init.
+_ARGS_FIELD = {"learning_rate": "learning_rate", "num_train_epochs": "num_train_epochs",
+               "per_device_train_batch_size": "per_device_train_batch_size",
+               "warmup_ratio": "warmup_steps",  # transformers 5: a float < 1 is a fraction of the steps
+               "weight_decay": "weight_decay"}
+_SPACE = (*_ARGS_FIELD, "lora_r", "lora_alpha")
+
+
+def searched(hpo: HpoSection) -> list[str]:
+    """The dimensions the recipe searches (set in its `hpo` section)."""
+    return [name for name in _SPACE if getattr(hpo, name) is not None]
+
+
+def suggest(trial, hpo: HpoSection) -> dict[str, Any]:
+    """Sample one point of the space; optuna returns the same value when a name is suggested again in a trial."""
+    params: dict[str, Any] = {}
+    if hpo.learning_rate is not None:
+        params["learning_rate"] = trial.suggest_float("learning_rate", *hpo.learning_rate, log=True)
+    if hpo.num_train_epochs is not None:
+        params["num_train_epochs"] = trial.suggest_int("num_train_epochs", *hpo.num_train_epochs)
+    for name in ("warmup_ratio", "weight_decay"):
+        if getattr(hpo, name) is not None:
+            params[name] = trial.suggest_float(name, *getattr(hpo, name))
+    for name in ("per_device_train_batch_size", "lora_r", "lora_alpha"):
+        if getattr(hpo, name) is not None:
+            params[name] = trial.suggest_categorical(name, list(getattr(hpo, name)))
+    return params
+
+
+def apply_params(recipe: Recipe, params: dict[str, Any]) -> Recipe:
+    """A copy of the recipe with searched values set (lora_r -> lora.r, lora_alpha -> lora.alpha)."""
+    out = copy.deepcopy(recipe)
+    for name, value in params.items():
+        if name == "lora_r":
+            out.lora.r = int(value)
+        elif name == "lora_alpha":
+            out.lora.alpha = int(value)
+        elif name == "num_train_epochs":
+            out.num_train_epochs = float(value)
+        elif name == "per_device_train_batch_size":
+            out.per_device_train_batch_size = int(value)
+        elif name in _ARGS_FIELD:
+            setattr(out, name, float(value))
+        else:
+            raise RecipeError(f"hpo: unknown searched parameter {name!r}")
+    return out
+
+
+def write_trials_csv(study, path: Path) -> int:
+    """One row per trial: number, state, objective, duration, then one column per parameter."""
+    trials = study.get_trials(deepcopy=False)
+    names = sorted({name for t in trials for name in t.params})
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f)
+        writer.writerow(["number", "state", "objective", "duration_s", *names])
+        for t in trials:
+            duration = t.duration.total_seconds() if t.duration is not None else ""
+            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value,
+                             "" if duration == "" else round(duration, 3), *(t.params.get(n, "") for n in names)])
+    return len(trials)
+
+
+def write_best_recipe(recipe: Recipe, params: dict[str, Any], path: Path) -> Recipe:
+    """The original recipe with the best parameters applied and the `hpo` section dropped."""
+    best = apply_params(recipe, params)
+    content = recipe_to_dict(best)
+    content.pop("hpo", None)
+    with open(path, "w", encoding="utf-8") as f:
+        yaml.safe_dump(content, f, sort_keys=False, allow_unicode=True)
+    return best
+
+
+def run_hpo(recipe: Recipe) -> dict:
+    """Search the recipe's `hpo` space; write trials.csv and best_recipe.yaml under <output_dir>/hpo/."""
+    try:
+        import optuna
+    except ModuleNotFoundError:
+        raise ValueError("nertune hpo needs optuna: pip install 'nertune[hpo]'") from None
+    hpo = recipe.hpo
+    space = searched(hpo)
+    if not space:
+        raise RecipeError(f"recipe section 'hpo' searches nothing: set at least one of "
+                          f"{', '.join('hpo.' + n for n in _SPACE)}")
+    hpo_dir = Path(recipe.output_dir) / "hpo"
+    # Trials write no checkpoints: the best parameters are retrained by `nertune train best_recipe.yaml`.
+    base = dataclasses.replace(recipe, output_dir=str(hpo_dir / "trials"), save_strategy="no",
+                               load_best_model_at_end=False, push_to_hub=False, resume_from_checkpoint=None)
+    precision = resolve_precision(base.precision)
+    args = build_training_arguments(base, precision)
+    check_world_size(args.world_size)
+    is_main = args.process_index == 0
+    model_path = resolve_model_path(base.model_name_or_path)
+    if is_adapter_dir(model_path):
+        raise ValueError(f"{base.model_name_or_path} is a LoRA adapter; search from its base model")
+    data = prepare_data(base, model_path)
+
+    def model_init(trial=None):
+        trial_recipe = base if trial is None else apply_params(base, suggest(trial, hpo))
+        return build_model(trial_recipe, model_path, data)
+
+    def hp_space(trial) -> dict[str, Any]:
+        return {_ARGS_FIELD[k]: v for k, v in suggest(trial, hpo).items() if k in _ARGS_FIELD}
+
+    trainer = build_trainer(base, args, data, model_init=model_init)
+    study_name = hpo.study_name or f"nertune-{Path(recipe.output_dir).name}"
+    # No RDB: an in-memory storage we keep a handle on, to read the trials back after the search.
+    storage = hpo.storage if hpo.storage else optuna.storages.InMemoryStorage()
+    # Workers sharing a storage must not draw the same points: each adds its process id to the seed.
+    seed = hpo.seed if not hpo.storage else hpo.seed + os.getpid()
+    pruner = optuna.pruners.MedianPruner() if hpo.pruning else optuna.pruners.NopPruner()
+    logger.info("hpo: study %r, %d trials, searching %s; storage %s", study_name, hpo.n_trials, space,
+                hpo.storage or "in memory")
+    best_run = trainer.hyperparameter_search(
+        hp_space=hp_space,
+        compute_objective=lambda metrics: metrics["eval_f1"],
+        n_trials=hpo.n_trials,
+        direction="maximize",
+        backend="optuna",
+        timeout=hpo.timeout_s,
+        study_name=study_name,
+        storage=storage,
+        load_if_exists=True,
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=pruner,
+        gc_after_trial=True,
+    )
+    if not is_main:  # with N processes the search and its files live on process 0
+        return {}
+    hpo_dir.mkdir(parents=True, exist_ok=True)
+    study = optuna.load_study(study_name=study_name, storage=storage)
+    best = study.best_trial  # over the whole study: with a shared storage, every worker's trials
+    n_rows = write_trials_csv(study, hpo_dir / "trials.csv")
+    write_best_recipe(recipe, best.params, hpo_dir / "best_recipe.yaml")
+    states = {}
+    for t in study.get_trials(deepcopy=False):
+        states[t.state.name] = states.get(t.state.name, 0) + 1
+    summary = {"study_name": study_name, "n_trials": n_rows, "states": states, "best_trial": best.number,
+               "best_validation_f1": best.value, "best_params": best.params,
+               "this_worker_best_trial": int(best_run.run_id) if best_run is not None else None,
+               "trials_csv": str(hpo_dir / "trials.csv"), "best_recipe": str(hpo_dir / "best_recipe.yaml")}
+    print(f"hpo: {n_rows} trials ({', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}) "
+          f"in study {study_name!r}")
+    print(f"best trial {best.number}: validation F1 {best.value:.4f} with "
+          + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()))
+    print(f"trials: {hpo_dir / 'trials.csv'}\ntrain it: nertune train {hpo_dir / 'best_recipe.yaml'}")
+    return summary
