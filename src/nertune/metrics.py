@@ -1,6 +1,6 @@
 """Entity-level (seqeval, run locally) and token-level scores.
 
-Never use ``evaluate.load("seqeval")``: it fetches a script from the Hub.
+The `evaluate` library's seqeval metric is not used: it fetches its script from the Hub, which we cannot reach.
 All functions take word-level tag sequences (one tag per word) and return plain
 Python numbers so results can be written as JSON.
 """
