@@ -53,6 +53,20 @@ def write_conll(path: Path, sentences, delimiter: str = "\t", docstart: bool = F
     return path
 
 
+def tiny_recipe(model_dir, corpus, output_dir, *extra: str):
+    """A recipe that trains the tiny BERT on a synthetic corpus in seconds; `extra` overrides win."""
+    from nertune.config import load_recipe
+
+    return load_recipe(None, [
+        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
+        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
+        f"data.test_file={corpus['test']}",
+        "learning_rate=5e-3", "num_train_epochs=6", "per_device_train_batch_size=16", "warmup_ratio=0.0",
+        "max_length=32", "window_overlap=8", "logging_steps=5", "report_to=none", "precision=fp32",
+        "save_total_limit=1", *extra,
+    ])
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT encoder with its tokenizer, saved like a pretrained checkpoint."""

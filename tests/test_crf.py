@@ -161,7 +161,7 @@ def crf_run(tiny_model_dir, tmp_path_factory):
     from nertune.train import run_training
 
     from .conftest import make_sentences, write_conll
-    from .test_train import tiny_recipe
+    from .conftest import tiny_recipe
 
     tmp = tmp_path_factory.mktemp("crf-run")
     test_sentences = make_sentences(40, seed=3)

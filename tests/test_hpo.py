@@ -8,7 +8,7 @@ import pytest
 
 from nertune.config import RecipeError, load_recipe
 
-from .test_train import tiny_recipe
+from .conftest import tiny_recipe
 
 pytest.importorskip("optuna")
 

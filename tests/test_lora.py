@@ -12,21 +12,15 @@ from safetensors.torch import load_file
 from nertune.config import RecipeError, load_recipe
 from nertune.train import run_training
 
-from .conftest import make_sentences, write_conll
+from .conftest import make_sentences, tiny_recipe, write_conll
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 LORA = ["lora.enabled=true", "lora.r=4", "lora.alpha=8", "lora.merge=true"]
 
 
 def tiny_lora_recipe(model_dir, corpus, output_dir, *extra: str):
-    return load_recipe(None, [
-        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
-        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
-        f"data.test_file={corpus['test']}",
-        "learning_rate=2e-2", "num_train_epochs=4", "per_device_train_batch_size=16", "warmup_ratio=0.0",
-        "max_length=32", "window_overlap=8", "logging_steps=5", "report_to=none", "precision=fp32",
-        "save_strategy=no", *LORA, *extra,
-    ])
+    return tiny_recipe(model_dir, corpus, output_dir, "learning_rate=2e-2", "num_train_epochs=4",
+                       "save_strategy=no", *LORA, *extra)
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,7 @@ import yaml
 from nertune.config import load_recipe
 from nertune.train import run_training
 
-from .conftest import write_conll
-
-
-def tiny_recipe(model_dir, corpus, output_dir, *extra: str):
-    return load_recipe(None, [
-        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
-        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
-        f"data.test_file={corpus['test']}",
-        "learning_rate=5e-3", "num_train_epochs=6", "per_device_train_batch_size=16", "warmup_ratio=0.0",
-        "max_length=32", "window_overlap=8", "logging_steps=5", "report_to=none", "precision=fp32",
-        "save_total_limit=1", *extra,
-    ])
+from .conftest import tiny_recipe, write_conll
 
 
 @pytest.fixture(scope="module")
