@@ -3,7 +3,14 @@ small synthetic corpus the tiny model can learn in seconds."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -120,3 +127,44 @@ def trained_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     metrics = run_training(recipe)
     assert metrics["test_f1"] == 1.0, metrics
     return root / "run"
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[str]:
+    """A real `nertune serve MODEL_DIR` subprocess on a free loopback port: yields its base URL, stops it
+    after, and fails the test if the server logged a traceback."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}  # a tiny model on a shared CPU
+    command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
+    # Output to a file, not a pipe: nobody reads a pipe while the tests run, and a full one blocks the server.
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not up after 120 s:\n{log_path.read_text()}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()

@@ -76,3 +76,76 @@ def test_merge_raises_when_a_word_is_missing():
 def test_plan_windows_single_huge_word_gets_its_own_window():
     assert plan_windows([1, 50, 1], budget=10, overlap=2) == [(0, 1), (1, 2), (2, 3)]
     assert plan_windows([], budget=10, overlap=2) == [(0, 0)]
+
+
+# -- document context (context_size)
+
+def _tokens(tokenizer, ids):
+    return tokenizer.convert_ids_to_tokens(ids)
+
+
+def test_context_comes_from_the_same_document_only_and_is_never_labelled(tiny_tokenizer):
+    sentences = [["john", "lives"], ["in", "paris"], ["mary", "works"], ["at", "nasa"], ["rome", "."]]
+    documents = ["a", "a", "a", "b", ""]
+    labels = [[1, 0], [0, 3], [1, 0], [0, 2], [3, 0]]
+    enc = encode_examples(sentences, tiny_tokenizer, max_length=32, label_ids=labels, document_ids=documents,
+                          context_size=8)
+    rows = [_tokens(tiny_tokenizer, ids) for ids in enc["input_ids"]]
+    assert rows[0] == ["[CLS]", "john", "lives", "in", "paris", "mary", "works", "[SEP]"]
+    assert rows[1] == ["[CLS]", "john", "lives", "in", "paris", "mary", "works", "[SEP]"]
+    assert rows[2] == ["[CLS]", "john", "lives", "in", "paris", "mary", "works", "[SEP]"]
+    assert rows[3] == ["[CLS]", "at", "nasa", "[SEP]"]  # document b has one sentence
+    assert rows[4] == ["[CLS]", "rome", ".", "[SEP]"]  # no document: no context
+    # Only the sentence's own words are labelled and indexed; context is read, never predicted.
+    assert enc["word_index"][1] == [-1, -1, -1, 0, 1, -1, -1, -1]
+    assert enc["labels"][1] == [-100, -100, -100, 0, 3, -100, -100, -100]
+    assert enc["labels"][0] == [-100, 1, 0, -100, -100, -100, -100, -100]
+
+
+def test_context_is_whole_words_within_context_size_and_max_length(tiny_tokenizer):
+    # johns = john ##s, parisian = paris ##ian: a side never ends inside a word.
+    sentences = [["johns", "lives", "in", "parisian"], ["rome"], ["parisian", "visited", "johns"]]
+    enc = encode_examples(sentences, tiny_tokenizer, max_length=32, document_ids=["d"] * 3, context_size=3)
+    assert _tokens(tiny_tokenizer, enc["input_ids"][1]) == ["[CLS]", "in", "paris", "##ian", "rome", "paris", "##ian",
+                                                            "visited", "[SEP]"]
+    # max_length leaves room for 3 sub-tokens: half each, but the right side cannot use its half
+    # (the next word has 2 sub-tokens), so the left side takes it.
+    enc = encode_examples(sentences, tiny_tokenizer, max_length=6, document_ids=["d"] * 3, context_size=5)
+    assert _tokens(tiny_tokenizer, enc["input_ids"][enc["example_index"].index(1)]) == ["[CLS]", "in", "paris", "##ian", "rome", "[SEP]"]
+    # The first sentence of a document has no left context: the right side gets all the room.
+    enc = encode_examples(sentences, tiny_tokenizer, max_length=12, document_ids=["d"] * 3, context_size=5)
+    assert _tokens(tiny_tokenizer, enc["input_ids"][0]) == ["[CLS]", "john", "##s", "lives", "in", "paris", "##ian",
+                                                            "rome", "paris", "##ian", "visited", "[SEP]"]
+
+
+@pytest.mark.parametrize("max_length, context_size", [(16, 4), (32, 12), (64, 30), (12, 11)])
+def test_context_never_costs_a_word_or_a_label(tiny_tokenizer, max_length, context_size):
+    rng = random.Random(max_length)
+    vocabulary = ["john", "parisian", "lives", "in", "rome", "walked", "\u200b"]
+    sentences = [[rng.choice(vocabulary) for _ in range(rng.randrange(0, 40))] for _ in range(30)]
+    documents = [rng.choice(["x", "y", ""]) for _ in sentences]
+    labels = [[rng.randrange(5) for _ in words] for words in sentences]
+    plain = encode_examples(sentences, tiny_tokenizer, max_length, 4, labels)
+    enc = encode_examples(sentences, tiny_tokenizer, max_length, 4, labels, document_ids=documents,
+                          context_size=context_size)
+    assert all(len(ids) <= max_length for ids in enc["input_ids"])
+    # The same windows, the same labelled sub-tokens in the same order: context only adds -100 around them.
+    for key in ("example_index", "word_start", "word_end"):
+        assert enc[key] == plain[key]
+    for row in range(len(enc["input_ids"])):
+        assert [w for w in enc["word_index"][row] if w >= 0] == [w for w in plain["word_index"][row] if w >= 0]
+        assert [x for x in enc["labels"][row] if x != IGNORE_INDEX] == [x for x in plain["labels"][row] if x != IGNORE_INDEX]
+    assert sum(map(len, enc["input_ids"])) > sum(map(len, plain["input_ids"]))  # and some context was added
+    merged = merge_window_predictions(enc["word_index"], enc["example_index"], enc["word_start"], enc["word_end"],
+                                      enc["word_index"], [len(s) for s in sentences])
+    assert merged == [list(range(len(s))) for s in sentences]
+
+
+def test_context_size_zero_or_no_documents_changes_nothing(tiny_tokenizer):
+    sentences = [["john", "lives"], ["in", "parisian"]]
+    plain = encode_examples(sentences, tiny_tokenizer, 32)
+    assert encode_examples(sentences, tiny_tokenizer, 32, document_ids=["d", "d"], context_size=0) == plain
+    assert encode_examples(sentences, tiny_tokenizer, 32, document_ids=["", ""], context_size=8) == plain
+    assert encode_examples(sentences, tiny_tokenizer, 32, context_size=8) == plain
+    with pytest.raises(ValueError, match="1 document ids for 2 sentences"):
+        encode_examples(sentences, tiny_tokenizer, 32, document_ids=["d"], context_size=8)

@@ -3,68 +3,42 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
+from .conftest import running_server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
 SRC = Path(__file__).resolve().parents[1] / "src"
+
 MAX_BATCH, MAX_CHARS = 8, 200
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(trained_model_dir, tmp_path_factory):
     """Base URL of a running `nertune serve` on the trained tiny model; stopped after the module."""
-    port = free_port()
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}  # a tiny model on a shared CPU
-    command = [sys.executable, "-m", "nertune.cli", "serve", str(trained_model_dir), "--port", str(port),
-               "--max-batch", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)]
-    # Output to a file, not a pipe: nobody reads a pipe while the tests run, and a full one blocks the server.
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after 120 s:\n{log_path.read_text()}")
-            time.sleep(0.25)
+    with running_server(trained_model_dir, log_path, "--max-batch", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
 def post(url: str, **kwargs) -> httpx.Response:
     return httpx.post(f"{url}/predict", timeout=30, **kwargs)
+
+
+def test_predict_a_document(server):
+    # This model was trained without context (context_size=0): a document is its sentences, one result each.
+    sentences = ["john lives in paris .", "", "mary works at nasa ."]
+    response = post(server, json={"document": sentences})
+    assert response.status_code == 200, response.text
+    assert response.json() == post(server, json={"texts": sentences}).json()
+    assert [[e["text"] for e in r["entities"]] for r in response.json()["results"]] == [["john", "paris"], [], ["mary", "nasa"]]
 
 
 def test_health_and_info(server):
@@ -72,6 +46,7 @@ def test_health_and_info(server):
     info = httpx.get(f"{server}/info").json()
     assert info["model"] == "run" and info["labels"][0] == "O" and "B-PER" in info["labels"]
     assert (info["max_batch"], info["max_chars"], info["max_length"], info["device"]) == (MAX_BATCH, MAX_CHARS, 32, "cpu")
+    assert info["context_size"] == 0
 
 
 def test_predict_one_text(server):
@@ -104,6 +79,10 @@ def test_predict_a_batch(server):
     ({"json": {}}, 422, "exactly one of"),
     ({"json": {"text": "a", "texts": ["b"]}}, 422, "exactly one of"),
     ({"json": {"text": None}}, 422, "exactly one of"),
+    ({"json": {"text": "a", "document": ["b"]}}, 422, "exactly one of"),
+    ({"json": {"document": "john lives in paris"}}, 422, "document: Input should be a valid list"),
+    ({"json": {"document": ["a"] * (MAX_BATCH + 1)}}, 413, f"{MAX_BATCH + 1} sentences in one request"),
+    ({"json": {"document": ["ok", "a" * (MAX_CHARS + 1)]}}, 413, f"document[1] has {MAX_CHARS + 1} characters"),
     ({"json": {"text": 3}}, 422, "text: Input should be a valid string"),
     ({"json": {"texts": "john"}}, 422, "texts: Input should be a valid list"),
     ({"json": {"texts": ["ok", 5]}}, 422, "texts.1: Input should be a valid string"),
@@ -171,8 +150,8 @@ def test_concurrent_clients(server):
 
 def test_missing_model_dir_is_one_error_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-m", "nertune.cli", "serve", str(tmp_path / "nope"), "--port",
-                             str(free_port())], capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run([sys.executable, "-m", "nertune.cli", "serve", str(tmp_path / "nope"), "--port", "0"],
+                            capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 2
     assert f"error: model directory not found: {tmp_path / 'nope'}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -10,32 +10,35 @@ Two promises hold here for every sentence:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 from .schemes import continuation_tag
 
+logger = logging.getLogger(__name__)
+
 IGNORE_INDEX = -100  # the label that CrossEntropyLoss (and so every HF model) ignores
 
 
-def _clean_words(words: Sequence[str], unk_token: str | None, tokenizer) -> list[str]:
-    """Replace words the tokenizer maps to no sub-token (they would silently vanish) by the unk token."""
-    if not words:
-        return []
-    encoded = tokenizer(list(words), is_split_into_words=True, add_special_tokens=False)
-    present = {w for w in encoded.word_ids() if w is not None}
-    if len(present) == len(words):
-        return list(words)
-    replacement = unk_token or "[UNK]"
-    return [w if i in present else replacement for i, w in enumerate(words)]
+def _words_and_counts(sentences: list[list[str]], tokenizer) -> tuple[list[list[str]], list[list[int]]]:
+    """Every sentence's words and the number of sub-tokens of each word, from one batched call.
 
-
-def _subtoken_counts(words: list[str], tokenizer) -> list[int]:
-    encoded = tokenizer(words, is_split_into_words=True, add_special_tokens=False)
-    counts = [0] * len(words)
-    for w in encoded.word_ids():
-        if w is not None:
-            counts[w] += 1
-    return counts
+    A word the tokenizer maps to no sub-token (it would silently vanish) is replaced by the unk token.
+    """
+    encoded = tokenizer(sentences, is_split_into_words=True, add_special_tokens=False)
+    unk = getattr(tokenizer, "unk_token", None) or "[UNK]"
+    all_words, all_counts = [], []
+    for ex, words in enumerate(sentences):
+        counts = [0] * len(words)
+        for w in encoded.word_ids(ex):
+            if w is not None:
+                counts[w] += 1
+        if 0 in counts:
+            words = [word if n else unk for word, n in zip(words, counts)]
+            counts = [n or len(tokenizer(unk, add_special_tokens=False)["input_ids"]) for n in counts]
+        all_words.append(words)
+        all_counts.append(counts)
+    return all_words, all_counts
 
 
 def plan_windows(counts: Sequence[int], budget: int, overlap: int) -> list[tuple[int, int]]:
@@ -67,6 +70,46 @@ def plan_windows(counts: Sequence[int], budget: int, overlap: int) -> list[tuple
         start = next_start
 
 
+def document_neighbours(document_ids: Sequence[str | None]) -> tuple[list[int | None], list[int | None]]:
+    """For every sentence, the index of the sentence before and after it in the same document (or None).
+
+    Sentences of a document are taken in the order given; an empty or None id means "no document", so
+    such a sentence has no neighbours.
+    """
+    previous: list[int | None] = [None] * len(document_ids)
+    following: list[int | None] = [None] * len(document_ids)
+    last_of_document: dict[str, int] = {}
+    for i, document in enumerate(document_ids):
+        if not document:
+            continue
+        if document in last_of_document:
+            previous[i] = last_of_document[document]
+            following[previous[i]] = i
+        last_of_document[document] = i
+    return previous, following
+
+
+def _context_words(words: list[list[str]], counts: list[list[int]], neighbour: list[int | None], ex: int,
+                   position: int, step: int, limit: int) -> tuple[list[str], int]:
+    """Whole words next to `position` of sentence `ex`, walking `step` (-1: left of it, +1: from it on) and
+    on into the neighbouring sentences, while they fit in `limit` sub-tokens. Returns (words in reading
+    order, sub-tokens used)."""
+    taken: list[str] = []
+    used = 0
+    sentence: int | None = ex
+    while sentence is not None and used < limit:
+        indices = range(position - 1, -1, -1) if step < 0 else range(position, len(words[sentence]))
+        for i in indices:
+            if used + counts[sentence][i] > limit:
+                return (taken[::-1] if step < 0 else taken), used
+            used += counts[sentence][i]
+            taken.append(words[sentence][i])
+        sentence = neighbour[sentence]
+        if sentence is not None:
+            position = len(words[sentence]) if step < 0 else 0
+    return (taken[::-1] if step < 0 else taken), used
+
+
 def encode_examples(
     tokens: Sequence[Sequence[str]],
     tokenizer,
@@ -74,6 +117,8 @@ def encode_examples(
     window_overlap: int = 32,
     label_ids: Sequence[Sequence[int]] | None = None,
     continuation_label_ids: Sequence[int] | None = None,
+    document_ids: Sequence[str | None] | None = None,
+    context_size: int = 0,
 ) -> dict[str, list]:
     """Tokenise sentences into model inputs, one row per window.
 
@@ -82,50 +127,72 @@ def encode_examples(
     `example_index`, `word_start`, `word_end`, and `labels` when `label_ids` is given.
     `continuation_label_ids[label]` is the label of a word's later sub-tokens when all sub-tokens are
     labelled (B-X -> I-X); when it is None they get -100.
+
+    Document context (FLERT, Schweter & Akbik 2020): with `context_size > 0` and `document_ids`, each
+    window is encoded between up to `context_size` sub-tokens of the words before it and as many after
+    it, from the same sentence and then from the neighbouring sentences of the same document, whole
+    words only and never beyond `max_length`. Context sub-tokens get word_index -1 and label -100: they
+    are read, never labelled or predicted.
     """
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
         raise ValueError(f"max_length={max_length} leaves no room for words after the special tokens")
+    if context_size < 0:
+        raise ValueError(f"context_size must be >= 0, got {context_size}")
+    if document_ids is not None and len(document_ids) != len(tokens):
+        raise ValueError(f"{len(document_ids)} document ids for {len(tokens)} sentences")
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_index": [], "example_index": [],
                             "word_start": [], "word_end": []}
     if label_ids is not None:
         out["labels"] = []
-    unk = getattr(tokenizer, "unk_token", None)
-    # Fast path: one batched call; only sentences that are too long or lose a word take the slow path.
-    batch = tokenizer([list(w) for w in tokens], is_split_into_words=True, add_special_tokens=True) if tokens else None
-    for ex, words in enumerate(tokens):
-        word_ids = batch.word_ids(ex)
-        n_present = len({w for w in word_ids if w is not None})
-        if n_present == len(words) and len(word_ids) <= max_length:
-            _append_window(out, ex, 0, len(words), batch["input_ids"][ex], batch["attention_mask"][ex],
-                           batch["token_type_ids"][ex] if "token_type_ids" in batch else None,
-                           word_ids, label_ids, continuation_label_ids)
-            continue
-        words = _clean_words(words, unk, tokenizer)
-        counts = _subtoken_counts(words, tokenizer)
-        for word_start, word_end in plan_windows(counts, budget, window_overlap):
-            # Truncation only ever bites a single word longer than the whole budget (see plan_windows).
-            enc = tokenizer(words[word_start:word_end], is_split_into_words=True, truncation=True,
-                            max_length=max_length)
-            _append_window(out, ex, word_start, word_end, enc["input_ids"], enc["attention_mask"],
-                           enc.get("token_type_ids"), enc.word_ids(), label_ids, continuation_label_ids)
+    if not tokens:
+        return out
+    words, counts = _words_and_counts([list(sentence) for sentence in tokens], tokenizer)
+    with_context = context_size > 0 and document_ids is not None
+    previous, following = document_neighbours(document_ids) if with_context else (None, None)
+    pieces, layout = [], []  # the words of each window with its context; (ex, start, end, n_left)
+    for ex, sentence_counts in enumerate(counts):
+        for word_start, word_end in plan_windows(sentence_counts, budget, window_overlap):
+            left: list[str] = []
+            right: list[str] = []
+            room = budget - sum(sentence_counts[word_start:word_end])
+            if with_context and room > 0:
+                # Both sides get up to half of the room; what one side cannot use goes to the other.
+                half = min(context_size, (room + 1) // 2)
+                left, used_left = _context_words(words, counts, previous, ex, word_start, -1, half)
+                right, used_right = _context_words(words, counts, following, ex, word_end, +1,
+                                                   min(context_size, room - used_left))
+                if half < context_size and used_left == half:
+                    left, _ = _context_words(words, counts, previous, ex, word_start, -1,
+                                             min(context_size, room - used_right))
+            pieces.append(left + words[ex][word_start:word_end] + right)
+            layout.append((ex, word_start, word_end, len(left)))
+    # Truncation only ever bites a single word longer than the whole budget (see plan_windows).
+    encoded = tokenizer(pieces, is_split_into_words=True, truncation=True, max_length=max_length)
+    for row, (ex, word_start, word_end, n_left) in enumerate(layout):
+        _append_window(out, ex, word_start, word_end, n_left, encoded["input_ids"][row],
+                       encoded["attention_mask"][row],
+                       encoded["token_type_ids"][row] if "token_type_ids" in encoded else None,
+                       encoded.word_ids(row), label_ids, continuation_label_ids)
     return out
 
 
-def _append_window(out, ex, word_start, word_end, input_ids, attention_mask, token_type_ids, word_ids,
+def _append_window(out, ex, word_start, word_end, n_left, input_ids, attention_mask, token_type_ids, word_ids,
                    label_ids, continuation_label_ids) -> None:
+    """One window row; `word_ids` index the window's words after `n_left` context words."""
     word_index, labels, previous = [], [], None
     for w in word_ids:
-        if w is None:
+        word = None if w is None or not n_left <= w < n_left + word_end - word_start else word_start + w - n_left
+        if word is None:  # a special token or a context sub-token
             word_index.append(-1)
             labels.append(IGNORE_INDEX)
         elif w != previous:
-            word_index.append(word_start + w)
-            labels.append(label_ids[ex][word_start + w] if label_ids is not None else IGNORE_INDEX)
+            word_index.append(word)
+            labels.append(label_ids[ex][word] if label_ids is not None else IGNORE_INDEX)
         else:
             word_index.append(-1)
             if label_ids is not None and continuation_label_ids is not None:
-                labels.append(continuation_label_ids[label_ids[ex][word_start + w]])
+                labels.append(continuation_label_ids[label_ids[ex][word]])
             else:
                 labels.append(IGNORE_INDEX)
         previous = w
@@ -185,11 +252,14 @@ def encode_split(
     label_all_subtokens: bool = False,
     sort_by_length: bool = False,
     scheme: str = "IOB2",
+    context_size: int = 0,
 ):
     """Encode a data split (columns `tokens`, `ner_tags`) into a `datasets.Dataset` of windows.
 
     With `sort_by_length` the rows are ordered by length so that sequential evaluation batches carry
     little padding; `example_index`/`word_index` still map every prediction back to its word.
+    With `context_size`, sentences sharing a `document_id` (in split order) are each other's context;
+    a split with no document ids is encoded sentence by sentence, with a warning.
     """
     import datasets
 
@@ -205,7 +275,15 @@ def encode_split(
         if label_all_subtokens:
             # A word's later sub-tokens continue its entity: B-X -> I-X, never a second B-.
             continuation = [label2id.get(continuation_tag(label, scheme), label2id[label]) for label in label2id]
-    encoded = encode_examples(tokens, tokenizer, max_length, window_overlap, label_ids, continuation)
+    document_ids = None
+    if context_size > 0:
+        document_ids = dataset["document_id"] if "document_id" in dataset.column_names else []
+        if not any(document_ids):
+            logger.warning("context_size=%d but the data has no documents (no -DOCSTART- lines or document_id "
+                           "values): each sentence is encoded without context", context_size)
+            document_ids = None
+    encoded = encode_examples(tokens, tokenizer, max_length, window_overlap, label_ids, continuation,
+                              document_ids=document_ids, context_size=context_size)
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
     features = datasets.Dataset.from_dict(encoded)
     if sort_by_length:

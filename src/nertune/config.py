@@ -95,6 +95,9 @@ class Recipe:
     max_length: int = 128  # sub-tokens per window, special tokens included
     window_overlap: int = 32  # sub-tokens shared by consecutive windows of a long sentence
     label_all_subtokens: bool = False  # False: first sub-token carries the label, others -100
+    # Document context (FLERT): up to this many sub-tokens of the neighbouring text of the same document
+    # (-DOCSTART- or document_id) on each side of a sentence, read but never labelled. 0: off.
+    context_size: int = 0
 
     # Classifier head: linear (softmax per word) | crf (linear-chain CRF over the words, constrained Viterbi).
     head: str = "linear"
@@ -325,6 +328,9 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             f"recipe key 'window_overlap' must be in [0, max_length/2), got {recipe.window_overlap} "
             f"with max_length={recipe.max_length}"
         )
+    if not 0 <= recipe.context_size < recipe.max_length:
+        raise RecipeError(f"recipe key 'context_size' must be in [0, max_length), got {recipe.context_size} "
+                          f"with max_length={recipe.max_length} (it counts sub-tokens on each side of a sentence)")
     _check_ranges(recipe)
     _check_hpo(recipe)
     return recipe

@@ -274,7 +274,8 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
                         "or set data.unseen_label_policy=O to score them as O")
     gold = [[t if t in labels else "O" for t in tags] for tags in dataset["ner_tags"]]
     tokenizer = load_tokenizer(str(model_dir))
-    features = encode_split(dataset, tokenizer, recipe.max_length, recipe.window_overlap, sort_by_length=True)
+    features = encode_split(dataset, tokenizer, recipe.max_length, recipe.window_overlap, sort_by_length=True,
+                            context_size=recipe.context_size)
     name = extra.get("name") or _default_eval_name(recipe, split)
     out_dir = model_dir / "eval" / name
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -75,7 +75,7 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         metadata["datasets"] = [dataset]
     hyper = {k: recipe[k] for k in ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
                                     "gradient_accumulation_steps", "weight_decay", "warmup_ratio", "lr_scheduler_type",
-                                    "max_length", "window_overlap", "seed") if k in recipe}
+                                    "max_length", "window_overlap", "context_size", "seed") if k in recipe}
     labels = metrics.get("labels", [])
     types = sorted({label.split("-", 1)[1] for label in labels if "-" in label})
     repo = repo_id or str(run_dir)

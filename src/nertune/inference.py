@@ -74,25 +74,25 @@ def _scheme_from_labels(labels: Sequence[str]) -> str:
     return "BIOES" if any(parse_tag(label)[0] in ("E", "S") for label in labels) else "IOB2"
 
 
-def _read_recipe(model_dir: Path, labels: Sequence[str]) -> tuple[int, int, str]:
-    """(max_length, window_overlap, scheme) from the run's `config.yaml`, else defaults and the labels."""
+def _read_recipe(model_dir: Path, labels: Sequence[str]) -> tuple[int, int, int, str]:
+    """(max_length, window_overlap, context_size, scheme) from the run's `config.yaml`, else defaults and
+    the scheme of the labels."""
     recipe_file = model_dir / "config.yaml"
     from_labels = _scheme_from_labels(labels)
+    defaults = Recipe()
     if not recipe_file.is_file():
-        defaults = Recipe()
-        return defaults.max_length, defaults.window_overlap, from_labels
+        return defaults.max_length, defaults.window_overlap, defaults.context_size, from_labels
     try:
         recipe = load_recipe(recipe_file)
     except RecipeError as e:
         # A recipe from another nertune version must not make its model unusable; windows only need sizes.
-        logger.warning("%s; using default max_length/window_overlap and the scheme of the labels", e)
-        defaults = Recipe()
-        return defaults.max_length, defaults.window_overlap, from_labels
+        logger.warning("%s; using default max_length/window_overlap/context_size and the scheme of the labels", e)
+        return defaults.max_length, defaults.window_overlap, defaults.context_size, from_labels
     scheme = normalize_scheme(recipe.data.train_scheme)
     if scheme != from_labels:
         logger.warning("%s says train_scheme=%s but the labels look %s; reading tags as %s",
                        recipe_file, scheme, from_labels, scheme)
-    return recipe.max_length, recipe.window_overlap, scheme
+    return recipe.max_length, recipe.window_overlap, recipe.context_size, scheme
 
 
 def _inference_precision(precision: str, device: torch.device) -> str:
@@ -119,7 +119,8 @@ class NerPredictor:
     """
 
     def __init__(self, model, tokenizer, *, scheme: str = "IOB2", max_length: int = 128,
-                 window_overlap: int = 32, batch_size: int = 32, name: str = "model") -> None:
+                 window_overlap: int = 32, context_size: int = 0, batch_size: int = 32,
+                 name: str = "model") -> None:
         labels = trained_labels(model.config)
         if labels is None:
             raise ValueError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
@@ -131,6 +132,8 @@ class NerPredictor:
         self.scheme = normalize_scheme(scheme)
         self.max_length = max_length
         self.window_overlap = window_overlap
+        self.context_size = context_size
+        self._warned_no_documents = False
         self.batch_size = batch_size
         self.name = name
         self.device = next(model.parameters()).device
@@ -141,8 +144,8 @@ class NerPredictor:
                         precision: str = "auto") -> NerPredictor:
         """Load a model directory written by `nertune train` (or any HF token-classification checkpoint).
 
-        `max_length`, `window_overlap` and the tag scheme come from the run's `config.yaml` when there is
-        one; otherwise 128/32 and BIOES if the labels have E-/S- prefixes, else IOB2.
+        `max_length`, `window_overlap`, `context_size` and the tag scheme come from the run's `config.yaml`
+        when there is one; otherwise 128/32/0 and BIOES if the labels have E-/S- prefixes, else IOB2.
         `precision="auto"` uses bf16 only where the hardware runs it natively (else fp16 on older GPUs,
         fp32 on CPUs); `"int8"` quantizes the linear layers dynamically for CPU serving.
         """
@@ -155,7 +158,7 @@ class NerPredictor:
         labels = trained_labels(load_model_config(str(path)))
         if labels is None:  # checked before loading, which would warn about a fresh, random head
             raise ValueError(f"{model_dir}: config.json has no NER labels (id2label); is it a fine-tuned model?")
-        max_length, window_overlap, scheme = _read_recipe(path, labels)
+        max_length, window_overlap, context_size, scheme = _read_recipe(path, labels)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         precision = _inference_precision(precision, device)
         tokenizer = load_tokenizer(str(path))
@@ -170,25 +173,30 @@ class NerPredictor:
         else:
             model = model.to(device=device, dtype=_DTYPES[precision])
         return cls(model, tokenizer, scheme=scheme, max_length=max_length, window_overlap=window_overlap,
-                   batch_size=batch_size, name=path.name)
+                   context_size=context_size, batch_size=batch_size, name=path.name)
 
     # -- words -> tags
 
-    def predict_words(self, sentences: Sequence[Sequence[str]]) -> list[list[tuple[str, float]]]:
+    def predict_words(self, sentences: Sequence[Sequence[str]],
+                      document_ids: Sequence[str | None] | None = None) -> list[list[tuple[str, float]]]:
         """One `(tag, score)` per word of every sentence.
 
         The tag is read at the word's first sub-token and the sequence repaired to be valid in the
         scheme (an I-X after O becomes B-X: the spans stay the same). The score is the model's
         probability of that label; repair only changes a prefix, never the entity type.
+        With `document_ids` (one per sentence, in reading order) and a model trained with `context_size`,
+        every sentence is read with its neighbours of the same document, as in training.
         """
         sentences = [list(words) for words in sentences]
         if not sentences:
             return []
+        if document_ids is not None and len(document_ids) != len(sentences):
+            raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
         crf = getattr(self.model, "crf", None)
         if crf is not None:
-            return self._predict_words_crf(sentences, crf)
+            return self._predict_words_crf(sentences, crf, document_ids)
         with self._lock:
-            features = encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap)
+            features = self._encode(sentences, document_ids)
             row_predictions = self._predict_rows(features)
         words = merge_window_predictions(features["word_index"], features["example_index"],
                                          features["word_start"], features["word_end"], row_predictions,
@@ -199,13 +207,22 @@ class NerPredictor:
             results.append([(tag, score) for tag, (_, score) in zip(tags, predicted)])
         return results
 
-    def _predict_words_crf(self, sentences: list[list[str]], crf) -> list[list[tuple[str, float]]]:
+    def _encode(self, sentences: list[list[str]], document_ids: Sequence[str | None] | None) -> dict[str, list]:
+        if self.context_size and not (document_ids and any(document_ids)) and not self._warned_no_documents:
+            self._warned_no_documents = True
+            logger.warning("%s was trained with document context (context_size=%d) but the input has no "
+                           "documents: sentences are read without their neighbours", self.name, self.context_size)
+        return encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap,
+                               document_ids=document_ids, context_size=self.context_size)
+
+    def _predict_words_crf(self, sentences: list[list[str]], crf,
+                           document_ids: Sequence[str | None] | None) -> list[list[tuple[str, float]]]:
         """head=crf: constrained Viterbi over each whole sentence's word emissions (windows merged first).
         The score of a word is the softmax probability of its Viterbi label under its emission scores."""
         from .crf import decode_words
 
         with self._lock:
-            features = encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap)
+            features = self._encode(sentences, document_ids)
             rows = self._predict_rows(features, emissions=True)
             emissions = merge_window_predictions(features["word_index"], features["example_index"],
                                                  features["word_start"], features["word_end"], rows,
@@ -253,34 +270,47 @@ class NerPredictor:
 
     # -- entities
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]]) -> list[dict[str, Any]]:
+    def predict_tokens(self, sentences: Sequence[Sequence[str]],
+                       document_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
         """Entities of pre-split sentences: `{"entities", "words", "tags"}` per sentence.
 
         An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are WORD indices
         (end exclusive), `text` its words joined by spaces and `score` the mean of its words' scores.
+        `document_ids`: see `predict_words`.
         """
-        results = []
-        for words, tagged in zip(sentences, self.predict_words(sentences)):
-            entities = [{"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score}
-                        for type_, i, j, score in self._spans(tagged)]
-            results.append({"entities": entities, "words": list(words), "tags": [tag for tag, _ in tagged]})
-        return results
+        tagged = self.predict_words(sentences, document_ids)
+        return [self.tokens_result(words, tags) for words, tags in zip(sentences, tagged)]
 
-    def predict_texts(self, texts: Sequence[str]) -> list[dict[str, Any]]:
+    def predict_texts(self, texts: Sequence[str], document_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
         """Entities of raw texts: `{"entities", "words", "tags"}` per text (words from `split_words`).
 
         An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are CHARACTER
         offsets (`text[start:end]` is the entity) and `score` the mean of its words' scores.
+        `document_ids`: see `predict_words`; `predict_document` reads texts as the sentences of one document.
         """
         split = [split_words(text) for text in texts]
-        results = []
-        for text, words, tagged in zip(texts, split, self.predict_words([[w for w, _, _ in s] for s in split])):
-            entities = []
-            for type_, i, j, score in self._spans(tagged):
-                start, end = words[i][1], words[j - 1][2]
-                entities.append({"type": type_, "text": text[start:end], "start": start, "end": end, "score": score})
-            results.append({"entities": entities, "words": [w for w, _, _ in words], "tags": [t for t, _ in tagged]})
-        return results
+        tagged = self.predict_words([[w for w, _, _ in words] for words in split], document_ids)
+        return [self.text_result(text, words, tags) for text, words, tags in zip(texts, split, tagged)]
+
+    def predict_document(self, sentences: Sequence[str]) -> list[dict[str, Any]]:
+        """The sentences of one document, in order: entities per sentence, each read with its neighbours
+        when the model was trained with `context_size` (FLERT document context)."""
+        return self.predict_texts(sentences, document_ids=["document"] * len(sentences))
+
+    def tokens_result(self, words: Sequence[str], tagged: Sequence[tuple[str, float]]) -> dict[str, Any]:
+        """`{"entities", "words", "tags"}` of a pre-split sentence; entity offsets are word indices."""
+        entities = [{"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score}
+                    for type_, i, j, score in self._spans(tagged)]
+        return {"entities": entities, "words": list(words), "tags": [tag for tag, _ in tagged]}
+
+    def text_result(self, text: str, words: Sequence[tuple[str, int, int]],
+                    tagged: Sequence[tuple[str, float]]) -> dict[str, Any]:
+        """`{"entities", "words", "tags"}` of a text split by `split_words`; entity offsets are characters."""
+        entities = []
+        for type_, i, j, score in self._spans(tagged):
+            start, end = words[i][1], words[j - 1][2]
+            entities.append({"type": type_, "text": text[start:end], "start": start, "end": end, "score": score})
+        return {"entities": entities, "words": [w for w, _, _ in words], "tags": [t for t, _ in tagged]}
 
     def _spans(self, tagged: Sequence[tuple[str, float]]) -> list[tuple[str, int, int, float]]:
         """(type, first word, end word, mean word score) of every entity."""
@@ -306,6 +336,7 @@ class _Record:
     has_id: bool = False
     line: int = 0  # 1-based line of the record (CoNLL: of its first token)
     token_lines: list[int] | None = None  # CoNLL: index in the file's lines of each token
+    document_id: str = ""  # CoNLL: from -DOCSTART- lines; JSONL: the `document_id` field; "" for none
 
 
 def _input_format(path: Path, given: str | None) -> str:
@@ -341,7 +372,8 @@ def read_text_records(path: Path) -> list[_Record]:
 
 
 def read_jsonl_records(path: Path) -> list[_Record]:
-    """`{"text": "..."}` or `{"tokens": [...]}` per line, optionally with an `id`; blank lines are skipped."""
+    """`{"text": "..."}` or `{"tokens": [...]}` per line, optionally with an `id` and a `document_id`
+    (records sharing one are the sentences of a document, in file order); blank lines are skipped."""
     records = []
     for i, line in enumerate(_read_lines(path), start=1):
         if not line.strip():
@@ -355,6 +387,11 @@ def read_jsonl_records(path: Path) -> list[_Record]:
         if ("text" in value) == ("tokens" in value):
             raise DataError(f"a record needs exactly one of 'text' or 'tokens', it has keys {sorted(value)}", path, i)
         record = _Record(id=value.get("id"), has_id="id" in value, line=i)
+        if "document_id" in value:
+            document_id = value["document_id"]
+            if not isinstance(document_id, (str, int)) or isinstance(document_id, bool):
+                raise DataError(f"'document_id' must be a string or an integer, got {document_id!r:.80}", path, i)
+            record.document_id = str(document_id)
         if "text" in value:
             if not isinstance(value["text"], str):
                 raise DataError(f"'text' must be a string, got {value['text']!r:.80}", path, i)
@@ -369,19 +406,23 @@ def read_jsonl_records(path: Path) -> list[_Record]:
 
 
 def read_conll_records(path: Path, lines: list[str]) -> list[_Record]:
-    """Sentences of a CoNLL file, labelled or not: the token is the first column, blank lines separate."""
+    """Sentences of a CoNLL file, labelled or not: the token is the first column, blank lines separate
+    sentences and `-DOCSTART-` lines documents."""
     records: list[_Record] = []
     current: _Record | None = None
+    document_id, n_documents = "", 0
     for index, line in enumerate(lines):
         stripped = line.rstrip(" \t")
         fields = split_columns(stripped, None) if stripped.strip() else []
+        if fields and fields[0] == DOCSTART:
+            document_id, n_documents = f"doc{n_documents}", n_documents + 1
         if not fields or fields[0] == DOCSTART:
             current = None
             continue
         if not fields[0]:
             raise DataError(f"empty token in the first column: {line!r}", path, index + 1)
         if current is None:
-            current = _Record(tokens=[], token_lines=[], line=index + 1)
+            current = _Record(tokens=[], token_lines=[], line=index + 1, document_id=document_id)
             records.append(current)
         current.tokens.append(fields[0])
         current.token_lines.append(index)
@@ -450,12 +491,13 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         records = read_conll_records(input_path, conll_lines)
 
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
-    results: list[dict] = []
-    chunk = max(1, batch_size) * 16  # bounds memory on huge files while keeping batches full
-    with tqdm(total=len(records), unit="record", desc="predict", disable=len(records) <= chunk) as progress:
-        for first in range(0, len(records), chunk):
-            results.extend(_predict_records(predictor, records[first:first + chunk]))
-            progress.update(min(chunk, len(records) - first))
+    results: list = [None] * len(records)
+    chunks = _document_chunks(records, max(1, batch_size) * 16)  # bounds memory on huge files, keeps batches full
+    with tqdm(total=len(records), unit="record", desc="predict", disable=len(chunks) <= 1) as progress:
+        for chunk in chunks:
+            for i, result in zip(chunk, _predict_records(predictor, [records[i] for i in chunk])):
+                results[i] = result
+            progress.update(len(chunk))
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_format == "conll":
@@ -468,14 +510,25 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
     return len(records)
 
 
+def _document_chunks(records: Sequence[_Record], size: int) -> list[list[int]]:
+    """Record indices in chunks of about `size` that never split a document (its sentences are each
+    other's context), documents in order of their first record."""
+    documents: dict[Any, list[int]] = {}
+    for i, record in enumerate(records):
+        documents.setdefault(record.document_id or ("no document", i), []).append(i)
+    chunks: list[list[int]] = [[]]
+    for indices in documents.values():
+        if chunks[-1] and len(chunks[-1]) + len(indices) > size:
+            chunks.append([])
+        chunks[-1].extend(indices)
+    return chunks if chunks[0] else []
+
+
 def _predict_records(predictor: NerPredictor, records: Iterable[_Record]) -> list[dict[str, Any]]:
-    """Texts and token lists of one chunk, each kind in one call, back in input order."""
+    """Texts and token lists of one chunk in one call (documents keep their context), in input order."""
     records = list(records)
-    results: list = [None] * len(records)
-    texts = [i for i, r in enumerate(records) if r.tokens is None]
-    tokens = [i for i, r in enumerate(records) if r.tokens is not None]
-    for i, result in zip(texts, predictor.predict_texts([records[i].text for i in texts])):
-        results[i] = result
-    for i, result in zip(tokens, predictor.predict_tokens([records[i].tokens for i in tokens])):
-        results[i] = result
-    return results
+    split = [split_words(r.text) if r.tokens is None else None for r in records]
+    words = [r.tokens if s is None else [w for w, _, _ in s] for r, s in zip(records, split)]
+    tagged = predictor.predict_words(words, [r.document_id for r in records])
+    return [predictor.tokens_result(r.tokens, t) if s is None else predictor.text_result(r.text, s, t)
+            for r, s, t in zip(records, split, tagged)]

@@ -1,7 +1,9 @@
 """HTTP serving of a trained model with FastAPI + uvicorn (`nertune serve`).
 
 - `POST /predict` `{"text": "..."}` -> one result `{"entities", "words", "tags"}` (see
-  `NerPredictor.predict_texts`); `{"texts": [...]}` -> `{"results": [...]}`.
+  `NerPredictor.predict_texts`); `{"texts": [...]}` -> `{"results": [...]}`, one per text;
+  `{"document": ["sentence", ...]}` -> `{"results": [...]}`, one per sentence, each sentence read with
+  its neighbours when the model was trained with document context (`context_size`).
 - `GET /health` -> `{"status": "ok"}`; `GET /info` -> the model, its labels and the server's limits.
 
 Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add `"errors"`), never a 500:
@@ -24,11 +26,12 @@ from .inference import NerPredictor
 
 
 class PredictRequest(BaseModel):
-    """Exactly one of `text` or `texts`; unknown keys (a typo such as `txt`) are an error."""
+    """Exactly one of `text`, `texts` or `document`; unknown keys (a typo such as `txt`) are an error."""
 
     model_config = ConfigDict(extra="forbid")
     text: StrictStr | None = None
     texts: list[StrictStr] | None = None
+    document: list[StrictStr] | None = None  # the sentences of one document, in order
 
 
 def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,25 +65,29 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
     def info() -> dict[str, Any]:
         return {"model": predictor.name, "labels": predictor.labels, "scheme": predictor.scheme,
                 "max_batch": max_batch, "max_chars": max_chars, "max_length": predictor.max_length,
-                "device": str(predictor.device)}
+                "context_size": predictor.context_size, "device": str(predictor.device)}
 
     @app.post("/predict")
     def predict(request: PredictRequest) -> dict[str, Any]:
-        if (request.text is None) == (request.texts is None):
-            raise HTTPException(422, 'give exactly one of "text" (a string) or "texts" (a list of strings)')
-        single = request.text is not None
-        texts = [request.text] if single else request.texts
+        given = [key for key in ("text", "texts", "document") if getattr(request, key) is not None]
+        if len(given) != 1:
+            raise HTTPException(422, 'give exactly one of "text" (a string), "texts" (a list of strings) or '
+                                     f'"document" (a list of sentences); got {given or "none"}')
+        kind = given[0]
+        single = kind == "text"
+        texts = [request.text] if single else getattr(request, kind)
         if len(texts) > max_batch:
-            raise HTTPException(413, f"{len(texts)} texts in one request; the limit is {max_batch} (--max-batch)")
+            raise HTTPException(413, f"{len(texts)} {'sentences' if kind == 'document' else 'texts'} in one request; "
+                                     f"the limit is {max_batch} (--max-batch)")
         for i, text in enumerate(texts):
-            where = "text" if single else f"texts[{i}]"
+            where = "text" if single else f"{kind}[{i}]"
             if len(text) > max_chars:
                 raise HTTPException(413, f"{where} has {len(text)} characters; the limit is {max_chars} (--max-chars)")
             try:
                 text.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but not text the tokenizer takes
                 raise HTTPException(422, f"{where} is not valid Unicode (it has a lone surrogate)") from None
-        results = predictor.predict_texts(texts)
+        results = predictor.predict_document(texts) if kind == "document" else predictor.predict_texts(texts)
         return results[0] if single else {"results": results}
 
     return app

@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .align import encode_split
 from .config import Recipe, save_recipe
-from .data import load_splits
+from .data import DataError, load_splits
 from .distributed import batch_layout, check_world_size
 from .evaluation import (
     NerTrainer,
@@ -146,9 +146,12 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     logger.info("data: %s tags read as %s, trained as %s; %d labels; %s", source_scheme, source_scheme, scheme,
                 len(labels), {k: len(v) for k, v in splits.items()})
 
+    if recipe.context_size and not any(splits["train"]["document_id"]):
+        raise DataError(f"context_size={recipe.context_size} needs documents, but the training data has no "
+                        "-DOCSTART- lines or document_id values; set context_size=0 or mark the documents")
     tokenizer = load_tokenizer(model_path)
     encode = dict(tokenizer=tokenizer, max_length=recipe.max_length, window_overlap=recipe.window_overlap,
-                  label2id=label2id, scheme=scheme)
+                  label2id=label2id, scheme=scheme, context_size=recipe.context_size)
     train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
     eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
     gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
