@@ -144,3 +144,19 @@ def test_context_needs_documents_in_the_training_data(tmp_path, tiny_model_dir, 
     recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "run", "context_size=8")
     with pytest.raises(DataError, match="context_size=8 needs documents, but the training data has no -DOCSTART-"):
         run_training(recipe)
+
+
+def test_crf_head_reads_the_context_too(tmp_path, tiny_model_dir, document_corpus):
+    from nertune.inference import NerPredictor
+    from nertune.train import run_training
+
+    recipe = tiny_recipe(tiny_model_dir, document_corpus, tmp_path / "run", "context_size=12", "num_train_epochs=8",
+                         "head=crf", "crf_learning_rate=0.02")
+    assert run_training(recipe)["test_f1"] >= 0.97
+    predictor = NerPredictor.from_pretrained(tmp_path / "run", device="cpu", precision="fp32")
+    documents = make_documents(20, seed=5)
+    predicted = []
+    for sentences in documents:
+        results = predictor.predict_document([" ".join(tokens) for tokens, _ in sentences])
+        predicted += [r["entities"][0]["type"] for r in results if r["words"][1] == "said"]
+    assert predicted == _target_types(documents)
