@@ -160,3 +160,22 @@ def test_crf_head_reads_the_context_too(tmp_path, tiny_model_dir, document_corpu
         results = predictor.predict_document([" ".join(tokens) for tokens, _ in sentences])
         predicted += [r["entities"][0]["type"] for r in results if r["words"][1] == "said"]
     assert predicted == _target_types(documents)
+
+
+def test_predict_cli_text_documents(tmp_path, context_run, capsys):
+    from nertune.cli import main
+
+    run_dir, _ = context_run
+    documents = make_documents(10, seed=13)
+    source = tmp_path / "documents.txt"  # one sentence per line, a blank line (or several) between documents
+    source.write_text("\n\n\n".join("\n".join(" ".join(t) for t, _ in sentences) for sentences in documents) + "\n",
+                      encoding="utf-8")
+    assert main(["predict", str(run_dir), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
+                 "--documents"]) == 0
+    results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert len(results) == len(source.read_text().splitlines())  # blank lines keep their place, as empty results
+    assert [r["entities"][0]["type"] for r in results if r["words"][1:2] == ["said"]] == _target_types(documents)
+
+    assert main(["predict", str(run_dir), "--input", str(tmp_path / "out.jsonl"), "--output",
+                 str(tmp_path / "again.jsonl"), "--documents"]) == 2
+    assert "--documents is for text input; jsonl input marks documents itself" in capsys.readouterr().err

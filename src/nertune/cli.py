@@ -40,8 +40,10 @@ def evaluate_main(argv: list[str]) -> int:
 def predict_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="nertune predict", description="Tag a text, JSONL or CoNLL file with a trained model.",
-        epilog="text: one document per line. JSONL: {\"text\": ...} or {\"tokens\": [...]} per line, optional \"id\". "
-               "CoNLL: the first column is the word; CoNLL output repeats each line with the predicted tag appended.",
+        epilog="text: one text per line (--documents: one sentence per line, blank lines between documents). "
+               "JSONL: {\"text\": ...} or {\"tokens\": [...]} per line, optional \"id\" and \"document_id\". "
+               "CoNLL: the first column is the word, -DOCSTART- lines start documents; CoNLL output repeats each "
+               "line with the predicted tag appended.",
     )
     parser.add_argument("model_dir", help="a run directory written by `nertune train`")
     parser.add_argument("--input", required=True, help="file to tag")
@@ -53,12 +55,15 @@ def predict_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
+    parser.add_argument("--documents", action="store_true",
+                        help="text input: lines are sentences, blank lines separate documents (document context "
+                             "for models trained with context_size)")
     args = parser.parse_args(argv)
     from .inference import run_prediction
 
     run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
                    output_format=args.output_format, batch_size=args.batch_size, device=args.device,
-                   precision=args.precision)
+                   precision=args.precision, documents=args.documents)
     return 0
 
 

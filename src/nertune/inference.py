@@ -366,9 +366,17 @@ def _read_lines(path: Path) -> list[str]:
         return [line.rstrip("\r\n") for line in f]
 
 
-def read_text_records(path: Path) -> list[_Record]:
-    """One document per line; a blank line is an empty document (it keeps its position)."""
-    return [_Record(text=line, line=i) for i, line in enumerate(_read_lines(path), start=1)]
+def read_text_records(path: Path, documents: bool = False) -> list[_Record]:
+    """One text per line; a blank line is an empty text (it keeps its position). With `documents`, the
+    lines are sentences and blank lines separate documents (whose sentences are each other's context)."""
+    records, n_documents, previous_blank = [], 0, True
+    for i, line in enumerate(_read_lines(path), start=1):
+        blank = not line.strip()
+        if documents and not blank and previous_blank:
+            n_documents += 1
+        records.append(_Record(text=line, line=i, document_id=f"doc{n_documents}" if documents and not blank else ""))
+        previous_blank = blank
+    return records
 
 
 def read_jsonl_records(path: Path) -> list[_Record]:
@@ -462,12 +470,14 @@ def _write_conll(path: Path, records: list[_Record], results: list[dict], lines:
 
 def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
                    input_format: str | None = None, output_format: str | None = None, batch_size: int = 32,
-                   device: str | None = None, precision: str = "auto") -> int:
+                   device: str | None = None, precision: str = "auto", documents: bool = False) -> int:
     """Predict every record of a text, JSONL or CoNLL file and write JSONL or CoNLL; returns the count.
 
     Formats default from the file names (input: .jsonl/.json, .conll/.tsv/.bio..., else text; output:
     .jsonl/.json, .conll/.tsv/.bio..., or .txt for CoNLL input). JSONL output has one line per input
     record, in order, with its `id` when the input has one.
+    Documents (context for a model trained with `context_size`): CoNLL `-DOCSTART-` lines, the JSONL
+    `document_id` field, or, for text with `documents=True`, blocks of lines separated by blank lines.
     """
     from tqdm.auto import tqdm
 
@@ -481,10 +491,13 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
     if input_format not in INPUT_FORMATS or output_format not in OUTPUT_FORMATS:
         raise ValueError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
                          f"output {output_format!r} (one of {OUTPUT_FORMATS})")
+    if documents and input_format != "text":
+        raise ValueError(f"--documents is for text input; {input_format} input marks documents itself "
+                         "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)")
     # Read and check the whole input before loading the model: a bad line fails in a second.
     conll_lines = _read_lines(input_path) if input_format == "conll" else None
     if input_format == "text":
-        records = read_text_records(input_path)
+        records = read_text_records(input_path, documents)
     elif input_format == "jsonl":
         records = read_jsonl_records(input_path)
     else:
