@@ -219,9 +219,10 @@ def test_read_split_file_by_extension_and_format(tmp_path):
     assert data.read_split_file(jsonl, fmt="json")["tokens"] == [["EU", "rejects"]]
 
 
-def test_unknown_extension_lists_known_ones(tmp_path):
-    path = write(tmp_path, "x.conllu", "1\tEU\n")
-    with pytest.raises(DataError, match=r"x\.conllu.*'\.conllu'.*\.iob2.*\.jsonl.*data\.format"):
+def test_unknown_extension_that_does_not_read_says_how_it_was_read(tmp_path):
+    path = write(tmp_path, "x.conllu", "1\tEU\n")  # CoNLL-U: no NER column
+    with pytest.raises(DataError, match=r"x\.conllu:1: invalid tag 'EU'.*extension '\.conllu' is not a known one, "
+                                        r"so the file was read as conll from its content; set data\.format"):
         data.read_split_file(path, key="data.train_file")
 
 
@@ -444,3 +445,22 @@ def test_label_map_renames_types_in_every_split_for_training(tmp_path):
         assert splits[name]["ner_tags"][0] == ["B-PER", "O", "B-LOC"] and splits[name]["ner_tags"][1] == ["O"]
     with pytest.raises(DataError, match="'O' is not an entity type"):
         data.load_splits(data_cfg(train_file=str(train), label_map={"O": "PER"}))
+
+
+def test_files_without_a_known_extension_are_read_by_their_content(tmp_path, caplog):
+    from nertune.data import read_split_file
+
+    # The CoNLL-2003 originals: eng.train with 4 columns, IOB1 tags and -DOCSTART- lines.
+    conll = tmp_path / "eng.train"
+    conll.write_text("-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n"
+                     "-DOCSTART- -X- -X- O\n\nPeter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n", encoding="utf-8")
+    with caplog.at_level("INFO"):
+        ds = read_split_file(conll)
+    assert "extension '.train' is neither CoNLL" in caplog.text and "reads as conll" in caplog.text
+    assert ds["tokens"] == [["EU", "rejects"], ["Peter", "Blackburn"]]
+    assert ds["ner_tags"] == [["I-ORG", "O"], ["I-PER", "I-PER"]]
+    assert ds["document_id"] == ["doc0", "doc1"]
+
+    records = tmp_path / "train.data"
+    records.write_text('\n{"tokens": ["Paris"], "ner_tags": ["B-LOC"]}\n', encoding="utf-8")
+    assert read_split_file(records)["ner_tags"] == [["B-LOC"]]

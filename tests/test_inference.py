@@ -316,3 +316,18 @@ def test_int8_cpu_option_keeps_the_entities(trained_model_dir):
     assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in int8_predictor.model.modules())
     int8 = int8_predictor.predict_words(sentences)
     assert [[t for t, _ in s] for s in int8] == [[t for t, _ in s] for s in fp32]
+
+
+@pytest.mark.parametrize("name, content, expected", [
+    ("eng.testb", "-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n", "conll"),
+    ("wnut.dev", "@john\tO\nParis\tB-location\n\nok\tO\n", "conll"),
+    ("notes.data", "John lives in Paris .\nMary works at NASA\n", "text"),
+    ("records.data", '{"text": "John lives in Paris"}\n', "jsonl"),
+    ("tweets.txt", "Paris\tB-LOC\n", "text"),  # a known extension wins over the content
+])
+def test_input_format_from_content_when_the_extension_is_unknown(tmp_path, name, content, expected):
+    from nertune.inference import _input_format
+
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    assert _input_format(path, None) == expected

@@ -387,6 +387,15 @@ def _resolve(path: str | Path, base_dir: str | Path, key: str | None) -> Path:
         raise DataError(f"{key + ': ' if key else ''}file not found: {err}") from None
 
 
+def _sniff_format(path: Path) -> str:
+    """'json' when the first non-blank character is `{` or `[`, else 'conll' (whose errors then name the line)."""
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        for line in f:
+            if line.strip():
+                return "json" if line.lstrip()[0] in "{[" else "conll"
+    return "conll"  # an empty file: read_conll reports it
+
+
 def read_split_file(
     path: str | Path,
     fmt: str = "auto",
@@ -397,7 +406,7 @@ def read_split_file(
     delimiter: str | None = None,
     label_names: Sequence[str] | None = None,
 ) -> datasets.Dataset:
-    """Read one split file as CoNLL or JSON(L), chosen by `fmt` or by the extension.
+    """Read one split file as CoNLL or JSON(L), chosen by `fmt`, by the extension, or else by the content.
 
     `path` may be `pkg://package/file`. `key` (e.g. "data.validation_file") only appears in error
     messages. The CoNLL options are ignored for JSON and `label_names` for CoNLL, because a recipe
@@ -405,6 +414,7 @@ def read_split_file(
     """
     label = f"{key}: " if key else ""
     resolved = _resolve(path, ".", key)
+    sniffed = False
     if fmt == "auto":
         suffix = resolved.suffix.lower()
         if suffix in CONLL_EXTENSIONS:
@@ -412,15 +422,21 @@ def read_split_file(
         elif suffix in JSON_EXTENSIONS:
             fmt = "json"
         else:
-            raise DataError(
-                f"{label}cannot tell the format from extension {suffix!r}; known: CoNLL "
-                f"{', '.join(CONLL_EXTENSIONS)}; JSON {', '.join(JSON_EXTENSIONS)}. "
-                "Set data.format to 'conll' or 'json'", resolved)
-    if fmt == "conll":
-        return read_conll(resolved, token_column, tag_column, delimiter)
-    if fmt == "json":
+            # Corpora in the wild are often named eng.train, train.dev, wnut17train: sniff the content.
+            fmt, sniffed = _sniff_format(resolved), True
+            logger.info("%s: extension %r is neither CoNLL (%s) nor JSON (%s); its content reads as %s",
+                        resolved, suffix, " ".join(CONLL_EXTENSIONS), " ".join(JSON_EXTENSIONS), fmt)
+    if fmt not in ("conll", "json"):
+        raise DataError(f"{label}unknown format {fmt!r}; expected 'auto', 'conll' or 'json'", resolved)
+    try:
+        if fmt == "conll":
+            return read_conll(resolved, token_column, tag_column, delimiter)
         return read_json(resolved, label_names)
-    raise DataError(f"{label}unknown format {fmt!r}; expected 'auto', 'conll' or 'json'", resolved)
+    except DataError as e:
+        if not sniffed:
+            raise
+        raise DataError(f"{e} (the extension {resolved.suffix!r} is not a known one, so the file was read as {fmt} "
+                        "from its content; set data.format if that is wrong)") from None
 
 
 # --------------------------------------------------------------------------------------------

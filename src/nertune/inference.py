@@ -12,6 +12,7 @@ lost), one label per word read at the word's FIRST sub-token (as in training), `
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -339,13 +340,31 @@ class _Record:
     document_id: str = ""  # CoNLL: from -DOCSTART- lines; JSONL: the `document_id` field; "" for none
 
 
+_TAG = regex.compile(r"(?:O|[BIESLU]-\S+)")
+
+
 def _input_format(path: Path, given: str | None) -> str:
     if given:
         return given
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json"):
         return "jsonl"
-    return "conll" if suffix in _CONLL_SUFFIXES else "text"
+    if suffix in _CONLL_SUFFIXES:
+        return "conll"
+    if suffix in (".txt", ""):
+        return "text"
+    # Corpora in the wild are named eng.testb, wnut17.dev ...: sniff. CoNLL when the file starts with
+    # -DOCSTART- or its first lines all end in a tag column; JSONL when it starts with `{`; else text.
+    with open(path, encoding="utf-8-sig", errors="replace") as f:
+        lines = [line.split() for line in itertools.islice(f, 200) if line.strip()][:20]
+    if lines and lines[0][0].startswith("{"):
+        found = "jsonl"
+    elif lines and (lines[0][0] == DOCSTART or all(len(w) >= 2 and _TAG.fullmatch(w[-1]) for w in lines)):
+        found = "conll"
+    else:
+        found = "text"
+    logger.info("%s: read as %s from its content (extension %r; --format sets it)", path, found, suffix)
+    return found
 
 
 def _output_format(path: Path, given: str | None, input_format: str) -> str:
