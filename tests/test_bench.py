@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from nertune.bench import run_bench
 
 
-def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp_path):
+@pytest.mark.parametrize("length", ["num_train_epochs=4", "max_steps=60"])  # MFU and tokens/s hold for both
+def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp_path, length):
     result = run_bench(None, [
         f"model_name_or_path={tiny_model_dir}", f"output_dir={tmp_path / 'bench'}",
         f"data.train_file={synthetic_corpus['train']}", f"data.validation_file={synthetic_corpus['validation']}",
         f"data.test_file={synthetic_corpus['test']}", "learning_rate=5e-3", "num_train_epochs=4",
         "per_device_train_batch_size=16", "warmup_ratio=0", "max_length=32", "window_overlap=8",
-        "precision=fp32",
+        "precision=fp32", length,
     ])
     on_disk = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert on_disk == result
@@ -22,4 +25,5 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     assert result["entities_identical"] is True
     assert result["f1_project"] > 0.8 and result["f1_baseline"] > 0.8  # both learn the learnable corpus
     assert 0 < result["mfu"] < 1
+    assert result["train_tokens_per_second_project"] > 0 and result["train_tokens_per_second_baseline"] > 0
     assert "training samples/s" in (tmp_path / "bench" / "bench.md").read_text()
