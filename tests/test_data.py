@@ -6,7 +6,6 @@ import importlib.util
 import json
 import logging
 from pathlib import Path
-from types import SimpleNamespace
 
 import datasets
 import pytest
@@ -23,17 +22,11 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def data_cfg(**overrides) -> SimpleNamespace:
-    """The recipe's `data` section, with the same defaults as config.DataConfig."""
-    values = dict(
-        dataset_name=None, dataset_config=None, dataset_revision=None,
-        train_file=None, validation_file=None, test_file=None,
-        format="auto", token_column=0, tag_column=-1, delimiter=None, label_names=None,
-        tag_scheme="auto", train_scheme="IOB2",
-        validation_ratio=0.1, test_ratio=0.1, split_seed=42, unseen_label_policy="error", label_map=None,
-    )
-    values.update(overrides)
-    return SimpleNamespace(**values)
+def data_cfg(**overrides):
+    """The recipe's `data` section: config.DataConfig's defaults with `overrides`."""
+    from nertune.config import DataConfig
+
+    return DataConfig(**overrides)
 
 
 def many_sentences(n: int, types=("PER", "LOC")) -> str:
@@ -464,3 +457,17 @@ def test_files_without_a_known_extension_are_read_by_their_content(tmp_path, cap
     records = tmp_path / "train.data"
     records.write_text('\n{"tokens": ["Paris"], "ner_tags": ["B-LOC"]}\n', encoding="utf-8")
     assert read_split_file(records)["ner_tags"] == [["B-LOC"]]
+
+
+def test_germeval_comment_lines_with_comment_prefix(tmp_path):
+    # GermEval 2014: a "# source" line before each sentence, then index, token, outer tag, inner tag.
+    path = write(tmp_path, "germeval.tsv",
+                 "#\thttp://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]\n"
+                 "1\tAufgrund\tO\tO\n2\tKorfmanns\tB-PER\tO\n\n"
+                 "# http://de.wikipedia.org/wiki/Berlin\n1\tBerlin\tB-LOC\tO\n")
+    with pytest.raises(DataError, match=r"germeval\.tsv:1: .*a comment line\? set data\.comment_prefix"):
+        data.read_split_file(path, token_column=1, tag_column=2)
+    ds = data.read_split_file(path, token_column=1, tag_column=2, comment_prefix="#")
+    assert ds["tokens"] == [["Aufgrund", "Korfmanns"], ["Berlin"]]
+    assert ds["ner_tags"] == [["O", "B-PER"], ["B-LOC"]]
+    assert ds["line"] == [2, 6]  # lines still count the comments

@@ -289,6 +289,28 @@ def test_predict_conll_appends_a_column(tmp_path, trained_model_dir, capsys):
         [(1, ["B-PER", "O", "O", "B-LOC"]), (7, ["B-PER"])]
 
 
+def test_predict_germeval_layout_token_column_and_comments(tmp_path, trained_model_dir, capsys, caplog):
+    source = tmp_path / "germeval.tsv"
+    source.write_text("#\thttp://example.org/a [2009]\n1\tjohn\tB-PER\tO\n2\tlives\tO\tO\n3\tin\tO\tO\n"
+                      "4\tparis\tB-LOC\tO\n\n#\thttp://example.org/b\n1\tmary\tB-PER\tO\n", encoding="utf-8")
+    # Words in column 1 but no comment prefix: the comment lines are read as words, and the log says so.
+    with caplog.at_level("WARNING"):
+        code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "x.jsonl",
+                          "--token-column", "1")
+    assert code == 0
+    assert "2 lines start with a '#' column (first: line 1)" in caplog.text and "--comment-prefix '#'" in caplog.text
+    code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "pred.tsv",
+                      "--token-column", "1", "--comment-prefix", "#")
+    assert code == 0
+    assert (tmp_path / "pred.tsv").read_text(encoding="utf-8").splitlines() == [
+        "#\thttp://example.org/a [2009]", "1\tjohn\tB-PER\tO\tB-PER", "2\tlives\tO\tO\tO", "3\tin\tO\tO\tO",
+        "4\tparis\tB-LOC\tO\tB-LOC", "", "#\thttp://example.org/b", "1\tmary\tB-PER\tO\tB-PER"]
+    # A line too short for the token column is an error naming it.
+    source.write_text("1\tjohn\n2\n", encoding="utf-8")
+    code, out = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "y.jsonl", "--token-column", "1")
+    assert code == 2 and "germeval.tsv:2: no token column 1 in '2' (1 columns; --token-column sets it)" in out.err
+
+
 def test_predict_text_to_conll_with_explicit_formats(tmp_path, trained_model_dir, capsys):
     source = tmp_path / "docs.data"
     source.write_text("John lives in Paris.\n", encoding="utf-8")
@@ -331,3 +353,18 @@ def test_input_format_from_content_when_the_extension_is_unknown(tmp_path, name,
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
     assert _input_format(path, None) == expected
+
+
+def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_model_dir):
+    import yaml
+
+    from nertune.inference import _conll_layout
+
+    recipe = yaml.safe_load((trained_model_dir / "config.yaml").read_text())
+    recipe["data"].update(token_column=1, comment_prefix="#", delimiter="\t")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(recipe))
+    layout = _conll_layout(tmp_path, None, None)
+    assert (layout.token_column, layout.comment_prefix, layout.delimiter) == (1, "#", "\t")
+    layout = _conll_layout(tmp_path, 0, "##")  # the command line wins
+    assert (layout.token_column, layout.comment_prefix) == (0, "##")
+    assert _conll_layout(tmp_path / "no-recipe", None, None).token_column == 0

@@ -55,6 +55,11 @@ def predict_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
+    parser.add_argument("--token-column", type=int, default=None,
+                        help="CoNLL input: the column of the word (default: the training recipe's data.token_column)")
+    parser.add_argument("--comment-prefix", default=None,
+                        help="CoNLL input: lines starting with it are comments, copied to CoNLL output unchanged "
+                             "(default: the training recipe's data.comment_prefix)")
     parser.add_argument("--documents", action="store_true",
                         help="text input: lines are sentences, blank lines separate documents (document context "
                              "for models trained with context_size)")
@@ -63,7 +68,8 @@ def predict_main(argv: list[str]) -> int:
 
     run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
                    output_format=args.output_format, batch_size=args.batch_size, device=args.device,
-                   precision=args.precision, documents=args.documents)
+                   precision=args.precision, documents=args.documents, token_column=args.token_column,
+                   comment_prefix=args.comment_prefix)
     return 0
 
 

@@ -35,6 +35,7 @@ class DataConfig:
     token_column: int = 0
     tag_column: int = -1
     delimiter: str | None = None  # None: tab if the line has one, else runs of whitespace
+    comment_prefix: str | None = None  # CoNLL lines starting with it are comments (GermEval, CoNLL-U: "#")
     label_names: list[str] | None = None  # names for integer tags in JSON files
     # The scheme of the input tags (auto = detect on the training split) and the one we train with.
     tag_scheme: str = "auto"

@@ -131,6 +131,7 @@ def read_conll(
     token_column: int = 0,
     tag_column: int = -1,
     delimiter: str | None = None,
+    comment_prefix: str | None = None,
 ) -> datasets.Dataset:
     """Read a CoNLL-style file: one `token ... tag` line per word, blank lines between sentences.
 
@@ -140,6 +141,8 @@ def read_conll(
     sentence; CRLF endings, a UTF-8 BOM, trailing whitespace and a missing final newline are fine.
     The number of columns may vary between lines as long as every line has the token and the tag
     column (with the default `tag_column=-1` that means at least 2 columns).
+    Lines starting with `comment_prefix` (GermEval's `# source` lines, CoNLL-U's `# text = ...`) are
+    skipped and counted in the log; they do not end a sentence. Without it such a line is data.
     """
     # Parsed by hand rather than with datasets' "conll" builder, which silently pads a missing
     # tag column with '' and keeps the BOM inside the first token.
@@ -153,6 +156,7 @@ def read_conll(
     tokens: list[str] = []
     tags: list[str] = []
     start_line = 0
+    n_comments = 0
 
     def end_sentence() -> None:
         nonlocal tokens, tags
@@ -178,6 +182,9 @@ def read_conll(
             if not text.strip(_ASCII_WS):
                 end_sentence()
                 continue
+            if comment_prefix and text.startswith(comment_prefix):
+                n_comments += 1
+                continue
             fields = split_columns(text, delimiter)
             if fields[0] == DOCSTART:
                 end_sentence()
@@ -186,9 +193,10 @@ def read_conll(
                 continue
             n = len(fields)
             if n < needed or token_column % n == tag_column % n:
+                hint = " (a comment line? set data.comment_prefix to skip such lines)" if text.startswith("#") else ""
                 raise DataError(
                     f"expected at least {needed} columns (token column {token_column}, tag column "
-                    f"{tag_column}), found {n}: {text!r}",
+                    f"{tag_column}), found {n}: {text!r}{hint}",
                     path, line_no,
                 )
             token, tag = fields[token_column], fields[tag_column]
@@ -200,8 +208,10 @@ def read_conll(
             tokens.append(token)
             tags.append(tag)
     end_sentence()
+    if n_comments:
+        logger.info("%s: skipped %d comment lines (starting with %r)", path, n_comments, comment_prefix)
     if not columns["tokens"]:
-        raise DataError("no sentences found (empty file, or only blank and -DOCSTART- lines)", path)
+        raise DataError("no sentences found (empty file, or only blank, comment and -DOCSTART- lines)", path)
     return _to_dataset(columns)
 
 
@@ -405,6 +415,7 @@ def read_split_file(
     tag_column: int = -1,
     delimiter: str | None = None,
     label_names: Sequence[str] | None = None,
+    comment_prefix: str | None = None,
 ) -> datasets.Dataset:
     """Read one split file as CoNLL or JSON(L), chosen by `fmt`, by the extension, or else by the content.
 
@@ -430,7 +441,7 @@ def read_split_file(
         raise DataError(f"{label}unknown format {fmt!r}; expected 'auto', 'conll' or 'json'", resolved)
     try:
         if fmt == "conll":
-            return read_conll(resolved, token_column, tag_column, delimiter)
+            return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix)
         return read_json(resolved, label_names)
     except DataError as e:
         if not sniffed:
@@ -585,7 +596,7 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
         splits[split] = read_split_file(
             path, data_cfg.format, key=key, token_column=data_cfg.token_column,
             tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
-            label_names=data_cfg.label_names)
+            label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix)
         sources[split] = str(path)
     if "train" not in splits:
         raise DataError(f"Hub dataset {data_cfg.dataset_name!r} has no train split "
@@ -667,7 +678,7 @@ def load_split(data_cfg: Any, split: str, base_dir: str | Path = ".") -> tuple[d
     path = _resolve(file, base_dir, key)
     ds = read_split_file(path, data_cfg.format, key=key, token_column=data_cfg.token_column,
                          tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
-                         label_names=data_cfg.label_names)
+                         label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix)
     if len(ds) == 0:
         raise DataError(f"{key}: no sentences", path)
     ds = rename_entity_types(ds, getattr(data_cfg, "label_map", None), split)

@@ -432,27 +432,55 @@ def read_jsonl_records(path: Path) -> list[_Record]:
     return records
 
 
-def read_conll_records(path: Path, lines: list[str]) -> list[_Record]:
-    """Sentences of a CoNLL file, labelled or not: the token is the first column, blank lines separate
-    sentences and `-DOCSTART-` lines documents."""
+@dataclass
+class ConllLayout:
+    """How to read a CoNLL input: defaults from the model's training recipe (`data.token_column`,
+    `data.delimiter`, `data.comment_prefix`), so a model trained on GermEval reads GermEval."""
+
+    token_column: int = 0
+    delimiter: str | None = None
+    comment_prefix: str | None = None
+
+    def is_comment(self, line: str) -> bool:
+        return bool(self.comment_prefix) and line.startswith(self.comment_prefix)
+
+
+def read_conll_records(path: Path, lines: list[str], layout: ConllLayout | None = None) -> list[_Record]:
+    """Sentences of a CoNLL file, labelled or not: the token is in `layout.token_column` (the first by
+    default), blank lines separate sentences, `-DOCSTART-` lines documents; comment lines are skipped."""
+    layout = layout or ConllLayout()
     records: list[_Record] = []
     current: _Record | None = None
     document_id, n_documents = "", 0
+    hash_lines = []  # "#" in the first column while the words are elsewhere: GermEval-style comments?
     for index, line in enumerate(lines):
         stripped = line.rstrip(" \t")
-        fields = split_columns(stripped, None) if stripped.strip() else []
+        if stripped.strip() and layout.is_comment(stripped):
+            continue
+        fields = split_columns(stripped, layout.delimiter) if stripped.strip() else []
         if fields and fields[0] == DOCSTART:
             document_id, n_documents = f"doc{n_documents}", n_documents + 1
         if not fields or fields[0] == DOCSTART:
             current = None
             continue
-        if not fields[0]:
-            raise DataError(f"empty token in the first column: {line!r}", path, index + 1)
+        try:
+            token = fields[layout.token_column]
+        except IndexError:
+            hint = "; a comment line? --comment-prefix skips them" if stripped.startswith("#") else ""
+            raise DataError(f"no token column {layout.token_column} in {line!r} ({len(fields)} columns; "
+                            f"--token-column sets it{hint})", path, index + 1) from None
+        if not token:
+            raise DataError(f"empty token in column {layout.token_column}: {line!r}", path, index + 1)
+        if fields[0] == "#" and layout.token_column != 0:
+            hash_lines.append(index + 1)
         if current is None:
             current = _Record(tokens=[], token_lines=[], line=index + 1, document_id=document_id)
             records.append(current)
-        current.tokens.append(fields[0])
+        current.tokens.append(token)
         current.token_lines.append(index)
+    if hash_lines:
+        logger.warning("%s: %d lines start with a '#' column (first: line %d) and are read as words; if they are "
+                       "comments, --comment-prefix '#' skips them", path, len(hash_lines), hash_lines[0])
     return records
 
 
@@ -464,7 +492,8 @@ def _result_record(record: _Record, result: dict[str, Any], input_format: str) -
     return out
 
 
-def _write_conll(path: Path, records: list[_Record], results: list[dict], lines: list[str] | None) -> None:
+def _write_conll(path: Path, records: list[_Record], results: list[dict], lines: list[str] | None,
+                 layout: ConllLayout | None = None) -> None:
     with open(path, "w", encoding="utf-8") as f:
         if lines is not None:
             # CoNLL input: every line as it was, the predicted tag appended as a new last column.
@@ -473,8 +502,8 @@ def _write_conll(path: Path, records: list[_Record], results: list[dict], lines:
                 tags.update(zip(record.token_lines, result["tags"]))
             for index, line in enumerate(lines):
                 line = line.rstrip(" \t")
-                if not line:
-                    f.write("\n")
+                if not line or (layout is not None and layout.is_comment(line)):
+                    f.write(f"{line}\n")
                     continue
                 delimiter = "\t" if "\t" in line else " "
                 tag = tags.get(index, "O")  # -DOCSTART- lines get O, like their other columns
@@ -489,7 +518,8 @@ def _write_conll(path: Path, records: list[_Record], results: list[dict], lines:
 
 def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
                    input_format: str | None = None, output_format: str | None = None, batch_size: int = 32,
-                   device: str | None = None, precision: str = "auto", documents: bool = False) -> int:
+                   device: str | None = None, precision: str = "auto", documents: bool = False,
+                   token_column: int | None = None, comment_prefix: str | None = None) -> int:
     """Predict every record of a text, JSONL or CoNLL file and write JSONL or CoNLL; returns the count.
 
     Formats default from the file names (input: .jsonl/.json, .conll/.tsv/.bio..., else text; output:
@@ -497,6 +527,8 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
     record, in order, with its `id` when the input has one.
     Documents (context for a model trained with `context_size`): CoNLL `-DOCSTART-` lines, the JSONL
     `document_id` field, or, for text with `documents=True`, blocks of lines separated by blank lines.
+    CoNLL input is read with the training recipe's token column, delimiter and comment prefix unless
+    `token_column`/`comment_prefix` say otherwise; comment lines are copied to CoNLL output unchanged.
     """
     from tqdm.auto import tqdm
 
@@ -515,12 +547,13 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
                          "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)")
     # Read and check the whole input before loading the model: a bad line fails in a second.
     conll_lines = _read_lines(input_path) if input_format == "conll" else None
+    layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None
     if input_format == "text":
         records = read_text_records(input_path, documents)
     elif input_format == "jsonl":
         records = read_jsonl_records(input_path)
     else:
-        records = read_conll_records(input_path, conll_lines)
+        records = read_conll_records(input_path, conll_lines, layout)
 
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
     results: list = [None] * len(records)
@@ -533,13 +566,29 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
 
     output_path.parent.mkdir(parents=True, exist_ok=True)
     if output_format == "conll":
-        _write_conll(output_path, records, results, conll_lines)
+        _write_conll(output_path, records, results, conll_lines, layout)
     else:
         with open(output_path, "w", encoding="utf-8") as f:
             for record, result in zip(records, results):
                 f.write(json.dumps(_result_record(record, result, input_format), ensure_ascii=False) + "\n")
     logger.info("predicted %d records of %s -> %s (%s)", len(records), input_path, output_path, output_format)
     return len(records)
+
+
+def _conll_layout(model_dir: Path, token_column: int | None, comment_prefix: str | None) -> ConllLayout:
+    layout = ConllLayout()
+    recipe_file = model_dir / "config.yaml"
+    if recipe_file.is_file():
+        try:
+            data = load_recipe(recipe_file).data
+            layout = ConllLayout(data.token_column, data.delimiter, data.comment_prefix)
+        except RecipeError as e:
+            logger.warning("%s; reading CoNLL input with the token in the first column", e)
+    if token_column is not None:
+        layout.token_column = token_column
+    if comment_prefix is not None:
+        layout.comment_prefix = comment_prefix
+    return layout
 
 
 def _document_chunks(records: Sequence[_Record], size: int) -> list[list[int]]:
