@@ -1,4 +1,5 @@
-"""Sub-word tokenisation, label alignment, and windows for sentences longer than `max_length`.
+"""Sub-word tokenisation, label alignment, windows for sentences longer than `max_length`, and
+document context (`context_size`: the neighbouring words of the same document, read but never labelled).
 
 Two promises hold here for every sentence:
 - no word is lost: a word the tokenizer turns into nothing (a zero-width space, a control character)
@@ -162,7 +163,7 @@ def encode_examples(
                 left, used_left = _context_words(words, counts, previous, ex, word_start, -1, half)
                 right, used_right = _context_words(words, counts, following, ex, word_end, +1,
                                                    min(context_size, room - used_left))
-                if half < context_size and used_left == half:
+                if half < context_size and room - used_right > used_left:  # the right side left room over
                     left, _ = _context_words(words, counts, previous, ex, word_start, -1,
                                              min(context_size, room - used_right))
             pieces.append(left + words[ex][word_start:word_end] + right)
