@@ -471,3 +471,44 @@ def test_germeval_comment_lines_with_comment_prefix(tmp_path):
     assert ds["tokens"] == [["Aufgrund", "Korfmanns"], ["Berlin"]]
     assert ds["ner_tags"] == [["O", "B-PER"], ["B-LOC"]]
     assert ds["line"] == [2, 6]  # lines still count the comments
+
+
+def test_span_annotated_jsonl_doccano_spacy_prodigy(tmp_path):
+    # Doccano sequence-labelling export (label: [[start, end, type]]), spaCy-style entities, Prodigy spans
+    # with a trailing space inside an entity, and Doccano's newer start_offset/end_offset objects.
+    path = write(tmp_path, "annotations.jsonl", "\n".join(json.dumps(r) for r in [
+        {"id": 7, "text": "John Smith lives in New York.", "label": [[0, 10, "PER"], [20, 28, "LOC"]]},
+        {"text": "Nothing here", "entities": []},
+        {"text": "Visit Paris ", "spans": [{"start": 6, "end": 12, "label": "LOC"}]},
+        {"text": "Ask Siemens", "entities": [{"start_offset": 4, "end_offset": 11, "label": "ORG"}],
+         "document_id": "d1"},
+    ]))
+    ds = data.read_split_file(path)
+    assert ds["tokens"] == [["John", "Smith", "lives", "in", "New", "York", "."], ["Nothing", "here"],
+                            ["Visit", "Paris"], ["Ask", "Siemens"]]
+    assert ds["ner_tags"] == [["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"], ["O", "O"], ["O", "B-LOC"],
+                              ["O", "B-ORG"]]
+    assert ds["document_id"] == ["", "", "", "d1"] and ds["line"] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"text": "Visit #Paris", "label": [[7, 12, "LOC"]]}, "entity [7, 12) 'LOC' 'Paris' cuts the word "
+                                                          "'#Paris' at [6, 12); fix the span, or set data.span_alignment=expand"),
+    ({"text": "John Smith", "label": [[0, 10, "PER"], [5, 10, "PER"]]}, "overlaps another entity at the word 'Smith'"),
+    ({"text": "John", "label": [[0, 9, "PER"]]}, "entity [0, 9) 'PER' is not inside the text (4 characters)"),
+    ({"text": "John", "label": [[0, 4, "B PER"]]}, "an entity type must be a non-empty word without spaces"),
+    ({"text": "John", "label": ["positive"]}, "'label': expected [start, end, type]"),
+    ({"text": "John"}, "a record with 'text' needs its entity spans under one of ['entities', 'spans', 'label']"),
+    ({"txt": "John"}, "missing field 'tokens' (or 'text' with entity spans)"),
+])
+def test_bad_span_records_name_the_line_and_the_span(tmp_path, record, message):
+    path = write(tmp_path, "bad.jsonl", json.dumps(record) + "\n")
+    with pytest.raises(DataError) as err:
+        data.read_split_file(path)
+    assert message in str(err.value) and "bad.jsonl:1" in str(err.value)
+
+
+def test_span_alignment_expand_takes_whole_words(tmp_path):
+    path = write(tmp_path, "a.jsonl", json.dumps({"text": "Visit #Paris today", "label": [[7, 12, "LOC"]]}) + "\n")
+    ds = data.read_split_file(path, span_alignment="expand")
+    assert ds["tokens"] == [["Visit", "#Paris", "today"]] and ds["ner_tags"] == [["O", "B-LOC", "O"]]

@@ -37,6 +37,9 @@ class DataConfig:
     delimiter: str | None = None  # None: tab if the line has one, else runs of whitespace
     comment_prefix: str | None = None  # CoNLL lines starting with it are comments (GermEval, CoNLL-U: "#")
     label_names: list[str] | None = None  # names for integer tags in JSON files
+    # JSON records with `text` + character spans (Doccano, spaCy, Prodigy): a span that cuts a word is an
+    # error (strict) or takes the whole word (expand).
+    span_alignment: str = "strict"
     # The scheme of the input tags (auto = detect on the training split) and the one we train with.
     tag_scheme: str = "auto"
     train_scheme: str = "IOB2"
@@ -152,6 +155,7 @@ _CHOICES = {
     "data.tag_scheme": ("auto", "IOB1", "IOB2", "BIOES", "BILOU"),
     "data.train_scheme": ("IOB2", "BIOES"),
     "data.unseen_label_policy": ("error", "O"),
+    "data.span_alignment": ("strict", "expand"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "eval_strategy": ("epoch", "steps", "no"),
     "save_strategy": ("epoch", "steps", "no", "best"),

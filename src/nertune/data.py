@@ -30,6 +30,7 @@ import datasets
 
 from nertune import schemes
 from nertune.assets import resolve_path
+from nertune.words import tag_words_from_spans
 
 __all__ = [
     "DataError",
@@ -59,6 +60,9 @@ FEATURES = datasets.Features(
 CONLL_EXTENSIONS = (".conll", ".txt", ".tsv", ".bio", ".iob", ".iob2", ".bioes")
 JSON_EXTENSIONS = (".json", ".jsonl")
 TAG_FIELDS = ("ner_tags", "tags", "labels")  # where JSON records and Hub datasets keep their tags
+# Where span-annotated JSON records keep `[start, end, type]` character spans: spaCy/Doccano `entities`,
+# Prodigy `spans`, Doccano's sequence-labelling export `label`.
+SPAN_FIELDS = ("entities", "spans", "label")
 SPLIT_ALIASES = {"validation": "validation", "dev": "validation", "valid": "validation",
                  "val": "validation", "train": "train", "test": "test"}
 
@@ -282,11 +286,36 @@ def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
                 raise DataError(f"invalid JSON line: {err.msg} (column {err.colno})", path, line_no) from None
 
 
-def read_json(path: str | Path, label_names: Sequence[str] | None = None) -> datasets.Dataset:
+def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | None) -> list[tuple[int, int, str]]:
+    """`[start, end, type]` lists or `{"start"|"start_offset", "end"|"end_offset", "label"}` objects."""
+    if not isinstance(spans, list):
+        raise DataError(f"{where}'{field}' must be a list of [start, end, type] spans, got {spans!r:.80}", path, line)
+    out = []
+    for span in spans:
+        if isinstance(span, dict):
+            start = span.get("start", span.get("start_offset"))
+            end = span.get("end", span.get("end_offset"))
+            span_tuple = (start, end, span.get("label"))
+        elif isinstance(span, (list, tuple)) and len(span) == 3:
+            span_tuple = tuple(span)
+        else:
+            span_tuple = None
+        if (span_tuple is None or not all(isinstance(x, int) and not isinstance(x, bool) for x in span_tuple[:2])
+                or not isinstance(span_tuple[2], str)):
+            raise DataError(f"{where}'{field}': expected [start, end, type] or {{\"start\", \"end\", \"label\"}} "
+                            f"with integer offsets, got {span!r:.80}", path, line)
+        out.append(span_tuple)
+    return out
+
+
+def read_json(path: str | Path, label_names: Sequence[str] | None = None,
+              span_alignment: str = "strict") -> datasets.Dataset:
     """Read JSON (a list of records, or an object holding one list) or JSONL (one record a line).
 
     A record has `tokens` (list of str) and tags under `ner_tags`, `tags` or `labels`: strings, or
-    integers looked up in `label_names`. An optional `document_id` is kept (default `""`).
+    integers looked up in `label_names`; or `text` and character spans under `entities`, `spans` or
+    `label` (spaCy, Prodigy, Doccano), split into words by `words.split_words` and tagged IOB2
+    (`span_alignment`: see `words.tag_words_from_spans`). An optional `document_id` is kept (default `""`).
     JSONL is recognised by the `.jsonl` extension or by its content.
     """
     path = Path(path)
@@ -297,11 +326,23 @@ def read_json(path: str | Path, label_names: Sequence[str] | None = None) -> dat
             raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}",
                             path, line)
         tokens = record.get("tokens")
+        if tokens is None and isinstance(record.get("text"), str):
+            span_field = next((name for name in SPAN_FIELDS if name in record), None)
+            if span_field is None:
+                raise DataError(f"{where}a record with 'text' needs its entity spans under one of "
+                                f"{list(SPAN_FIELDS)} (an empty list for none); keys: {sorted(record)!r}", path, line)
+            spans = _span_tuples(record[span_field], span_field, where, path, line)
+            try:
+                tokens, span_tags = tag_words_from_spans(record["text"], spans, expand=span_alignment == "expand")
+            except ValueError as e:
+                raise DataError(f"{where}{e}", path, line) from None
+            record = {**record, "ner_tags": span_tags}
         if tokens is None:
-            raise DataError(f"{where}missing field 'tokens' (keys: {sorted(record)!r})", path, line)
+            raise DataError(f"{where}missing field 'tokens' (or 'text' with entity spans); keys: {sorted(record)!r}",
+                            path, line)
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise DataError(f"{where}'tokens' must be a list of strings, got {tokens!r:.80}", path, line)
-        tag_field = next((name for name in TAG_FIELDS if name in record), None)
+        tag_field = next((name for name in TAG_FIELDS if name in record), None)  # span records: ner_tags
         if tag_field is None:
             raise DataError(f"{where}missing tags: expected one of {list(TAG_FIELDS)} "
                             f"(keys: {sorted(record)!r})", path, line)
@@ -416,6 +457,7 @@ def read_split_file(
     delimiter: str | None = None,
     label_names: Sequence[str] | None = None,
     comment_prefix: str | None = None,
+    span_alignment: str = "strict",
 ) -> datasets.Dataset:
     """Read one split file as CoNLL or JSON(L), chosen by `fmt`, by the extension, or else by the content.
 
@@ -442,7 +484,7 @@ def read_split_file(
     try:
         if fmt == "conll":
             return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix)
-        return read_json(resolved, label_names)
+        return read_json(resolved, label_names, span_alignment)
     except DataError as e:
         if not sniffed:
             raise
@@ -502,6 +544,14 @@ def split_dataset(
     return datasets.DatasetDict(
         {name: ds.select(sorted(rows[name])) for name in ("train", *wanted)}
     )
+
+
+def _read_configured_file(path: Path, data_cfg: Any, key: str) -> datasets.Dataset:
+    """`read_split_file` with the reading options of the recipe's `data` section."""
+    return read_split_file(path, data_cfg.format, key=key, token_column=data_cfg.token_column,
+                           tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
+                           label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix,
+                           span_alignment=data_cfg.span_alignment)
 
 
 def validate_splits(splits: datasets.DatasetDict) -> None:
@@ -593,10 +643,7 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
             continue
         key = f"data.{split}_file"
         path = _resolve(file, base_dir, key)
-        splits[split] = read_split_file(
-            path, data_cfg.format, key=key, token_column=data_cfg.token_column,
-            tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
-            label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix)
+        splits[split] = _read_configured_file(path, data_cfg, key)
         sources[split] = str(path)
     if "train" not in splits:
         raise DataError(f"Hub dataset {data_cfg.dataset_name!r} has no train split "
@@ -676,9 +723,7 @@ def load_split(data_cfg: Any, split: str, base_dir: str | Path = ".") -> tuple[d
         return splits[split], source
     key = f"data.{split}_file"
     path = _resolve(file, base_dir, key)
-    ds = read_split_file(path, data_cfg.format, key=key, token_column=data_cfg.token_column,
-                         tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
-                         label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix)
+    ds = _read_configured_file(path, data_cfg, key)
     if len(ds) == 0:
         raise DataError(f"{key}: no sentences", path)
     ds = rename_entity_types(ds, getattr(data_cfg, "label_map", None), split)

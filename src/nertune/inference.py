@@ -30,42 +30,9 @@ from .data import DOCSTART, DataError, split_columns
 from .modeling import (cpu_supports_bf16, is_adapter_dir, load_for_inference, load_model_config, load_tokenizer,
                        resolve_precision, trained_labels)
 from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
+from .words import split_words
 
 logger = logging.getLogger(__name__)
-
-# --------------------------------------------------------------------------------------------
-# Words with character offsets
-
-# Tried in order at each position. `regex` (a transformers dependency) rather than `re`: its \w also
-# matches combining marks (Devanagari vowel signs, decomposed accents) and \X keeps an emoji sequence
-# (ZWJ family, skin tone, flag) together.
-_WORD = regex.compile(
-    r"""
-      (?:https?://|www\.)\S+?(?=[.,;:!?)\]}'"’”…]*(?:\s|$))  # a URL, without the punctuation that ends the sentence
-    | \w+(?:[.+-]\w+)*@\w+(?:[.-]\w+)*\.\w+                  # an e-mail address
-    | [@\#]\w+                                               # a Twitter @mention or #hashtag, as in WNUT
-    | ['’][sS](?!\w)                                         # the clitic 's on its own, as CoNLL/WNUT write it
-    | \w+(?:(?:[-.\u00ad\u200c\u200d]|(?<=\d),(?=\d)|['’](?![sS](?!\w)))\w+)*  # a word: e-mail, U.S, 1,000, don't
-    | (\p{P})\1+                                             # a run of one punctuation mark: ..., !!!, --
-    | (?=[^\w\s\p{Cf}])\X                                    # any other visible symbol, one grapheme each
-    """,
-    regex.VERBOSE,
-)
-
-
-def split_words(text: str) -> list[tuple[str, int, int]]:
-    """Split text into `(word, start, end)` with `text[start:end] == word`.
-
-    Whitespace (tabs, newlines, Unicode spaces) and invisible format characters such as a zero-width
-    space separate words and belong to none (a soft hyphen, ZWJ or ZWNJ inside a word stays in it);
-    every other character is in exactly one word.
-    Punctuation is split from words, except inside URLs, e-mail addresses, @mentions, #hashtags and
-    words such as `e-mail`, `U.S`, `1,000`, `don't`; a trailing `'s` is a word of its own and a run of
-    one punctuation mark (`...`, `!!!`) is one word.
-    A run of CJK characters is one word (the tokenizer splits it; its first sub-token is read).
-    """
-    return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
-
 
 # --------------------------------------------------------------------------------------------
 # The predictor
