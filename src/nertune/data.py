@@ -18,6 +18,7 @@ Every `DataError` names the file and 1-based line (when there is one) and the of
 
 from __future__ import annotations
 
+import codecs
 import json
 import logging
 import random
@@ -115,6 +116,37 @@ class _TagChecker:
 # CoNLL
 
 
+def check_encoding(encoding: str) -> str:
+    """The codec's canonical name; only encodings that write a newline as b"\\n" (UTF-8, Latin-1, cp1252 ...),
+    since lines are split before they are decoded."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+    if "\n".encode(name) != b"\n":
+        raise ValueError(f"encoding {encoding!r} is not ASCII-compatible; convert the file to UTF-8 first")
+    return name
+
+
+def read_lines(path: str | Path, encoding: str = "utf-8", hint: str = "set data.encoding") -> Iterator[tuple[int, str]]:
+    """`(line number, text without the line ending)` for every line of a text file.
+
+    Binary lines are decoded one by one, so a decoding error names its exact line (a text-mode file
+    decodes 8 KiB ahead of the line being read). A UTF-8 byte-order mark is dropped. Lines end at
+    \\n only (a \\f or \\u2028 inside a line stays in it); a trailing \\r is dropped.
+    """
+    encoding = check_encoding(encoding)
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            if line_no == 1 and raw.startswith(_BOM) and encoding == "utf-8":
+                raw = raw[len(_BOM):]
+            try:
+                yield line_no, raw.decode(encoding).rstrip("\r\n")
+            except UnicodeDecodeError as err:
+                raise DataError(f"not valid {encoding} ({err.reason} at byte {err.start}): {raw[:80]!r}; {hint} "
+                                "(e.g. latin-1: the original German CoNLL-2003 files use it)", path, line_no) from None
+
+
 def split_columns(text: str, delimiter: str | None) -> list[str]:
     """Columns of one non-blank line: `delimiter` if given, else tabs if any, else whitespace runs."""
     if delimiter is not None:
@@ -136,6 +168,7 @@ def read_conll(
     tag_column: int = -1,
     delimiter: str | None = None,
     comment_prefix: str | None = None,
+    encoding: str = "utf-8",
 ) -> datasets.Dataset:
     """Read a CoNLL-style file: one `token ... tag` line per word, blank lines between sentences.
 
@@ -145,6 +178,7 @@ def read_conll(
     sentence; CRLF endings, a UTF-8 BOM, trailing whitespace and a missing final newline are fine.
     The number of columns may vary between lines as long as every line has the token and the tag
     column (with the default `tag_column=-1` that means at least 2 columns).
+    `encoding` is the file's (an ASCII-compatible one: utf-8, latin-1, cp1252...).
     Lines starting with `comment_prefix` (GermEval's `# source` lines, CoNLL-U's `# text = ...`) are
     skipped and counted in the log; they do not end a sentence. Without it such a line is data.
     """
@@ -172,45 +206,36 @@ def read_conll(
             columns["line"].append(start_line)
         tokens, tags = [], []
 
-    # Binary lines decoded one by one, so a decoding error points at its exact line (a text-mode
-    # file decodes 8 KiB chunks ahead of the line being read).
-    with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
-            if line_no == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM):]
-            try:
-                text = raw.decode("utf-8").rstrip(_ASCII_WS)
-            except UnicodeDecodeError as err:
-                raise DataError(f"not valid UTF-8 ({err.reason} at byte {err.start}): {raw!r}",
-                                path, line_no) from None
-            if not text.strip(_ASCII_WS):
-                end_sentence()
-                continue
-            if comment_prefix and text.startswith(comment_prefix):
-                n_comments += 1
-                continue
-            fields = split_columns(text, delimiter)
-            if fields[0] == DOCSTART:
-                end_sentence()
-                document_id = f"doc{n_documents}"
-                n_documents += 1
-                continue
-            n = len(fields)
-            if n < needed or token_column % n == tag_column % n:
-                hint = " (a comment line? set data.comment_prefix to skip such lines)" if text.startswith("#") else ""
-                raise DataError(
-                    f"expected at least {needed} columns (token column {token_column}, tag column "
-                    f"{tag_column}), found {n}: {text!r}{hint}",
-                    path, line_no,
-                )
-            token, tag = fields[token_column], fields[tag_column]
-            if not token:
-                raise DataError(f"empty token in column {token_column}: {text!r}", path, line_no)
-            check_tag(tag, path, line_no)
-            if not tokens:
-                start_line = line_no
-            tokens.append(token)
-            tags.append(tag)
+    for line_no, text in read_lines(path, encoding):
+        text = text.rstrip(_ASCII_WS)
+        if not text.strip(_ASCII_WS):
+            end_sentence()
+            continue
+        if comment_prefix and text.startswith(comment_prefix):
+            n_comments += 1
+            continue
+        fields = split_columns(text, delimiter)
+        if fields[0] == DOCSTART:
+            end_sentence()
+            document_id = f"doc{n_documents}"
+            n_documents += 1
+            continue
+        n = len(fields)
+        if n < needed or token_column % n == tag_column % n:
+            hint = " (a comment line? set data.comment_prefix to skip such lines)" if text.startswith("#") else ""
+            raise DataError(
+                f"expected at least {needed} columns (token column {token_column}, tag column "
+                f"{tag_column}), found {n}: {text!r}{hint}",
+                path, line_no,
+            )
+        token, tag = fields[token_column], fields[tag_column]
+        if not token:
+            raise DataError(f"empty token in column {token_column}: {text!r}", path, line_no)
+        check_tag(tag, path, line_no)
+        if not tokens:
+            start_line = line_no
+        tokens.append(token)
+        tags.append(tag)
     end_sentence()
     if n_comments:
         logger.info("%s: skipped %d comment lines (starting with %r)", path, n_comments, comment_prefix)
@@ -257,7 +282,7 @@ def _tag_strings(
 def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
     """Yield `(record, line or None, "record N: ")` from a JSON array/object or a JSONL file."""
     if path.suffix.lower() != ".jsonl":
-        text = path.read_text(encoding="utf-8-sig")
+        text = "\n".join(line for _, line in read_lines(path, hint="JSON is UTF-8 by its standard"))
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
@@ -276,14 +301,13 @@ def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
             for index, record in enumerate(records):
                 yield record, None, f"record {index}: "
             return
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_no, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield json.loads(text), line_no, ""
-            except json.JSONDecodeError as err:
-                raise DataError(f"invalid JSON line: {err.msg} (column {err.colno})", path, line_no) from None
+    for line_no, text in read_lines(path, hint="JSON is UTF-8 by its standard"):
+        if not text.strip():
+            continue
+        try:
+            yield json.loads(text), line_no, ""
+        except json.JSONDecodeError as err:
+            raise DataError(f"invalid JSON line: {err.msg} (column {err.colno})", path, line_no) from None
 
 
 def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | None) -> list[tuple[int, int, str]]:
@@ -458,6 +482,7 @@ def read_split_file(
     label_names: Sequence[str] | None = None,
     comment_prefix: str | None = None,
     span_alignment: str = "strict",
+    encoding: str = "utf-8",
 ) -> datasets.Dataset:
     """Read one split file as CoNLL or JSON(L), chosen by `fmt`, by the extension, or else by the content.
 
@@ -483,7 +508,7 @@ def read_split_file(
         raise DataError(f"{label}unknown format {fmt!r}; expected 'auto', 'conll' or 'json'", resolved)
     try:
         if fmt == "conll":
-            return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix)
+            return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix, encoding)
         return read_json(resolved, label_names, span_alignment)
     except DataError as e:
         if not sniffed:
@@ -551,7 +576,7 @@ def _read_configured_file(path: Path, data_cfg: Any, key: str) -> datasets.Datas
     return read_split_file(path, data_cfg.format, key=key, token_column=data_cfg.token_column,
                            tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
                            label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix,
-                           span_alignment=data_cfg.span_alignment)
+                           span_alignment=data_cfg.span_alignment, encoding=data_cfg.encoding)
 
 
 def validate_splits(splits: datasets.DatasetDict) -> None:

@@ -26,7 +26,7 @@ import torch
 
 from .align import encode_examples, merge_window_predictions
 from .config import Recipe, RecipeError, load_recipe
-from .data import DOCSTART, DataError, split_columns
+from .data import DOCSTART, DataError, read_lines, split_columns
 from .modeling import (cpu_supports_bf16, is_adapter_dir, load_for_inference, load_model_config, load_tokenizer,
                        resolve_precision, trained_labels)
 from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
@@ -346,17 +346,15 @@ def _output_format(path: Path, given: str | None, input_format: str) -> str:
                      "or --output-format jsonl|conll")
 
 
-def _read_lines(path: Path) -> list[str]:
-    # utf-8-sig drops a BOM; iterating a text file splits on newlines only (not on \f or \u2028 inside a text).
-    with open(path, encoding="utf-8-sig") as f:
-        return [line.rstrip("\r\n") for line in f]
+def _read_lines(path: Path, encoding: str = "utf-8") -> list[str]:
+    return [line for _, line in read_lines(path, encoding, hint="--encoding sets the input's")]
 
 
-def read_text_records(path: Path, documents: bool = False) -> list[_Record]:
+def read_text_records(path: Path, documents: bool = False, encoding: str = "utf-8") -> list[_Record]:
     """One text per line; a blank line is an empty text (it keeps its position). With `documents`, the
     lines are sentences and blank lines separate documents (whose sentences are each other's context)."""
     records, n_documents, previous_blank = [], 0, True
-    for i, line in enumerate(_read_lines(path), start=1):
+    for i, line in enumerate(_read_lines(path, encoding), start=1):
         blank = not line.strip()
         if documents and not blank and previous_blank:
             n_documents += 1
@@ -486,7 +484,8 @@ def _write_conll(path: Path, records: list[_Record], results: list[dict], lines:
 def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
                    input_format: str | None = None, output_format: str | None = None, batch_size: int = 32,
                    device: str | None = None, precision: str = "auto", documents: bool = False,
-                   token_column: int | None = None, comment_prefix: str | None = None) -> int:
+                   token_column: int | None = None, comment_prefix: str | None = None,
+                   encoding: str = "utf-8") -> int:
     """Predict every record of a text, JSONL or CoNLL file and write JSONL or CoNLL; returns the count.
 
     Formats default from the file names (input: .jsonl/.json, .conll/.tsv/.bio..., else text; output:
@@ -494,7 +493,8 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
     record, in order, with its `id` when the input has one.
     Documents (context for a model trained with `context_size`): CoNLL `-DOCSTART-` lines, the JSONL
     `document_id` field, or, for text with `documents=True`, blocks of lines separated by blank lines.
-    CoNLL input is read with the training recipe's token column, delimiter and comment prefix unless
+    Text and CoNLL input are read in `encoding` (output is always UTF-8). CoNLL input is read with the
+    training recipe's token column, delimiter and comment prefix unless
     `token_column`/`comment_prefix` say otherwise; comment lines are copied to CoNLL output unchanged.
     """
     from tqdm.auto import tqdm
@@ -513,10 +513,12 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         raise ValueError(f"--documents is for text input; {input_format} input marks documents itself "
                          "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)")
     # Read and check the whole input before loading the model: a bad line fails in a second.
-    conll_lines = _read_lines(input_path) if input_format == "conll" else None
+    if encoding != "utf-8" and input_format == "jsonl":
+        raise ValueError("--encoding is for text and CoNLL input; JSON is UTF-8 by its standard")
+    conll_lines = _read_lines(input_path, encoding) if input_format == "conll" else None
     layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None
     if input_format == "text":
-        records = read_text_records(input_path, documents)
+        records = read_text_records(input_path, documents, encoding)
     elif input_format == "jsonl":
         records = read_jsonl_records(input_path)
     else:
