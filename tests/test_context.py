@@ -179,3 +179,11 @@ def test_predict_cli_text_documents(tmp_path, context_run, capsys):
     assert main(["predict", str(run_dir), "--input", str(tmp_path / "out.jsonl"), "--output",
                  str(tmp_path / "again.jsonl"), "--documents"]) == 2
     assert "--documents is for text input; jsonl input marks documents itself" in capsys.readouterr().err
+
+
+def test_model_card_tells_pipeline_users_about_context(context_run, trained_model_dir):
+    run_dir, _ = context_run
+    card = (run_dir / "README.md").read_text(encoding="utf-8")
+    assert "trained with document context: each sentence read with up to 12 sub-tokens" in card
+    assert "context_size: 12" in card
+    assert "document context" not in (trained_model_dir / "README.md").read_text(encoding="utf-8")

@@ -127,13 +127,25 @@ With nertune (long texts are windowed, no word is dropped):
 ```bash
 nertune predict {repo} --input texts.txt --output entities.jsonl
 ```
-
+{_context_note(recipe.get("context_size", 0), repo)}
 ## Intended use and limitations
 
 Tagging the entity types above in text similar to the training data ({dataset}). Scores are measured on a
 held-out split of that data; expect lower scores on other domains, languages or spelling conventions.
 The model reflects the biases and annotation conventions of its training corpus and should not be used
 for decisions about individuals without human review.
+"""
+
+
+def _context_note(context_size: int, repo: str) -> str:
+    if not context_size:
+        return ""
+    return f"""
+This model was trained with document context: each sentence read with up to {context_size} sub-tokens of its
+neighbouring sentences. `pipeline()` reads sentences alone; to get the scores above, give nertune whole
+documents: CoNLL input with `-DOCSTART-` lines, JSONL records sharing a `document_id`, text with
+`--documents` (one sentence per line, blank lines between documents), or `{{"document": [...]}}` to
+`nertune serve {repo}`.
 """
 
 
