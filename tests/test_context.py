@@ -80,7 +80,7 @@ def _target_types(documents) -> list[str]:
 
 
 def test_predict_conll_documents_and_jsonl_document_ids(tmp_path, context_run, caplog):
-    from nertune.inference import run_prediction
+    from nertune.prediction import run_prediction
 
     run_dir, _ = context_run
     documents = make_documents(30, seed=7)
@@ -147,7 +147,7 @@ def test_context_needs_documents_in_the_training_data(tmp_path, tiny_model_dir, 
 
 
 def test_crf_head_reads_the_context_too(tmp_path, tiny_model_dir, document_corpus):
-    from nertune.inference import NerPredictor
+    from nertune.predictor import NerPredictor
     from nertune.train import run_training
 
     recipe = tiny_recipe(tiny_model_dir, document_corpus, tmp_path / "run", "context_size=12", "num_train_epochs=8",

@@ -179,7 +179,7 @@ def crf_run(tiny_model_dir, tmp_path_factory):
 
 
 def test_crf_training_learns_saves_and_reloads(crf_run):
-    from nertune.inference import NerPredictor
+    from nertune.predictor import NerPredictor
     from nertune.modeling import load_for_inference
 
     out, metrics, test_sentences = crf_run
@@ -233,7 +233,7 @@ def test_pipeline_loads_a_crf_dir_as_a_linear_fallback(crf_run):
 def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
     from transformers import TrainingArguments
 
-    from nertune.evaluation import NerTrainer
+    from nertune.trainer import NerTrainer
     from nertune.modeling import load_for_inference
 
     out, _, _ = crf_run

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from nertune.cli import main
-from nertune.inference import NerPredictor, split_words
+from nertune.predictor import NerPredictor
+from nertune.words import split_words
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
@@ -348,7 +349,7 @@ def test_int8_cpu_option_keeps_the_entities(trained_model_dir):
     ("tweets.txt", "Paris\tB-LOC\n", "text"),  # a known extension wins over the content
 ])
 def test_input_format_from_content_when_the_extension_is_unknown(tmp_path, name, content, expected):
-    from nertune.inference import _input_format
+    from nertune.prediction import _input_format
 
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
@@ -358,7 +359,7 @@ def test_input_format_from_content_when_the_extension_is_unknown(tmp_path, name,
 def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_model_dir):
     import yaml
 
-    from nertune.inference import _conll_layout
+    from nertune.prediction import _conll_layout
 
     recipe = yaml.safe_load((trained_model_dir / "config.yaml").read_text())
     recipe["data"].update(token_column=1, comment_prefix="#", delimiter="\t")

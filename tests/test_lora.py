@@ -136,7 +136,7 @@ def test_quickstart_lora_recipe_matches_the_quickstart_model_and_data():
 
 
 def test_predictor_on_adapter_dir_equals_merged_model(lora_run):
-    from nertune.inference import NerPredictor
+    from nertune.predictor import NerPredictor
 
     out, _, _ = lora_run
     sentences = [["bob", "works", "at", "nasa", "in", "oslo", "."], ["mary", "lives", "in", "rome"]]

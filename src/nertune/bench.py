@@ -125,7 +125,7 @@ def bench_inference(model_dir: str, sentences: list[list[str]], gold: list[list[
     words, and whether both find exactly the same entities (type and character span)."""
     from transformers import pipeline
 
-    from .inference import NerPredictor
+    from .predictor import NerPredictor
 
     texts = [" ".join(words) for words in sentences]
     device = 0 if torch.cuda.is_available() else -1

@@ -66,7 +66,7 @@ def predict_main(argv: list[str]) -> int:
                         help="text input: lines are sentences, blank lines separate documents (document context "
                              "for models trained with context_size)")
     args = parser.parse_args(argv)
-    from .inference import run_prediction
+    from .prediction import run_prediction
 
     run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
                    output_format=args.output_format, batch_size=args.batch_size, device=args.device,

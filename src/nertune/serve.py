@@ -22,7 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
-from .inference import NerPredictor
+from .predictor import NerPredictor
 
 
 class PredictRequest(BaseModel):

@@ -24,10 +24,8 @@ from .config import Recipe, save_recipe
 from .data import DataError, load_splits
 from .distributed import batch_layout, check_world_size
 from .evaluation import (
-    NerTrainer,
     compact_logits,
     make_compute_metrics,
-    model_crf,
     predict_split,
     score_split,
     write_conll_predictions,
@@ -46,6 +44,7 @@ from .modeling import (
     resolve_precision,
 )
 from .schemes import build_label_list
+from .trainer import NerTrainer, model_crf
 
 logger = logging.getLogger(__name__)
 
