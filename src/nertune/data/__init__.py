@@ -1,0 +1,70 @@
+"""Reading NER corpora (CoNLL, JSON/JSONL, Hugging Face Hub) into datasets, validating and splitting them,
+and reading `nertune predict` input.
+
+Every training reader returns a `datasets.Dataset` with the columns of the data contract (`contract.py`,
+docs/ARCHITECTURE.md). `load_splits` is what training calls: it reads the recipe's `data` section, carves
+missing splits out of train, converts the tags to the training scheme and checks labels across splits.
+`read_prediction_input` reads predict input. A file's format comes from one rule (`formats.py`).
+Every `DataError` names the file and 1-based line (when there is one) and the offending value.
+"""
+
+from .conll import DOCSTART, ConllRow, ConllSentence, parse_conll, read_conll, read_conll_records
+from .contract import FEATURES, TAG_FIELDS
+from .errors import DataError
+from .formats import (
+    CONLL_EXTENSIONS,
+    JSON_EXTENSIONS,
+    FileFormat,
+    detect_format,
+    format_from_extension,
+    read_split_file,
+    sniff_format,
+)
+from .hub import SPLIT_ALIASES, load_hub_dataset
+from .json_records import SPAN_FIELDS, iter_json_lines, read_json, read_jsonl_records
+from .labels import apply_label_map, rename_entity_types
+from .lines import check_encoding, read_lines, split_columns
+from .prediction_input import PREDICTION_INPUT_FORMATS, prediction_input_format, read_prediction_input
+from .records import ConllLayout, InputRecord, read_text_records
+from .splits import check_labels, load_split, load_splits, split_dataset, validate_splits
+
+__all__ = [
+    "DataError",
+    "FEATURES",
+    "read_conll",
+    "read_json",
+    "load_hub_dataset",
+    "read_split_file",
+    "split_dataset",
+    "validate_splits",
+    "check_labels",
+    "load_splits",
+    "load_split",
+    "apply_label_map",
+    "rename_entity_types",
+    "check_encoding",
+    "read_lines",
+    "split_columns",
+    "CONLL_EXTENSIONS",
+    "JSON_EXTENSIONS",
+    "TAG_FIELDS",
+    "SPAN_FIELDS",
+    "SPLIT_ALIASES",
+    "DOCSTART",
+    "ConllRow",
+    "ConllSentence",
+    "parse_conll",
+    "read_conll_records",
+    "FileFormat",
+    "detect_format",
+    "format_from_extension",
+    "sniff_format",
+    "iter_json_lines",
+    "read_jsonl_records",
+    "PREDICTION_INPUT_FORMATS",
+    "prediction_input_format",
+    "read_prediction_input",
+    "ConllLayout",
+    "InputRecord",
+    "read_text_records",
+]

@@ -1,0 +1,158 @@
+"""CoNLL files: one parser of CoNLL lines, read for training (`read_conll`) and as predict input
+(`read_conll_records`: tokens only, labelled or not, each token keeping its line)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import datasets
+
+from .contract import TagChecker, empty_columns, to_dataset
+from .errors import DataError
+from .lines import ASCII_WHITESPACE, is_blank, read_lines, split_columns
+from .records import ConllLayout, InputRecord
+
+logger = logging.getLogger(__name__)
+
+DOCSTART = "-DOCSTART-"
+
+
+@dataclass
+class ConllRow:
+    """One word line: its 1-based number, its text without trailing whitespace, and its columns."""
+
+    line: int
+    text: str
+    fields: list[str]
+
+
+@dataclass
+class ConllSentence:
+    document_id: str  # "doc0", "doc1", ... after -DOCSTART- lines; "" before the first one
+    rows: list[ConllRow] = field(default_factory=list)
+
+
+def parse_conll(
+    path: str | Path, lines: Iterable[tuple[int, str]], delimiter: str | None = None,
+    comment_prefix: str | None = None,
+) -> Iterator[ConllSentence]:
+    """The sentences of CoNLL `lines` (`(line number, text)` pairs), in order.
+
+    Blank or whitespace-only lines end a sentence; trailing whitespace is dropped. `-DOCSTART-` lines
+    start documents `doc0`, `doc1`, ... (and end a sentence). Lines starting with `comment_prefix` are
+    skipped (counted in the log); they do not end a sentence. Columns are split by `split_columns`.
+    `path` is only for the log.
+    """
+    document_id, n_documents, n_comments = "", 0, 0
+    sentence = ConllSentence(document_id)
+    for line_no, text in lines:
+        text = text.rstrip(ASCII_WHITESPACE)
+        if is_blank(text):
+            if sentence.rows:
+                yield sentence
+            sentence = ConllSentence(document_id)
+            continue
+        if comment_prefix and text.startswith(comment_prefix):
+            n_comments += 1
+            continue
+        fields = split_columns(text, delimiter)
+        if fields[0] == DOCSTART:
+            if sentence.rows:
+                yield sentence
+            document_id, n_documents = f"doc{n_documents}", n_documents + 1
+            sentence = ConllSentence(document_id)
+            continue
+        sentence.rows.append(ConllRow(line_no, text, fields))
+    if sentence.rows:
+        yield sentence
+    if n_comments:
+        logger.info("%s: skipped %d comment lines (starting with %r)", path, n_comments, comment_prefix)
+
+
+def _columns_needed(index: int) -> int:
+    return index + 1 if index >= 0 else -index
+
+
+def read_conll(
+    path: str | Path,
+    token_column: int = 0,
+    tag_column: int = -1,
+    delimiter: str | None = None,
+    comment_prefix: str | None = None,
+    encoding: str = "utf-8",
+) -> datasets.Dataset:
+    """Read a CoNLL-style file: one `token ... tag` line per word, blank lines between sentences.
+
+    Columns are split on `delimiter`, else on tabs when the line has one, else on runs of
+    whitespace. `-DOCSTART-` lines start documents `doc0`, `doc1`, ...; sentences before the first
+    one (or in a file without any) get document_id `""`. Blank or whitespace-only lines end a
+    sentence; CRLF endings, a UTF-8 BOM, trailing whitespace and a missing final newline are fine.
+    The number of columns may vary between lines as long as every line has the token and the tag
+    column (with the default `tag_column=-1` that means at least 2 columns).
+    `encoding` is the file's (an ASCII-compatible one: utf-8, latin-1, cp1252...).
+    Lines starting with `comment_prefix` (GermEval's `# source` lines, CoNLL-U's `# text = ...`) are
+    skipped and counted in the log; they do not end a sentence. Without it such a line is data.
+    """
+    # Parsed by hand rather than with datasets' "conll" builder, which silently pads a missing
+    # tag column with '' and keeps the BOM inside the first token.
+    if token_column == tag_column:
+        raise ValueError(f"token_column and tag_column are both {token_column}")
+    needed = max(2, _columns_needed(token_column), _columns_needed(tag_column))
+    columns = empty_columns()
+    check_tag = TagChecker()
+    for sentence in parse_conll(path, read_lines(path, encoding), delimiter, comment_prefix):
+        tokens, tags = [], []
+        for row in sentence.rows:
+            n = len(row.fields)
+            if n < needed or token_column % n == tag_column % n:
+                hint = " (a comment line? set data.comment_prefix to skip such lines)" if row.text.startswith("#") else ""
+                raise DataError(
+                    f"expected at least {needed} columns (token column {token_column}, tag column "
+                    f"{tag_column}), found {n}: {row.text!r}{hint}",
+                    path, row.line,
+                )
+            token, tag = row.fields[token_column], row.fields[tag_column]
+            if not token:
+                raise DataError(f"empty token in column {token_column}: {row.text!r}", path, row.line)
+            check_tag(tag, path, row.line)
+            tokens.append(token)
+            tags.append(tag)
+        columns["tokens"].append(tokens)
+        columns["ner_tags"].append(tags)
+        columns["document_id"].append(sentence.document_id)
+        columns["sentence_id"].append(len(columns["sentence_id"]))
+        columns["line"].append(sentence.rows[0].line)
+    if not columns["tokens"]:
+        raise DataError("no sentences found (empty file, or only blank, comment and -DOCSTART- lines)", path)
+    return to_dataset(columns)
+
+
+def read_conll_records(path: str | Path, lines: list[str], layout: ConllLayout | None = None) -> list[InputRecord]:
+    """Sentences of a CoNLL file's `lines`, labelled or not, as predict input: the token is in
+    `layout.token_column` (the first by default); each record keeps the index in `lines` of its tokens."""
+    layout = layout or ConllLayout()
+    records: list[InputRecord] = []
+    hash_lines = []  # "#" in the first column while the words are elsewhere: GermEval-style comments?
+    for sentence in parse_conll(path, enumerate(lines, start=1), layout.delimiter, layout.comment_prefix):
+        record = InputRecord(tokens=[], token_lines=[], line=sentence.rows[0].line, document_id=sentence.document_id)
+        for row in sentence.rows:
+            try:
+                token = row.fields[layout.token_column]
+            except IndexError:
+                hint = "; a comment line? --comment-prefix skips them" if row.text.startswith("#") else ""
+                raise DataError(f"no token column {layout.token_column} in {lines[row.line - 1]!r} "
+                                f"({len(row.fields)} columns; --token-column sets it{hint})", path, row.line) from None
+            if not token:
+                raise DataError(f"empty token in column {layout.token_column}: {lines[row.line - 1]!r}", path, row.line)
+            if row.fields[0] == "#" and layout.token_column != 0:
+                hash_lines.append(row.line)
+            record.tokens.append(token)
+            record.token_lines.append(row.line - 1)
+        records.append(record)
+    if hash_lines:
+        logger.warning("%s: %d lines start with a '#' column (first: line %d) and are read as words; if they are "
+                       "comments, --comment-prefix '#' skips them", path, len(hash_lines), hash_lines[0])
+    return records

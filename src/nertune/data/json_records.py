@@ -1,0 +1,168 @@
+"""JSON and JSONL: token+tag and span-annotated records for training (`read_json`), `{"text"}`/`{"tokens"}`
+records as predict input (`read_jsonl_records`); both iterate JSON lines with `iter_json_lines`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import datasets
+
+from nertune.words import tag_words_from_spans
+
+from .contract import TAG_FIELDS, TagChecker, empty_columns, tag_strings, to_dataset
+from .errors import DataError
+from .lines import read_lines
+from .records import InputRecord
+
+# Where span-annotated JSON records keep `[start, end, type]` character spans: spaCy/Doccano `entities`,
+# Prodigy `spans`, Doccano's sequence-labelling export `label`.
+SPAN_FIELDS = ("entities", "spans", "label")
+_JSON_HINT = "JSON is UTF-8 by its standard"
+
+
+def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """`(line number, parsed value)` for every non-blank line of a JSONL file (always UTF-8)."""
+    for line_no, text in read_lines(path, hint=_JSON_HINT):
+        if not text.strip():
+            continue
+        try:
+            yield line_no, json.loads(text)
+        except json.JSONDecodeError as err:
+            raise DataError(f"not valid JSON ({err.msg} at column {err.colno}): {text[:80]!r}", path, line_no) from None
+
+
+def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
+    """Yield `(record, line or None, "record N: ")` from a JSON array/object or a JSONL file."""
+    if path.suffix.lower() != ".jsonl":
+        text = "\n".join(line for _, line in read_lines(path, hint=_JSON_HINT))
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            # "Extra data" after a first complete value is how JSONL looks to a JSON parser.
+            if not err.msg.startswith("Extra data"):
+                raise DataError(f"invalid JSON: {err.msg} (column {err.colno})", path, err.lineno) from None
+        else:
+            if isinstance(data, dict) and "tokens" not in data:
+                lists = [key for key, value in data.items() if isinstance(value, list)]
+                if len(lists) != 1:
+                    raise DataError(
+                        "expected a list of records, or an object with exactly one list of records; "
+                        f"found top-level keys {sorted(data)!r}", path)
+                data = data[lists[0]]
+            records = data if isinstance(data, list) else [data]
+            for index, record in enumerate(records):
+                yield record, None, f"record {index}: "
+            return
+    for line_no, record in iter_json_lines(path):
+        yield record, line_no, ""
+
+
+def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | None) -> list[tuple[int, int, str]]:
+    """`[start, end, type]` lists or `{"start"|"start_offset", "end"|"end_offset", "label"}` objects."""
+    if not isinstance(spans, list):
+        raise DataError(f"{where}'{field}' must be a list of [start, end, type] spans, got {spans!r:.80}", path, line)
+    out = []
+    for span in spans:
+        if isinstance(span, dict):
+            start = span.get("start", span.get("start_offset"))
+            end = span.get("end", span.get("end_offset"))
+            span_tuple = (start, end, span.get("label"))
+        elif isinstance(span, (list, tuple)) and len(span) == 3:
+            span_tuple = tuple(span)
+        else:
+            span_tuple = None
+        if (span_tuple is None or not all(isinstance(x, int) and not isinstance(x, bool) for x in span_tuple[:2])
+                or not isinstance(span_tuple[2], str)):
+            raise DataError(f"{where}'{field}': expected [start, end, type] or {{\"start\", \"end\", \"label\"}} "
+                            f"with integer offsets, got {span!r:.80}", path, line)
+        out.append(span_tuple)
+    return out
+
+
+def read_json(path: str | Path, label_names: Sequence[str] | None = None,
+              span_alignment: str = "strict") -> datasets.Dataset:
+    """Read JSON (a list of records, or an object holding one list) or JSONL (one record a line).
+
+    A record has `tokens` (list of str) and tags under `ner_tags`, `tags` or `labels`: strings, or
+    integers looked up in `label_names`; or `text` and character spans under `entities`, `spans` or
+    `label` (spaCy, Prodigy, Doccano), split into words by `words.split_words` and tagged IOB2
+    (`span_alignment`: see `words.tag_words_from_spans`). An optional `document_id` is kept (default `""`).
+    JSONL is recognised by the `.jsonl` extension or by its content.
+    """
+    path = Path(path)
+    columns = empty_columns()
+    check_tag = TagChecker()
+    for record, line, where in _iter_json_records(path):
+        if not isinstance(record, dict):
+            raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}",
+                            path, line)
+        tokens = record.get("tokens")
+        if tokens is None and isinstance(record.get("text"), str):
+            span_field = next((name for name in SPAN_FIELDS if name in record), None)
+            if span_field is None:
+                raise DataError(f"{where}a record with 'text' needs its entity spans under one of "
+                                f"{list(SPAN_FIELDS)} (an empty list for none); keys: {sorted(record)!r}", path, line)
+            spans = _span_tuples(record[span_field], span_field, where, path, line)
+            try:
+                tokens, span_tags = tag_words_from_spans(record["text"], spans, expand=span_alignment == "expand")
+            except ValueError as e:
+                raise DataError(f"{where}{e}", path, line) from None
+            record = {**record, "ner_tags": span_tags}
+        if tokens is None:
+            raise DataError(f"{where}missing field 'tokens' (or 'text' with entity spans); keys: {sorted(record)!r}",
+                            path, line)
+        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+            raise DataError(f"{where}'tokens' must be a list of strings, got {tokens!r:.80}", path, line)
+        tag_field = next((name for name in TAG_FIELDS if name in record), None)  # span records: ner_tags
+        if tag_field is None:
+            raise DataError(f"{where}missing tags: expected one of {list(TAG_FIELDS)} "
+                            f"(keys: {sorted(record)!r})", path, line)
+        tags = record[tag_field]
+        if not isinstance(tags, list):
+            raise DataError(f"{where}'{tag_field}' must be a list, got {tags!r:.80}", path, line)
+        if len(tags) != len(tokens):
+            raise DataError(f"{where}{len(tokens)} tokens but {len(tags)} tags in '{tag_field}'",
+                            path, line)
+        document_id = record.get("document_id", "")
+        if not isinstance(document_id, (str, int)) or isinstance(document_id, bool):
+            raise DataError(f"{where}'document_id' must be a string, got {document_id!r}", path, line)
+        columns["tokens"].append(tokens)
+        columns["ner_tags"].append(tag_strings(tags, label_names, where, path, line, check_tag))
+        columns["document_id"].append(str(document_id))
+        columns["sentence_id"].append(len(columns["sentence_id"]))
+        columns["line"].append(line or 0)
+    if not columns["tokens"]:
+        raise DataError("no records found", path)
+    return to_dataset(columns)
+
+
+def read_jsonl_records(path: str | Path) -> list[InputRecord]:
+    """Predict input: `{"text": "..."}` or `{"tokens": [...]}` per line, optionally with an `id` and a
+    `document_id` (records sharing one are the sentences of a document, in file order); blank lines are skipped."""
+    records = []
+    for i, value in iter_json_lines(path):
+        if not isinstance(value, dict):
+            raise DataError(f'expected an object {{"text": ...}} or {{"tokens": [...]}}, got {json.dumps(value)[:80]!r}',
+                            path, i)
+        if ("text" in value) == ("tokens" in value):
+            raise DataError(f"a record needs exactly one of 'text' or 'tokens', it has keys {sorted(value)}", path, i)
+        record = InputRecord(id=value.get("id"), has_id="id" in value, line=i)
+        if "document_id" in value:
+            document_id = value["document_id"]
+            if not isinstance(document_id, (str, int)) or isinstance(document_id, bool):
+                raise DataError(f"'document_id' must be a string or an integer, got {document_id!r:.80}", path, i)
+            record.document_id = str(document_id)
+        if "text" in value:
+            if not isinstance(value["text"], str):
+                raise DataError(f"'text' must be a string, got {value['text']!r:.80}", path, i)
+            record.text = value["text"]
+        else:
+            tokens = value["tokens"]
+            if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+                raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", path, i)
+            record.tokens = tokens
+        records.append(record)
+    return records

@@ -1,0 +1,114 @@
+"""nertune.data.json_records: JSON/JSONL token+tag and span-annotated records; real files in tmp_path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nertune import data
+from nertune.data import DataError
+
+from .data_helpers import write
+
+
+RECORDS = [
+    {"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"], "document_id": "d1"},
+    {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},
+]
+
+
+def test_json_list_object_and_jsonl_with_string_tags(tmp_path):
+    paths = [
+        write(tmp_path, "a.json", json.dumps(RECORDS)),
+        write(tmp_path, "b.json", json.dumps({"data": RECORDS, "version": 2})),
+        write(tmp_path, "c.jsonl", "\n".join(json.dumps(r) for r in RECORDS) + "\n"),
+        write(tmp_path, "d.json", "\n".join(json.dumps(r) for r in RECORDS)),  # JSONL by content
+    ]
+    for path in paths:
+        ds = data.read_json(path)
+        assert ds["tokens"] == [["EU", "rejects"], ["Peter", "Blackburn"]]
+        assert ds["ner_tags"] == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+        assert ds["document_id"] == ["d1", ""]
+        assert ds["sentence_id"] == [0, 1]
+    assert data.read_json(paths[2])["line"] == [1, 2]
+    assert data.read_json(paths[0])["line"] == [0, 0]
+
+
+def test_json_int_tags_with_label_names(tmp_path):
+    path = write(tmp_path, "ints.jsonl", json.dumps({"tokens": ["Peter", "said"], "labels": [1, 0]}))
+    ds = data.read_json(path, label_names=["O", "B-PER", "I-PER"])
+    assert ds["ner_tags"] == [["B-PER", "O"]]
+
+
+def test_json_int_tags_without_names_explains_label_names(tmp_path):
+    path = write(tmp_path, "ints.jsonl", "\n" + json.dumps({"tokens": ["a"], "ner_tags": [0]}))
+    with pytest.raises(DataError, match=r"ints\.jsonl:2: .*data\.label_names"):
+        data.read_json(path)
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"tokens": ["a", "b"], "ner_tags": ["O"]}, "2 tokens but 1 tags"),
+        ({"tokens": ["a"]}, "missing tags"),
+        ({"ner_tags": ["O"]}, "missing field 'tokens'"),
+        ({"tokens": "a b", "ner_tags": ["O"]}, "'tokens' must be a list of strings"),
+        ({"tokens": ["a"], "ner_tags": [5]}, "tag id 5 is out of range"),
+        ({"tokens": ["a", "b"], "ner_tags": ["O", 1]}, "mix of strings and integers"),
+        ({"tokens": ["a"], "ner_tags": ["X-PER"]}, "invalid tag 'X-PER'"),
+    ],
+)
+def test_jsonl_record_errors_name_file_and_line(tmp_path, record, expected):
+    good = json.dumps({"tokens": ["ok"], "ner_tags": ["O"]})
+    path = write(tmp_path, "bad.jsonl", good + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl:2: ") as err:
+        data.read_json(path, label_names=["O", "B-PER"])
+    assert expected in str(err.value)
+
+
+def test_json_array_errors_name_record_index(tmp_path):
+    path = write(tmp_path, "bad.json", json.dumps([RECORDS[0], {"tokens": ["a"], "tags": []}]))
+    with pytest.raises(DataError, match=r"bad\.json: record 1: 1 tokens but 0 tags"):
+        data.read_json(path)
+
+
+def test_span_annotated_jsonl_doccano_spacy_prodigy(tmp_path):
+    # Doccano sequence-labelling export (label: [[start, end, type]]), spaCy-style entities, Prodigy spans
+    # with a trailing space inside an entity, and Doccano's newer start_offset/end_offset objects.
+    path = write(tmp_path, "annotations.jsonl", "\n".join(json.dumps(r) for r in [
+        {"id": 7, "text": "John Smith lives in New York.", "label": [[0, 10, "PER"], [20, 28, "LOC"]]},
+        {"text": "Nothing here", "entities": []},
+        {"text": "Visit Paris ", "spans": [{"start": 6, "end": 12, "label": "LOC"}]},
+        {"text": "Ask Siemens", "entities": [{"start_offset": 4, "end_offset": 11, "label": "ORG"}],
+         "document_id": "d1"},
+    ]))
+    ds = data.read_split_file(path)
+    assert ds["tokens"] == [["John", "Smith", "lives", "in", "New", "York", "."], ["Nothing", "here"],
+                            ["Visit", "Paris"], ["Ask", "Siemens"]]
+    assert ds["ner_tags"] == [["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"], ["O", "O"], ["O", "B-LOC"],
+                              ["O", "B-ORG"]]
+    assert ds["document_id"] == ["", "", "", "d1"] and ds["line"] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("record, message", [
+    ({"text": "Visit #Paris", "label": [[7, 12, "LOC"]]}, "entity [7, 12) 'LOC' 'Paris' cuts the word "
+                                                          "'#Paris' at [6, 12); fix the span, or set data.span_alignment=expand"),
+    ({"text": "John Smith", "label": [[0, 10, "PER"], [5, 10, "PER"]]}, "overlaps another entity at the word 'Smith'"),
+    ({"text": "John", "label": [[0, 9, "PER"]]}, "entity [0, 9) 'PER' is not inside the text (4 characters)"),
+    ({"text": "John", "label": [[0, 4, "B PER"]]}, "an entity type must be a non-empty word without spaces"),
+    ({"text": "John", "label": ["positive"]}, "'label': expected [start, end, type]"),
+    ({"text": "John"}, "a record with 'text' needs its entity spans under one of ['entities', 'spans', 'label']"),
+    ({"txt": "John"}, "missing field 'tokens' (or 'text' with entity spans)"),
+])
+def test_bad_span_records_name_the_line_and_the_span(tmp_path, record, message):
+    path = write(tmp_path, "bad.jsonl", json.dumps(record) + "\n")
+    with pytest.raises(DataError) as err:
+        data.read_split_file(path)
+    assert message in str(err.value) and "bad.jsonl:1" in str(err.value)
+
+
+def test_span_alignment_expand_takes_whole_words(tmp_path):
+    path = write(tmp_path, "a.jsonl", json.dumps({"text": "Visit #Paris today", "label": [[7, 12, "LOC"]]}) + "\n")
+    ds = data.read_split_file(path, span_alignment="expand")
+    assert ds["tokens"] == [["Visit", "#Paris", "today"]] and ds["ner_tags"] == [["O", "B-LOC", "O"]]
