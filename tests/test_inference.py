@@ -290,6 +290,24 @@ def test_predict_conll_appends_a_column(tmp_path, trained_model_dir, capsys):
         [(1, ["B-PER", "O", "O", "B-LOC"]), (7, ["B-PER"])]
 
 
+def test_predict_reads_a_txt_corpus_as_conll_like_training(tmp_path, trained_model_dir, capsys):
+    from nertune.data import read_split_file
+
+    source = tmp_path / "gold.txt"
+    source.write_text("john B-PER\nlives O\n\nparis B-LOC\n", encoding="utf-8")
+    assert read_split_file(source)["tokens"] == [["john", "lives"], ["paris"]]  # training reads it as CoNLL too
+    code, _ = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "pred.txt")
+    assert code == 0
+    lines = (tmp_path / "pred.txt").read_text(encoding="utf-8").splitlines()
+    assert [line.split()[:2] for line in lines] == [["john", "B-PER"], ["lives", "O"], [], ["paris", "B-LOC"]]
+    assert all(len(line.split()) == 3 for line in lines if line)  # the predicted tag appended
+    # An error in a file whose format was only sniffed says how it was read.
+    code, out = run_cli(capsys, trained_model_dir, "--input", source, "--output", tmp_path / "x.jsonl",
+                        "--token-column", "3")
+    assert code == 2 and "gold.txt:1: no token column 3" in out.err
+    assert "read as conll from its content" in out.err and "--format sets the format" in out.err
+
+
 def test_predict_germeval_layout_token_column_and_comments(tmp_path, trained_model_dir, capsys, caplog):
     source = tmp_path / "germeval.tsv"
     source.write_text("#\thttp://example.org/a [2009]\n1\tjohn\tB-PER\tO\n2\tlives\tO\tO\n3\tin\tO\tO\n"
@@ -346,14 +364,16 @@ def test_int8_cpu_option_keeps_the_entities(trained_model_dir):
     ("wnut.dev", "@john\tO\nParis\tB-location\n\nok\tO\n", "conll"),
     ("notes.data", "John lives in Paris .\nMary works at NASA\n", "text"),
     ("records.data", '{"text": "John lives in Paris"}\n', "jsonl"),
-    ("tweets.txt", "Paris\tB-LOC\n", "text"),  # a known extension wins over the content
+    ("tweets.txt", "Paris\tB-LOC\n", "conll"),  # .txt is read by its content, as in training
+    ("tweets.txt", "Paris is nice\n", "text"),
+    ("words.conll", "Paris is nice\n", "conll"),  # a CoNLL or JSON extension wins over the content
 ])
-def test_input_format_from_content_when_the_extension_is_unknown(tmp_path, name, content, expected):
-    from nertune.prediction import _input_format
+def test_input_format_from_content_when_the_extension_does_not_tell(tmp_path, name, content, expected):
+    from nertune.data import prediction_input_format
 
     path = tmp_path / name
     path.write_text(content, encoding="utf-8")
-    assert _input_format(path, None) == expected
+    assert prediction_input_format(path, None).name == expected
 
 
 def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_model_dir):
