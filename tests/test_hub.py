@@ -9,7 +9,8 @@ import pytest
 import yaml
 from huggingface_hub import HfApi, ModelCard
 
-from nertune.hub import HubError, check_hub_access, push_run, render_model_card
+from nertune.hub import HubError, check_hub_access, push_run
+from nertune.modelcard import render_model_card
 
 
 def card_metadata(card: str) -> dict:
