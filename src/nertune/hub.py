@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 from .assets import is_package_path, resolve_path
-from .modelcard import HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card, run_recipe_path, write_model_card
+from .modelcard import (HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card, run_recipe_path,
+                        write_model_card)
 
 __all__ = ["HubError", "ModelNotFoundError", "resolve_model_reference", "check_hub_access", "check_run_dir",
            "files_to_upload", "push_run", "render_model_card", "write_model_card"]
