@@ -1,162 +1,118 @@
-"""The model card every run gets, and pushing a run directory to the Hugging Face Hub.
+"""The Hugging Face Hub: finding a model by reference (local dir or Hub id through the cache), and pushing a
+run dir of any kind (full model, CRF head, LoRA adapter) with its model card.
 
-The card is written whether or not the run is pushed: a run dir is self-describing. Pushing checks
-the Hub (token, reachability, repo id) BEFORE training starts, so an offline machine or a missing
-token fails in seconds, not after hours of training.
+Pushing checks the Hub (repo id, token, reachability, write access) BEFORE training starts, so an offline
+machine or a missing token fails in seconds, not after hours of training.
 """
 
 from __future__ import annotations
 
 import json
-import platform
+import logging
+import os
 import re
 from pathlib import Path
-from typing import Any
 
-import yaml
+from .assets import is_package_path, resolve_path
+from .modelcard import (HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card, run_recipe_path,
+                        write_model_card)
 
-# What goes to the Hub: the model, its tokenizer, the card and the run's reports; never checkpoints.
+__all__ = ["HubError", "ModelNotFoundError", "resolve_model_reference", "check_hub_access", "check_run_dir",
+           "files_to_upload", "push_run", "render_model_card", "write_model_card"]
+
+logger = logging.getLogger(__name__)
+
+# What goes to the Hub: the model or adapter (and merged/), its tokenizer, the card and the run's reports;
+# never checkpoints.
 UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "runs/**", "*.pt", "optimizer.*"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+_ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
 class HubError(RuntimeError):
     """Pushing to the Hub cannot work; the message says why and what to do."""
 
 
-def _hardware() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return f"{torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return f"CPU ({platform.processor() or platform.machine()}), {torch.get_num_threads()} threads"
+class ModelNotFoundError(FileNotFoundError):
+    """A model reference is neither a local model dir nor a Hub repo in the cache or on the Hub."""
 
 
-def _dataset_name(recipe: dict) -> str:
-    data = recipe.get("data", {})
-    if data.get("dataset_name"):
-        return data["dataset_name"]
-    return Path(data.get("train_file") or "local data").name
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _metrics_table(metrics: dict, split: str) -> str:
-    per_type = metrics.get(f"{split}_per_type") or {}
-    rows = ["| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
-    for type_, s in sorted(per_type.items()):
-        rows.append(f"| {type_} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |")
-    rows.append(f"| **micro avg** | {metrics[f'{split}_precision']:.4f} | {metrics[f'{split}_recall']:.4f} | "
-                f"**{metrics[f'{split}_f1']:.4f}** | |")
-    return "\n".join(rows)
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) as set now; huggingface_hub reads it once, at import."""
+    from huggingface_hub import constants
+
+    return _env_true("HF_HUB_OFFLINE") or _env_true("TRANSFORMERS_OFFLINE") or constants.HF_HUB_OFFLINE
 
 
-def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
-    """README.md for a run dir: Hub metadata (model-index with F1), metrics, recipe, usage, limits."""
-    run_dir = Path(run_dir)
-    recipe = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    base_model = str(recipe["model_name_or_path"])
-    dataset = _dataset_name(recipe)
-    name = repo_id or run_dir.name
-    results = [{"task": {"type": "token-classification", "name": "Named Entity Recognition"},
-                "dataset": {"type": dataset, "name": dataset, "split": split},
-                "metrics": [{"type": "f1", "value": round(metrics[f"{split}_f1"], 4), "name": f"{split} entity F1"},
-                            {"type": "precision", "value": round(metrics[f"{split}_precision"], 4)},
-                            {"type": "recall", "value": round(metrics[f"{split}_recall"], 4)}]}
-               for split in ("validation", "test") if f"{split}_f1" in metrics]
-    metadata: dict[str, Any] = {
-        "library_name": "transformers",
-        "pipeline_tag": "token-classification",
-        "tags": ["token-classification", "ner", "nertune"],
-        "model-index": [{"name": name, "results": results}],
-    }
-    if not base_model.startswith(("pkg://", "/", ".")):
-        metadata["base_model"] = base_model  # the Hub validates it as a repo id: only for Hub models
-    if recipe.get("data", {}).get("dataset_name"):
-        metadata["datasets"] = [dataset]
-    hyper = {k: recipe[k] for k in ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                                    "gradient_accumulation_steps", "weight_decay", "warmup_ratio", "lr_scheduler_type",
-                                    "max_length", "window_overlap", "context_size", "seed") if k in recipe}
-    labels = metrics.get("labels", [])
-    types = sorted({label.split("-", 1)[1] for label in labels if "-" in label})
-    repo = repo_id or str(run_dir)
-    return f"""---
-{yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()}
----
+def hub_cache_dir() -> Path:
+    """The Hugging Face cache as the environment names it now (HF_HUB_CACHE, HF_HOME/hub, the default)."""
+    from huggingface_hub import constants
 
-# {name}
-
-A named-entity recognition model fine-tuned with [nertune](https://pypi.org/project/nertune/) from
-`{base_model}` on **{dataset}**. Entity types: {", ".join(types) or "none"}; tags in the
-{metrics.get("train_scheme", "IOB2")} scheme.
-
-## Results
-
-Entity-level scores (seqeval, {"strict" if recipe.get("strict_metrics") else "default (conlleval)"} mode)
-on every word of every sentence ({metrics.get("n_test_words_in_input", "?")} test words).
-
-### Test
-
-{_metrics_table(metrics, "test") if "test_f1" in metrics else "not evaluated"}
-
-### Validation
-
-{_metrics_table(metrics, "validation") if "validation_f1" in metrics else "not evaluated"}
-
-## Training
-
-- Training time: {metrics.get("train_runtime_s", 0):.0f} s, {metrics.get("train_samples_per_second", 0):.1f} samples/s,
-  precision {metrics.get("precision_mode", "?")}, {metrics.get("world_size", 1)} process(es)
-- Hardware: {_hardware()}
-- Hyperparameters (the full resolved recipe is `config.yaml` in this repository):
-
-```yaml
-{yaml.safe_dump(hyper, sort_keys=False).strip()}
-```
-
-## Usage
-
-```python
-from transformers import pipeline
-
-ner = pipeline("token-classification", model="{repo}", aggregation_strategy="first")
-ner("Barack Obama visited Paris")
-```
-
-With nertune (long texts are windowed, no word is dropped):
-
-```bash
-nertune predict {repo} --input texts.txt --output entities.jsonl
-```
-{_context_note(recipe.get("context_size", 0), repo)}
-## Intended use and limitations
-
-Tagging the entity types above in text similar to the training data ({dataset}). Scores are measured on a
-held-out split of that data; expect lower scores on other domains, languages or spelling conventions.
-The model reflects the biases and annotation conventions of its training corpus and should not be used
-for decisions about individuals without human review.
-"""
+    for variable in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE"):
+        if os.environ.get(variable):
+            return Path(os.environ[variable]).expanduser()
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser() / "hub"
+    return Path(constants.HF_HUB_CACHE)
 
 
-def _context_note(context_size: int, repo: str) -> str:
-    if not context_size:
-        return ""
-    return f"""
-This model was trained with document context: each sentence read with up to {context_size} sub-tokens of its
-neighbouring sentences. `pipeline()` reads sentences alone; to get the scores above, give nertune whole
-documents: CoNLL input with `-DOCSTART-` lines, JSONL records sharing a `document_id`, text with
-`--documents` (one sentence per line, blank lines between documents), or `{{"document": [...]}}` to
-`nertune serve {repo}`.
-"""
-
-
-def write_model_card(run_dir: str | Path, repo_id: str | None = None) -> Path:
-    path = Path(run_dir) / "README.md"
-    path.write_text(render_model_card(run_dir, repo_id), encoding="utf-8")
+def _model_dir(path: Path, reference: str) -> Path:
+    if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
+        raise ModelNotFoundError(f"model {reference!r}: {path} has neither config.json (a model) nor "
+                                 "adapter_config.json (a LoRA adapter)")
     return path
 
 
+def split_revision(reference: str, revision: str | None = None) -> tuple[str, str | None]:
+    """`owner/name@rev` -> (`owner/name`, `rev`); a separate `revision` must agree with the pin."""
+    repo_id, at, pinned = reference.partition("@")
+    if not at:
+        return reference, revision
+    if not pinned:
+        raise ValueError(f"model {reference!r}: empty revision after '@'")
+    if revision is not None and revision != pinned:
+        raise ValueError(f"model {reference!r} pins revision {pinned!r}, but revision={revision!r} was also given")
+    return repo_id, pinned
+
+
+def resolve_model_reference(name_or_path: str | Path, revision: str | None = None) -> Path:
+    """The local dir of a model or LoRA adapter: a local dir (or `pkg://` path) as given, else a Hub id
+    (`owner/name`, `owner/name@revision`) through the Hugging Face cache: from the cache alone when
+    HF_HUB_OFFLINE=1, else downloaded when missing. Raises ModelNotFoundError naming what was tried."""
+    reference = str(name_or_path)
+    if is_package_path(reference):
+        return _model_dir(resolve_path(reference), reference)
+    local = Path(reference).expanduser()
+    if local.exists():
+        return _model_dir(local.resolve(), reference)
+    repo_id, revision = split_revision(reference, revision)
+    if not HUB_MODEL_ID.match(repo_id):
+        raise ModelNotFoundError(f"model {reference!r}: no such local path ({local.absolute()}), and it is not "
+                                 "a Hub repo id (owner/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.file_download import repo_folder_name
+
+    cache, offline = hub_cache_dir(), hub_offline()
+    try:
+        path = snapshot_download(repo_id, revision=revision, cache_dir=cache, local_files_only=offline)
+    except Exception as e:  # not cached, unknown repo or revision, gated, offline, DNS: all end the same way
+        storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+        cached = (f"no snapshot of revision {revision or 'main'} in {storage}" if storage.is_dir()
+                  else f"not in the Hugging Face cache {cache}")
+        hub = ("not asked (HF_HUB_OFFLINE=1)" if offline
+               else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no answer'}")
+        raise ModelNotFoundError(f"model {reference!r} not found: no local path {local.absolute()}; {cached}; "
+                                 f"Hub: {hub}") from None
+    return _model_dir(Path(path), reference)
+
+
 def check_hub_access(repo_id: str | None, token: str | None = None):
-    """Fail fast: a valid repo id, a token, and a Hub that answers. Returns the `HfApi` to push with."""
+    """Fail fast, before training, for every kind of run: a valid repo id, a token, a Hub that answers, and
+    a token that may write. Returns the `HfApi` to push with."""
     from huggingface_hub import HfApi, get_token
 
     if not repo_id:
@@ -168,37 +124,80 @@ def check_hub_access(repo_id: str | None, token: str | None = None):
         raise HubError("push_to_hub: no Hugging Face token; run `huggingface-cli login` or set HF_TOKEN")
     api = HfApi(token=token)
     try:
-        api.whoami()
+        identity = api.whoami()
     except Exception as e:  # offline, DNS failure, proxy, invalid token: all end the same way
         raise HubError(f"push_to_hub: the Hugging Face Hub cannot be reached or refused the token "
                        f"({type(e).__name__}: {e}); train without push_to_hub and run `make push RUN=...` later") from None
+    role = ((identity or {}).get("auth") or {}).get("accessToken", {}).get("role")
+    if role == "read":
+        raise HubError(f"push_to_hub: the Hugging Face token of {identity.get('name', '?')!r} is read-only; "
+                       "create a token with write access (https://huggingface.co/settings/tokens)")
     return api
 
 
-def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None,
-             commit_message: str | None = None) -> str:
-    """Upload a run dir (model, tokenizer, card, metrics, recipe; no checkpoints) to `repo_id`."""
+def check_run_dir(run_dir: str | Path) -> str:
+    """'model' (full model, CRF head included) or 'adapter' (LoRA); HubError naming what a push would miss."""
     run_dir = Path(run_dir)
-    for required in ("config.json", "config.yaml", "metrics.json"):
-        if not (run_dir / required).is_file():
-            raise HubError(f"{run_dir} is not a finished run directory: {required} is missing")
-    api = api or check_hub_access(repo_id)
-    write_model_card(run_dir, repo_id)
-    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
-    message = commit_message or f"nertune: test entity F1 {metrics.get('test_f1', float('nan')):.4f}"
-    from huggingface_hub import CommitOperationAdd
-
-    operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(run_dir / rel)) for rel in files_to_upload(run_dir)]
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    # One commit with exactly the files listed above (create_commit is where the network starts).
-    info = api.create_commit(repo_id=repo_id, operations=operations, commit_message=message)
-    return str(getattr(info, "commit_url", info))
+    missing = []
+    if (run_dir / "config.json").is_file():
+        kind = "model"
+    elif (run_dir / "adapter_config.json").is_file():
+        kind = "adapter"
+        if not any((run_dir / name).is_file() for name in _ADAPTER_WEIGHTS):
+            missing.append(" or ".join(_ADAPTER_WEIGHTS))
+        if not (run_dir / "nertune_adapter.json").is_file():
+            missing.append("nertune_adapter.json (the adapter's labels)")
+    else:
+        kind = "?"
+        missing.append("config.json (a model) or adapter_config.json (a LoRA adapter)")
+    if run_recipe_path(run_dir) is None:
+        missing.append("recipe.yaml (or config.yaml)")
+    if not (run_dir / "metrics.json").is_file():
+        missing.append("metrics.json")
+    if missing:
+        raise HubError(f"{run_dir} is not a finished run directory: {', '.join(missing)} missing")
+    return kind
 
 
 def files_to_upload(run_dir: str | Path) -> list[str]:
-    """Paths (relative, POSIX) of the run dir that a push uploads: everything but checkpoints and logs."""
+    """Paths (relative, POSIX) of the run dir that a push uploads: everything but checkpoints and logs.
+
+    A LoRA run's merged/ (base + adapter folded into a plain model) goes too when it was written: it is what
+    `pipeline()` users load (the card shows how); the adapter alone needs peft and the base model."""
     from huggingface_hub.utils import filter_repo_objects
 
     run_dir = Path(run_dir)
     files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
     return list(filter_repo_objects(files, ignore_patterns=UPLOAD_IGNORE))
+
+
+def _portable_adapter_config(run_dir: Path) -> bytes | None:
+    """adapter_config.json naming its base model by Hub id instead of this machine's path, when the id is known."""
+    config = json.loads((run_dir / "adapter_config.json").read_text(encoding="utf-8"))
+    base_id = base_model_hub_id(str(read_run_recipe(run_dir).get("model_name_or_path", "")))
+    if not base_id or config.get("base_model_name_or_path") == base_id:
+        return None
+    logger.info("push: adapter_config.json names its base model %s (here: %s)", base_id,
+                config.get("base_model_name_or_path"))
+    config["base_model_name_or_path"] = base_id
+    return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None,
+             commit_message: str | None = None) -> str:
+    """Upload a run dir of any kind (model, tokenizer, card, metrics, recipe; no checkpoints) to `repo_id`."""
+    from huggingface_hub import CommitOperationAdd
+
+    run_dir = Path(run_dir)
+    kind = check_run_dir(run_dir)
+    api = api or check_hub_access(repo_id)
+    write_model_card(run_dir, repo_id)
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    message = commit_message or f"nertune: test entity F1 {metrics.get('test_f1', float('nan')):.4f}"
+    replaced = {"adapter_config.json": _portable_adapter_config(run_dir)} if kind == "adapter" else {}
+    operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=replaced.get(rel) or str(run_dir / rel))
+                  for rel in files_to_upload(run_dir)]
+    api.create_repo(repo_id, private=private, exist_ok=True)
+    # One commit with exactly the files listed above (create_commit is where the network starts).
+    info = api.create_commit(repo_id=repo_id, operations=operations, commit_message=message)
+    return str(getattr(info, "commit_url", info))
