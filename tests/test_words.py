@@ -40,7 +40,8 @@ def words_of(text: str) -> list[str]:
     # Thai has no spaces and no per-character convention: a run stays one word.
     ("กรุงเทพมหานคร สวยมาก", ["กรุงเทพมหานคร", "สวยมาก"]),
     # Extension blocks B and G, compatibility ideographs (BMP and supplement), a radical.
-    ("\U00020000\U00030000\uf900\U0002f800\u2e80a", ["\U00020000", "\U00030000", "\uf900", "\U0002f800", "\u2e80", "a"]),
+    ("\U00020000\U00030000\uf900\U0002f800\u2e80a",
+     ["\U00020000", "\U00030000", "\uf900", "\U0002f800", "\u2e80", "a"]),
 ])
 def test_split_words_without_spaces(text, words):
     assert words_of(text) == words
