@@ -28,6 +28,7 @@ from collections.abc import Iterable, Sequence
 
 __all__ = [
     "SCHEMES",
+    "ANOMALY_TOLERANCE",
     "InvalidTagError",
     "normalize_scheme",
     "parse_tag",
@@ -377,8 +378,9 @@ def build_label_list(sequences_or_tags: Iterable[Sequence[str] | str], scheme: s
 
     "O" first, then the entity types in alphabetical order, each with every
     prefix of the scheme in scheme order (IOB1/IOB2: B, I; BIOES: B, I, E, S;
-    BILOU: B, I, L, U; BMES: B, M, E, S; BMEWO: B, M, E, W). Only the types seen matter, so the list does not depend
-    on which prefixes happen to occur. Accepts sentences or a flat list of tags.
+    BILOU: B, I, L, U; BMES: B, M, E, S; BMEWO: B, M, E, W). Only the types
+    seen matter, so the list does not depend on which prefixes happen to occur.
+    Accepts sentences or a flat list of tags.
     """
     scheme = normalize_scheme(scheme)
     types: set[str] = set()
