@@ -153,7 +153,7 @@ class Recipe:
 
 _CHOICES = {
     "data.format": ("auto", "conll", "json"),
-    "data.tag_scheme": ("auto", "IOB1", "IOB2", "BIOES", "BILOU"),
+    "data.tag_scheme": ("auto", "IOB1", "IOB2", "BIOES", "BILOU", "BMES", "BMEWO", "BMEOW"),
     "data.train_scheme": ("IOB2", "BIOES"),
     "data.unseen_label_policy": ("error", "O"),
     "data.span_alignment": ("strict", "expand"),

@@ -38,7 +38,7 @@ def _check_lengths(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]])
 
 
 def _normalise(sentences: Sequence[Sequence[str]], which: str) -> list[list[str]]:
-    """Check every tag and rewrite L-/U- as E-/S- (seqeval's default mode only knows BIOES)."""
+    """Check every tag and rewrite L-/U-/M-/W- as E-/S-/I-/S- (seqeval only knows IOB2 and IOBES)."""
     out = []
     for i, sentence in enumerate(sentences):
         row = []
@@ -70,7 +70,8 @@ def entity_metrics(
 
     Default mode is seqeval's default (conlleval-compatible: an I-X after O
     still counts as an entity). ``strict=True`` uses seqeval's strict mode, in
-    which only entities valid in ``scheme`` (IOB2 or BIOES/BILOU) count.
+    which only entities valid in ``scheme`` (IOB2, or BIOES/BILOU/BMES/BMEWO,
+    all scored as IOBES) count.
 
     Returns ``precision``, ``recall``, ``f1`` (micro), ``macro_f1`` (unweighted
     mean over types in gold or pred), ``accuracy`` (token), ``per_type``
@@ -85,7 +86,7 @@ def entity_metrics(
 
     options: dict = {"output_dict": True, "zero_division": 0}
     if strict:
-        # L/U were rewritten as E/S above, so BILOU is scored as IOBES.
+        # L/U/M/W were rewritten as E/S/I/S above, so BILOU, BMES and BMEWO are scored as IOBES.
         options.update(mode="strict", scheme=IOB2 if scheme == "IOB2" else IOBES)
     n_words = sum(len(sentence) for sentence in y_true)
     if n_words == 0:
@@ -164,7 +165,7 @@ def format_entity_report(metrics: dict, digits: int = 4) -> str:
     return _table(rows, digits)
 
 
-_PREFIX_ORDER = "BIELSU"  # B, I, E, S for BIOES and B, I, L, U for BILOU
+_PREFIX_ORDER = "BIMELSUW"  # scheme order: B, I, E, S (BIOES); B, I, L, U (BILOU); B, M, E, S/W (BMES/BMEWO)
 
 
 def _label_key(label: str) -> tuple:

@@ -1,4 +1,4 @@
-"""Tag strings and tag schemes (IOB1, IOB2, BIOES/BILOU).
+"""Tag strings and tag schemes (IOB1, IOB2, BIOES/BILOU, BMES/BMEWO).
 
 A tag is ``O`` or ``<prefix>-<type>``. The prefix is split off at the *first*
 hyphen only, so types may contain hyphens themselves (WNUT's ``B-geo-loc``).
@@ -13,17 +13,22 @@ conlleval-compatible decoding):
 * ``O`` closes any open entity.
 
 Because of this, IOB1 and IOB2 are read identically; the declared scheme only
-decides which prefixes are allowed (``E-``/``S-`` are an error in IOB1/IOB2).
+decides which prefixes are allowed (only ``B-``/``I-`` in IOB1/IOB2).
 Writing always produces the strictly valid, canonical encoding of the spans.
-BILOU is read as BIOES (``L`` = ``E``, ``U`` = ``S``); it can also be written.
+BILOU, BMES and BMEWO are read as BIOES (``L`` = ``E``; ``M`` = ``I``, the
+inside of a Chinese character-level entity; ``U`` = ``W`` = ``S``); every one
+of them can also be written, and each reads the prefixes of the others.
 """
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 
 __all__ = [
     "SCHEMES",
+    "ANOMALY_TOLERANCE",
     "InvalidTagError",
     "normalize_scheme",
     "parse_tag",
@@ -37,26 +42,31 @@ __all__ = [
     "continuation_tag",
 ]
 
+logger = logging.getLogger(__name__)
+
 Span = tuple[str, int, int]
 
-SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU")
-_ALIASES = {"BIO": "IOB2", "IOBES": "BIOES"}
+SCHEMES = ("IOB1", "IOB2", "BIOES", "BILOU", "BMES", "BMEWO")
+_ALIASES = {"BIO": "IOB2", "IOBES": "BIOES", "BMEOW": "BMEWO"}
 
-# Prefix letters each scheme writes, in label-list order. Parsing normalises
-# L/U to E/S, so the *allowed* prefixes of BILOU are those of BIOES.
+# Prefix letters each scheme writes, in label-list order: begin, inside (, end, single).
 _WRITE_PREFIXES = {
     "IOB1": ("B", "I"),
     "IOB2": ("B", "I"),
     "BIOES": ("B", "I", "E", "S"),
     "BILOU": ("B", "I", "L", "U"),
+    "BMES": ("B", "M", "E", "S"),
+    "BMEWO": ("B", "M", "E", "W"),
 }
+# Prefix letters (as written) each scheme accepts. The schemes that mark entity ends are read
+# identically, so each accepts the letters of the others, as BIOES has always accepted L/U.
+_END_MARKING_LETTERS = frozenset("BIESLUMW")
 _ALLOWED_PREFIXES = {
     "IOB1": frozenset("BI"),
     "IOB2": frozenset("BI"),
-    "BIOES": frozenset("BIES"),
-    "BILOU": frozenset("BIES"),
+    **{name: _END_MARKING_LETTERS for name in ("BIOES", "BILOU", "BMES", "BMEWO")},
 }
-_NORMALISED_PREFIX = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
+_NORMALISED_PREFIX = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S", "M": "I", "W": "S"}
 
 
 class InvalidTagError(ValueError):
@@ -73,16 +83,17 @@ class InvalidTagError(ValueError):
 
 
 def normalize_scheme(scheme: str) -> str:
-    """Return the canonical scheme name ("IOB1", "IOB2", "BIOES" or "BILOU").
+    """Return the canonical scheme name (one of ``SCHEMES``).
 
-    Case-insensitive; "IOBES" is an alias of "BIOES" and "BIO" of "IOB2".
+    Case-insensitive; "IOBES" is an alias of "BIOES", "BIO" of "IOB2" and
+    "BMEOW" of "BMEWO".
     """
     name = str(scheme).strip().upper()
     name = _ALIASES.get(name, name)
     if name not in SCHEMES:
         raise ValueError(
-            f"unknown tag scheme {scheme!r}; expected one of IOB1, IOB2, "
-            "BIOES (alias IOBES), BILOU"
+            f"unknown tag scheme {scheme!r}; expected one of IOB1, IOB2 (alias BIO), "
+            "BIOES (alias IOBES), BILOU, BMES, BMEWO (alias BMEOW)"
         )
     return name
 
@@ -90,7 +101,7 @@ def normalize_scheme(scheme: str) -> str:
 def parse_tag(tag: str) -> tuple[str, str | None]:
     """Split a tag into ``(prefix, type)``; ``"O"`` gives ``("O", None)``.
 
-    The prefix is one of B, I, E, S (L and U are returned as E and S).
+    The prefix is one of B, I, E, S: L is returned as E, M as I, U and W as S.
     Raises InvalidTagError, quoting the tag, when it is malformed.
     """
     if not isinstance(tag, str):
@@ -117,7 +128,7 @@ def parse_tag(tag: str) -> tuple[str, str | None]:
         )
     if prefix not in _NORMALISED_PREFIX:
         raise InvalidTagError(
-            f"tag {tag!r} has unknown prefix {prefix!r}: expected one of B, I, E, S, L, U",
+            f"tag {tag!r} has unknown prefix {prefix!r}: expected one of B, I, E, S, L, U, M, W",
             tag=tag,
         )
     if not type_:
@@ -134,10 +145,11 @@ def _parse_sequence(tags: Sequence[str], scheme: str) -> list[tuple[str, str | N
             prefix, type_ = parse_tag(tag)
         except InvalidTagError as err:
             raise InvalidTagError(f"{err} (position {i})", tag=tag, position=i) from None
-        if prefix != "O" and prefix not in allowed:
+        if prefix != "O" and tag[0] not in allowed:
+            looks_like = "BMEWO" if tag[0] == "W" else "BMES" if tag[0] == "M" else "BIOES"
             raise InvalidTagError(
                 f"tag {tag!r} (position {i}) uses a prefix that scheme {scheme} "
-                "does not have; the data looks like BIOES, pass scheme='BIOES'",
+                f"does not have; the data looks like {looks_like}, pass scheme={looks_like!r}",
                 tag=tag,
                 position=i,
             )
@@ -235,14 +247,15 @@ def is_valid_sequence(tags: Sequence[str], scheme: str = "IOB2") -> bool:
     """Whether ``tags`` is strictly valid in ``scheme``.
 
     IOB2: I-X only after B-X or I-X. IOB1: B-X only right after B-X or I-X
-    (it separates adjacent same-type entities). BIOES/BILOU: B-X and I-X must be
-    followed by I-X or E-X, and I-X/E-X must follow B-X or I-X.
+    (it separates adjacent same-type entities). BIOES/BILOU/BMES/BMEWO (read as
+    BIOES): B-X and I-X must be followed by I-X or E-X, and I-X/E-X must follow
+    B-X or I-X.
     A prefix the scheme does not have makes the sequence invalid; a malformed
     tag string raises InvalidTagError.
     """
     scheme = normalize_scheme(scheme)
     parsed = [parse_tag(tag) for tag in tags]
-    if any(p != "O" and p not in _ALLOWED_PREFIXES[scheme] for p, _ in parsed):
+    if any(p != "O" and tag[0] not in _ALLOWED_PREFIXES[scheme] for tag, (p, _) in zip(tags, parsed)):
         return False
     prev_prefix, prev_type = "O", None
     if scheme in ("IOB1", "IOB2"):
@@ -268,34 +281,96 @@ def is_valid_sequence(tags: Sequence[str], scheme: str = "IOB2") -> bool:
     return open_type is None
 
 
-def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
-    """Guess the scheme of a corpus: "BIOES", "IOB1" or "IOB2".
+# Share of the evidence that may contradict the scheme the rest of a corpus shows: those tags or
+# entities are logged as anomalies of that scheme rather than turning the guess over.
+ANOMALY_TOLERANCE = 0.05
 
-    Rule: any E-, S-, L- or U- prefix means "BIOES". Otherwise, if some entity
-    starts with I- (at sentence start, after O or after another type) and B- is
-    used only right after a word of the same type (to separate adjacent
-    same-type entities), it is "IOB1". Everything else, including a corpus of
-    only O tags, is "IOB2". Mixed B/I starts count as IOB2 with errors; since
-    IOB1 and IOB2 are read identically this guess never changes the spans.
-    """
-    saw_i_start = False
-    saw_free_b = False
+# The letters each end-marking scheme writes, for choosing among them by the majority of tags.
+_VARIANT_LETTERS = {"BIOES": "BIESLU", "BMES": "BMES", "BMEWO": "BMEW"}
+
+
+def _count_evidence(sequences: Iterable[Sequence[str]]) -> tuple[Counter, Counter]:
+    """(tags per prefix letter as written, entity counts: "i_start"/"free_b" for entities starting
+    with I-/B- not right after the same type, "marked"/"unmarked" for entities ending on E/S or not)."""
+    letters: Counter = Counter()
+    entities: Counter = Counter()
+    parsed_tags: dict[str, tuple[str, str | None]] = {}  # a corpus has few distinct tags
     for tags in sequences:
-        prev_prefix, prev_type = "O", None
+        prev_type: str | None = None  # type of the previous word's tag (None after O)
+        open_type: str | None = None  # the entity being read, as `_decode` reads it
         for i, tag in enumerate(tags):
-            try:
-                prefix, type_ = parse_tag(tag)
-            except InvalidTagError as err:
-                raise InvalidTagError(f"{err} (position {i})", tag=tag, position=i) from None
-            if prefix in ("E", "S"):
-                return "BIOES"
-            after_same = prev_prefix != "O" and prev_type == type_
-            if prefix == "I" and not after_same:
-                saw_i_start = True
-            if prefix == "B" and not after_same:
-                saw_free_b = True
-            prev_prefix, prev_type = prefix, type_
-    return "IOB1" if saw_i_start and not saw_free_b else "IOB2"
+            if not isinstance(tag, str) or tag not in parsed_tags:
+                try:
+                    parsed_tags[tag] = parse_tag(tag)
+                except InvalidTagError as err:
+                    raise InvalidTagError(f"{err} (position {i})", tag=tag, position=i) from None
+            prefix, type_ = parsed_tags[tag]
+            if prefix != "O":
+                letters[tag[0]] += 1
+            if prefix in ("B", "I") and type_ != prev_type:
+                entities["free_b" if prefix == "B" else "i_start"] += 1
+            if open_type is not None and (prefix in ("O", "B", "S") or type_ != open_type):
+                entities["unmarked"] += 1
+            open_type = None if prefix in ("O", "E", "S") else type_
+            entities["marked"] += prefix in ("E", "S")
+            prev_type = type_
+        entities["unmarked"] += open_type is not None
+    return letters, entities
+
+
+def _warn(scheme: str, anomalies: int, total: int, what: str, advice: str) -> None:
+    """Log `anomalies` of `total` pieces of evidence that contradict `scheme`."""
+    mixed = "" if anomalies <= ANOMALY_TOLERANCE * total else " (a mixed corpus: the guess is by majority)"
+    logger.warning("tag scheme detected as %s with %d anomal%s%s: %d of %d %s; %s", scheme, anomalies,
+                   "y" if anomalies == 1 else "ies", mixed, anomalies, total, what, advice)
+
+
+def _other_letters(letters: Counter, scheme_letters: str) -> str:
+    return ", ".join(f"{letter}-: {n}" for letter, n in sorted(letters.items()) if letter not in scheme_letters)
+
+
+def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
+    """Guess the scheme of a corpus: "IOB1", "IOB2", "BIOES", "BMES" or "BMEWO".
+
+    The guess follows the majority of the evidence; the contrary evidence is
+    logged as a warning naming the count of anomalies (at most
+    ``ANOMALY_TOLERANCE`` of the evidence; more is flagged as a mixed corpus):
+
+    * Entities whose last word is E-, S-, L-, U- or W- mean a scheme that marks
+      entity ends (which reads every corpus), unless they are within the
+      tolerance of all entities: then the corpus is IOB with stray tags, which
+      reading it as IOB reports as errors naming them.
+    * Among those schemes, the one whose letters most tags use: "BIOES" (also
+      for BILOU, read identically), "BMES" (M inside) or "BMEWO" (W single).
+    * IOB1 vs IOB2: entities starting with I- (at sentence start, after O or
+      after another type) against B- starting them; B- right after the same type
+      is in both. A tie, and a corpus of only O tags, is "IOB2". IOB1 and IOB2
+      are read identically, so this never changes the spans.
+    """
+    letters, entities = _count_evidence(sequences)
+    n_tags, n_entities = sum(letters.values()), entities["marked"] + entities["unmarked"]
+    n_other = sum(n for letter, n in letters.items() if letter not in "BI")
+    if n_other and entities["marked"] > ANOMALY_TOLERANCE * n_entities:
+        scores = {name: sum(letters[c] for c in scheme_letters) for name, scheme_letters in _VARIANT_LETTERS.items()}
+        scheme = max(scores, key=scores.__getitem__)  # the first of equal scores
+        if n_tags > scores[scheme]:
+            others = _other_letters(letters, _VARIANT_LETTERS[scheme])
+            _warn(scheme, n_tags - scores[scheme], n_tags, f"entity tags use a prefix {scheme} does not write "
+                  f"({others})", f"they are read as {scheme} (M = I, L = E, U = W = S)")
+        if entities["unmarked"]:
+            _warn(scheme, entities["unmarked"], n_entities, "entities do not end with an E- or S- tag",
+                  "each is read as ending at its last word")
+        return scheme
+    n_starts = entities["i_start"] + entities["free_b"]
+    scheme = "IOB1" if entities["i_start"] > entities["free_b"] else "IOB2"
+    if n_other:
+        _warn(scheme, n_other, n_tags, f"entity tags use a prefix other than B-/I- ({_other_letters(letters, 'BI')})",
+              "reading stops at the first: fix them, or set the tag scheme to BIOES to read them")
+    minority = entities["free_b" if scheme == "IOB1" else "i_start"]
+    if minority:
+        _warn(scheme, minority, n_starts, f"entities start with {'B' if scheme == 'IOB1' else 'I'}- "
+              "after O or another type", "each is read as an entity all the same")
+    return scheme
 
 
 def build_label_list(sequences_or_tags: Iterable[Sequence[str] | str], scheme: str) -> list[str]:
@@ -303,8 +378,9 @@ def build_label_list(sequences_or_tags: Iterable[Sequence[str] | str], scheme: s
 
     "O" first, then the entity types in alphabetical order, each with every
     prefix of the scheme in scheme order (IOB1/IOB2: B, I; BIOES: B, I, E, S;
-    BILOU: B, I, L, U). Only the types seen matter, so the list does not depend
-    on which prefixes happen to occur. Accepts sentences or a flat list of tags.
+    BILOU: B, I, L, U; BMES: B, M, E, S; BMEWO: B, M, E, W). Only the types
+    seen matter, so the list does not depend on which prefixes happen to occur.
+    Accepts sentences or a flat list of tags.
     """
     scheme = normalize_scheme(scheme)
     types: set[str] = set()
@@ -322,12 +398,12 @@ def build_label_list(sequences_or_tags: Iterable[Sequence[str] | str], scheme: s
 def continuation_tag(tag: str, scheme: str = "IOB2") -> str:
     """The tag for a word's continuation sub-tokens when all sub-tokens are labelled.
 
-    ``O`` stays ``O``; any entity tag (B, I, E, S, L, U) gives ``I-<type>``, so
-    a word never gets a second B-. In BIOES this makes e.g. an S-X word
+    ``O`` stays ``O``; any entity tag gives the scheme's inside tag (``I-<type>``,
+    ``M-<type>`` in BMES/BMEWO), so a word never gets a second B-. In BIOES this makes e.g. an S-X word
     ``S-X I-X``, which is not strictly valid at sub-token level; that is fine
     because evaluation is always at word level on the first sub-token, so this
     only affects the training signal.
     """
     scheme = normalize_scheme(scheme)
     prefix, type_ = _parse_sequence([tag], scheme)[0]
-    return "O" if prefix == "O" else f"I-{type_}"
+    return "O" if prefix == "O" else f"{_WRITE_PREFIXES[scheme][1]}-{type_}"
