@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from .paths import RECIPE_FILE, recipe_path
+
 # What goes to the Hub: the model, its tokenizer, the card and the run's reports; never checkpoints.
 UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "runs/**", "*.pt", "optimizer.*"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -52,7 +54,7 @@ def _metrics_table(metrics: dict, split: str) -> str:
 def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     """README.md for a run dir: Hub metadata (model-index with F1), metrics, recipe, usage, limits."""
     run_dir = Path(run_dir)
-    recipe = yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8"))
+    recipe = yaml.safe_load(recipe_path(run_dir).read_text(encoding="utf-8"))  # recipe.yaml (config.yaml: older runs)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     base_model = str(recipe["model_name_or_path"])
     dataset = _dataset_name(recipe)
@@ -107,7 +109,7 @@ on every word of every sentence ({metrics.get("n_test_words_in_input", "?")} tes
 - Training time: {metrics.get("train_runtime_s", 0):.0f} s, {metrics.get("train_samples_per_second", 0):.1f} samples/s,
   precision {metrics.get("precision_mode", "?")}, {metrics.get("world_size", 1)} process(es)
 - Hardware: {_hardware()}
-- Hyperparameters (the full resolved recipe is `config.yaml` in this repository):
+- Hyperparameters (the full resolved recipe is `recipe.yaml` in this repository):
 
 ```yaml
 {yaml.safe_dump(hyper, sort_keys=False).strip()}
@@ -179,9 +181,11 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None,
              commit_message: str | None = None) -> str:
     """Upload a run dir (model, tokenizer, card, metrics, recipe; no checkpoints) to `repo_id`."""
     run_dir = Path(run_dir)
-    for required in ("config.json", "config.yaml", "metrics.json"):
+    for required in ("config.json", "metrics.json"):
         if not (run_dir / required).is_file():
             raise HubError(f"{run_dir} is not a finished run directory: {required} is missing")
+    if recipe_path(run_dir) is None:
+        raise HubError(f"{run_dir} is not a finished run directory: {RECIPE_FILE} is missing")
     api = api or check_hub_access(repo_id)
     write_model_card(run_dir, repo_id)
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
