@@ -103,10 +103,10 @@ def test_only_heads_and_the_recipe_schema_know_the_crf():
 
 
 def test_the_recipe_offers_exactly_the_registered_heads():
-    from nertune.config import Recipe, load_recipe
+    from nertune.config import _CHOICES, Recipe, load_recipe
     from nertune.heads import HEADS, get_head
 
-    assert Recipe().head in HEADS
+    assert set(_CHOICES["head"]) == set(HEADS) and Recipe().head in HEADS
     for name in HEADS:
         assert load_recipe(None, ["model_name_or_path=x", f"head={name}"]).head == name
         assert get_head(name).name == name
