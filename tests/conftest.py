@@ -110,7 +110,7 @@ def synthetic_corpus(tmp_path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def trained_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """`tiny_model_dir` fine-tuned by `run_training` on the synthetic corpus: a real run directory
-    (labels in config.json, tokenizer, config.yaml with max_length=32) that tags the synthetic entities right."""
+    (labels in config.json, tokenizer, recipe.yaml with max_length=32) that tags the synthetic entities right."""
     from nertune.config import load_recipe
     from nertune.train import run_training
 

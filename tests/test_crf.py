@@ -9,7 +9,7 @@ import random
 import pytest
 import torch
 
-from nertune.crf import LinearChainCRF, allowed_transitions, decode_words, pack_labelled
+from nertune.heads.crf import CrfHead, LinearChainCRF, allowed_transitions, pack_labelled, viterbi_words
 from nertune.schemes import build_label_list, is_valid_sequence
 
 from .test_distributed import setup  # noqa: F401  (the two-process fixture)
@@ -131,10 +131,10 @@ def test_pack_labelled_drops_unlabelled_rows():
                                                                      torch.full((1, 3), -100))) == 0.0
 
 
-def test_decode_words_handles_empty_and_uneven_sentences():
+def test_viterbi_words_handles_empty_and_uneven_sentences():
     crf = _random_crf(IOB2_LABELS, "IOB2", 3)
     sentences = [[torch.randn(5) for _ in range(n)] for n in (3, 0, 7, 1)]
-    paths = decode_words(crf, sentences, batch_size=2)
+    paths = viterbi_words(crf, sentences, batch_size=2)
     assert [len(p) for p in paths] == [3, 0, 7, 1]
     for sentence, path in zip(sentences, paths):
         if sentence:
@@ -233,37 +233,52 @@ def test_pipeline_loads_a_crf_dir_as_a_linear_fallback(crf_run):
 def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
     from transformers import TrainingArguments
 
-    from nertune.trainer import NerTrainer
     from nertune.modeling import load_for_inference
+    from nertune.trainer import NerTrainer
 
     out, _, _ = crf_run
     model = load_for_inference(str(out)).train()
     trainer = NerTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4,
-                                                             report_to="none", use_cpu=True))
-    trainer.crf_learning_rate = 0.01
+                                                             report_to="none", use_cpu=True),
+                         head=CrfHead("IOB2", learning_rate=0.01))
     optimizer = trainer.create_optimizer()
     crf_ids = {id(p) for p in model.crf.parameters()}
-    (crf_group,) = [g for g in optimizer.param_groups if g.get("nertune_crf")]
+    (crf_group,) = [g for g in optimizer.param_groups if g.get("nertune_head")]
     assert crf_group["lr"] == 0.01 and {id(p) for p in crf_group["params"]} == crf_ids
-    others = [p for g in optimizer.param_groups if not g.get("nertune_crf") for p in g["params"]]
+    others = [p for g in optimizer.param_groups if not g.get("nertune_head") for p in g["params"]]
     assert not crf_ids & {id(p) for p in others} and len(others) == len(list(model.parameters())) - 3
+    # Without its own learning rate the CRF trains with the encoder's; the head read from config.json has none.
+    default = NerTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none",
+                                                             use_cpu=True))
+    assert isinstance(default.head, CrfHead) and default.head.learning_rate is None
+    assert not any(g.get("nertune_head") for g in default.create_optimizer().param_groups)
 
 
 def test_linear_run_from_a_crf_dir_drops_the_marker(crf_run, tiny_model_dir):
-    from nertune.modeling import configure_head, load_model_for_training
+    from nertune.heads import LinearHead
+    from nertune.modeling import load_for_inference, load_model_for_training
 
     out, metrics, _ = crf_run
     model = load_model_for_training(str(out), metrics["labels"], keep_head=True)
-    assert configure_head(model, "linear", "IOB2", str(out), keep_head=True) is None
+    LinearHead().attach(model, str(out))
     assert model.config.nertune_head == "linear" and not hasattr(model, "crf")
-    crf = configure_head(model, "crf", "IOB2", str(out), keep_head=True)  # continuing: the learned scores
-    assert torch.equal(crf.transitions, load_for_inference_crf(out).transitions)
+    CrfHead("IOB2").attach(model, str(out))  # continuing: the learned scores
+    assert torch.equal(model.crf.transitions, load_for_inference(str(out)).crf.transitions)
+    fresh = load_model_for_training(str(out), metrics["labels"], keep_head=True)
+    CrfHead("IOB2").attach(fresh)  # a new CRF starts at 0
+    assert fresh.crf.transitions.abs().sum() == 0
 
 
-def load_for_inference_crf(out):
+def test_a_crf_config_without_crf_weights_is_an_error(crf_run, tmp_path):
+    from transformers import AutoModelForTokenClassification
+
     from nertune.modeling import load_for_inference
 
-    return load_for_inference(str(out)).crf
+    out, _, _ = crf_run
+    plain = AutoModelForTokenClassification.from_pretrained(out)  # the linear fallback: no crf.* tensors
+    plain.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="no crf.. tensors"):
+        load_for_inference(str(tmp_path))
 
 
 def test_crf_under_two_processes_reproduces_one(setup):

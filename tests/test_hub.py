@@ -166,7 +166,7 @@ def test_push_uploads_model_card_and_reports_but_no_checkpoints(trained_model_di
     push_run(trained_model_dir, "someone/tiny-ner", api=api)
     (_, repo, kwargs), (_, commit_repo, files, message) = api.calls
     assert repo == commit_repo == "someone/tiny-ner" and kwargs["exist_ok"] is True
-    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.json", "config.yaml",
+    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.json", "recipe.yaml",
             "report.txt", "test_predictions.conll"} <= set(files)
     assert not any(f.startswith("checkpoints/") for f in files)
     assert message.startswith("nertune: test entity F1 1.0000")

@@ -102,7 +102,7 @@ def test_predict_texts_finds_entities_with_offsets(predictor):
         assert 0.0 < entity["score"] <= 1.0
     assert result["words"] == [w for w, _, _ in split_words(text)]
     assert len(result["tags"]) == len(result["words"])
-    assert predictor.max_length == 32 and predictor.window_overlap == 8 and predictor.scheme == "IOB2"  # config.yaml
+    assert predictor.max_length == 32 and predictor.window_overlap == 8 and predictor.scheme == "IOB2"  # recipe.yaml
 
 
 def test_multi_word_entity_score_is_the_mean_of_its_words(predictor):
@@ -381,7 +381,7 @@ def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_m
 
     from nertune.prediction import _conll_layout
 
-    recipe = yaml.safe_load((trained_model_dir / "config.yaml").read_text())
+    recipe = yaml.safe_load((trained_model_dir / "recipe.yaml").read_text())
     recipe["data"].update(token_column=1, comment_prefix="#", delimiter="\t")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(recipe))
     layout = _conll_layout(tmp_path, None, None)

@@ -53,9 +53,11 @@ def test_run_dir_is_reproducible_and_loadable(trained_run, tiny_model_dir):
     from transformers import AutoModelForTokenClassification, pipeline
 
     out, metrics, _ = trained_run
-    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert not (out / "config.yaml").exists()  # the recipe is not mistaken for HF's config.json
+    resolved = yaml.safe_load((out / "recipe.yaml").read_text())
     assert resolved["learning_rate"] == pytest.approx(5e-3) and resolved["model_name_or_path"] == str(tiny_model_dir)
-    assert load_recipe(out / "config.yaml").output_dir == str(out)
+    assert load_recipe(out / "recipe.yaml").output_dir == str(out)
+    assert json.loads((out / "config.json").read_text())["nertune_head"] == "linear"
     model = AutoModelForTokenClassification.from_pretrained(out)
     assert model.config.id2label[0] == "O"
     assert model.config.id2label == {i: label for i, label in enumerate(metrics["labels"])}
@@ -126,7 +128,7 @@ def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, t
     from .conftest import make_sentences
 
     out, metrics, _ = trained_run
-    scores = run_evaluation(out)  # the run's own test split, from its saved config.yaml
+    scores = run_evaluation(out)  # the run's own test split, from its saved recipe.yaml
     assert scores["f1"] == pytest.approx(metrics["test_f1"])
     assert (out / "eval" / "test" / "metrics.json").is_file()
     # Another file, written in IOB1: detected and converted to the model's IOB2 on the fly.
@@ -140,6 +142,33 @@ def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, t
     unknown = write_conll(tmp_path / "unknown.conll", [(["mary", "sings"], ["B-PER", "B-SONG"])])
     with pytest.raises(ValueError, match="SONG"):
         run_evaluation(out, [f"data.test_file={unknown}"])
+
+
+def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
+    """Run dirs written before recipe.yaml keep their recipe in config.yaml: evaluating and predicting read it."""
+    import shutil
+
+    from nertune.evaluation import run_evaluation
+    from nertune.predictor import NerPredictor
+    from nertune.rundir import RunDir
+
+    out, metrics, _ = trained_run
+    old = tmp_path / "old-run"
+    shutil.copytree(out, old, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    recipe = yaml.safe_load((old / "recipe.yaml").read_text())
+    recipe["max_length"], recipe["window_overlap"] = 16, 4  # not the defaults: proof it was read
+    (old / "config.yaml").write_text(yaml.safe_dump(recipe))
+    (old / "recipe.yaml").unlink()
+    run = RunDir.load(old)
+    assert run.recipe_file == old / "config.yaml" and (run.max_length, run.window_overlap) == (16, 4)
+    assert (run.head_name, run.scheme, run.is_adapter, run.labels) == ("linear", "IOB2", False, metrics["labels"])
+    predictor = NerPredictor.from_pretrained(old, device="cpu", precision="fp32")
+    assert (predictor.max_length, predictor.window_overlap) == (16, 4)
+    assert [tag for tag, _ in predictor.predict_words([["mary", "lives", "in", "paris", "."]])[0]] == \
+        ["B-PER", "O", "O", "B-LOC", "O"]
+    scores = run_evaluation(old, ["bootstrap=0"])
+    assert scores["n_words_in_input"] == scores["n_words_predicted"] == metrics["n_test_words_in_input"]
+    assert scores["f1"] > 0.8
 
 
 def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_corpus, tmp_path):

@@ -7,41 +7,17 @@ import logging
 import tempfile
 from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import Trainer
+from collections.abc import Callable
 
-from .align import IGNORE_INDEX, merge_window_predictions
+import torch
+
+from .align import merge_window_predictions
+from .heads import Head
 from .metrics import entity_metrics, format_entity_report, token_report
 from .schemes import repair_tags
-from .trainer import NerTrainer, model_crf
+from .trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
-
-
-def word_ids_from_emissions(features, emissions, n_words: list[int], crf) -> list[list[int]]:
-    """head=crf: each word's emission vector (windows merged) -> constrained Viterbi over the whole sentence."""
-    from .crf import decode_words
-
-    return decode_words(crf, word_predictions_from_rows(features, emissions, n_words))
-
-
-def compact_logits(logits, labels):
-    """Keep label ids (and, given labels, each sub-token's loss) during evaluation: full logits of a large
-    split would not fit in memory.
-
-    The per-sub-token loss makes the evaluation loss the token mean over the whole split. Gathered row by
-    row, it stays exact on N processes, where the Trainer's per-batch means would also count the rows that
-    accelerate repeats to even out the last batch.
-    """
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    predictions = logits.argmax(dim=-1)
-    if labels is None:
-        return predictions
-    token_loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0),
-                                                   reduction="none")
-    return predictions, token_loss
 
 
 def word_predictions_from_rows(features, row_predictions, n_words: list[int]) -> list[list[int]]:
@@ -58,43 +34,29 @@ def ids_to_tags(word_ids: list[list[int]], id2label: dict[int, str], scheme: str
 
 
 def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[int, str], scheme: str, strict: bool,
-                         crf=None):
-    """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split.
+                         head: Head, model: Callable[[], torch.nn.Module]):
+    """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split, and the
+    head's loss per labelled sub-token over the whole split (`token_loss`, `NerTrainer`'s evaluation loss).
 
-    `crf` (head=crf; the CRF, or a function returning it when the model is built later): predictions are
-    emission scores (`crf.emission_logits`) decoded by Viterbi; the evaluation loss is the CRF's negative
-    log-likelihood per labelled word over the whole split (the training loss of `NerTrainer.compute_loss`).
+    `model` returns the model being evaluated (built later under `model_init`); a head may decode with it.
     """
     n_words = [len(t) for t in gold_tags]
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
-        head = crf() if callable(crf) and not isinstance(crf, torch.nn.Module) else crf
-        if head is not None:
-            word_ids = word_ids_from_emissions(features, eval_prediction.predictions, n_words, head)
-            scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
-            metrics = {key: scores[key] for key in ("precision", "recall", "f1", "macro_f1", "accuracy")}
-            # The CRF loss per labelled word over the whole split, row by row: exact on N processes too.
-            if eval_prediction.label_ids is None:
-                return metrics
-            labels = torch.as_tensor(eval_prediction.label_ids)
-            device = head.transitions.device
-            with torch.no_grad():
-                nll = float(head.neg_log_likelihood(torch.as_tensor(eval_prediction.predictions).to(device),
-                                                    labels.to(device)))
-            metrics["token_loss"] = nll / max(int(labels.ne(IGNORE_INDEX).sum()), 1)
-            return metrics
-        predictions, token_loss = eval_prediction.predictions  # from compact_logits
-        word_ids = word_predictions_from_rows(features, predictions, n_words)
+        current = model()
+        rows = head.eval_row_outputs(eval_prediction.predictions)
+        word_ids = head.decode_word_ids(current, word_predictions_from_rows(features, rows, n_words))
         scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
-        labelled = eval_prediction.label_ids != IGNORE_INDEX
-        return {"precision": scores["precision"], "recall": scores["recall"], "f1": scores["f1"],
-                "macro_f1": scores["macro_f1"], "accuracy": scores["accuracy"],
-                "token_loss": float(token_loss[labelled].mean()) if labelled.any() else 0.0}
+        metrics = {key: scores[key] for key in ("precision", "recall", "f1", "macro_f1", "accuracy")}
+        if eval_prediction.label_ids is not None:
+            metrics["token_loss"] = head.eval_loss(current, eval_prediction.predictions, eval_prediction.label_ids)
+        return metrics
 
     return compute_metrics
 
 
-def predict_split(trainer: Trainer, features, n_words: list[int], id2label: dict[int, str], scheme: str) -> list[list[str]]:
+def predict_split(trainer: NerTrainer, features, n_words: list[int], id2label: dict[int, str],
+                  scheme: str) -> list[list[str]]:
     """Predict one tag per word for every sentence of an encoded split."""
     # compute_metrics is bound to the validation split; predicting any other split must not call it.
     compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
@@ -102,16 +64,8 @@ def predict_split(trainer: Trainer, features, n_words: list[int], id2label: dict
         output = trainer.predict(features, metric_key_prefix="predict")
     finally:
         trainer.compute_metrics = compute_metrics
-    predictions = output.predictions
-    if isinstance(predictions, tuple):  # (label ids, sub-token losses) from compact_logits
-        predictions = predictions[0]
-    crf = model_crf(trainer.model)
-    if crf is not None:  # head=crf: emission scores (crf.emission_logits), Viterbi over each whole sentence
-        word_ids = word_ids_from_emissions(features, predictions, n_words, crf)
-    else:
-        if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, when no argmax preprocessing
-            predictions = predictions.argmax(-1)
-        word_ids = word_predictions_from_rows(features, predictions, n_words)
+    rows = trainer.head.eval_row_outputs(output.predictions)
+    word_ids = trainer.head.decode_word_ids(trainer.model, word_predictions_from_rows(features, rows, n_words))
     tags = ids_to_tags(word_ids, id2label, scheme)
     assert [len(t) for t in tags] == n_words, "every word of every sentence gets exactly one tag"
     return tags
@@ -149,9 +103,11 @@ EVAL_KEYS = ("split", "name", "bootstrap", "bootstrap_seed")  # evaluate-only ke
 
 
 def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) -> dict:
-    """Score a trained model dir (full model or LoRA adapter) on any split/file; write `MODEL_DIR/eval/<name>/`.
+    """Score a trained model dir (full model or LoRA adapter) on any split/file; write `MODEL_DIR/eval/<name>/`
+    (for a Hub id: `runs/eval/<owner>__<name>/<name>/`).
 
-    Settings come from the run's saved `config.yaml` (so by default the test split it held out),
+    Settings come from the run's saved recipe (`recipe.yaml`; `config.yaml` in older run dirs; so by default
+    the test split it held out),
     overridden by `key=value` pairs: any recipe key (`data.test_file=other.conll`, `strict_metrics=true`,
     `data.label_map=PERSON:PER,LOCATION:LOC` to rename the data's entity types to the model's, `:O` to drop
     one), plus `split=validation|test|train`, `name=<output folder>`, `bootstrap=<resamples>` (1000; 0: no
@@ -165,48 +121,44 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
 
     from . import report as reports
     from .align import encode_split
-    from .config import load_recipe
-    from .crf import emission_logits
     from .data import DataError, load_split
-    from .modeling import load_for_inference, load_tokenizer, resolve_model_path, trained_labels
+    from .paths import resolve_model_path
+    from .rundir import RunDir
 
-    model_dir = Path(resolve_model_path(str(model_dir)))
+    reference = resolve_model_path(str(model_dir))  # a local dir, or a Hub id resolved through the HF cache
+    run = RunDir.load(reference)  # a full model dir or a LoRA adapter dir
+    # Results go beside a local model; never into the Hugging Face cache.
+    results_root = run.path / "eval" if Path(reference).exists() else Path("runs") / "eval" / reference.replace("/", "__")
     extra = dict(item.split("=", 1) for item in overrides or [] if item.split("=", 1)[0] in EVAL_KEYS)
     recipe_overrides = [item for item in overrides or [] if item.split("=", 1)[0] not in EVAL_KEYS]
     n_bootstrap, seed = _int_option(extra, "bootstrap", 1000), _int_option(extra, "bootstrap_seed", 0)
-    recipe_file = model_dir / "config.yaml"
-    recipe = load_recipe(recipe_file if recipe_file.is_file() else None,
-                         [f"model_name_or_path={model_dir}", *recipe_overrides])
+    recipe = run.recipe_with(recipe_overrides)
     split = extra.get("split", "test")
     dataset, source_scheme = load_split(recipe.data, split)  # data.label_map already applied
     scheme = recipe.data.train_scheme
 
-    model = load_for_inference(str(model_dir))  # a full model dir or a LoRA adapter dir
-    labels = trained_labels(model.config)
-    if labels is None:
-        raise ValueError(f"{model_dir}: config.json has no label names (id2label); is this a fine-tuned model?")
+    labels = run.labels
     unknown = sorted({t for tags in dataset["ner_tags"] for t in tags} - set(labels))
     if unknown and recipe.data.unseen_label_policy == "error":
         raise DataError(f"split {split!r} has labels the model does not know: {unknown} (model labels: {labels}); "
                         "rename them with data.label_map=THEIRS:OURS,... (THEIRS:O drops a type), "
                         "or set data.unseen_label_policy=O to score them as O")
     gold = [[t if t in labels else "O" for t in tags] for tags in dataset["ner_tags"]]
-    tokenizer = load_tokenizer(str(model_dir))
+    tokenizer = run.load_tokenizer()
     features = encode_split(dataset, tokenizer, recipe.max_length, recipe.window_overlap, sort_by_length=True,
                             context_size=recipe.context_size)
     name = extra.get("name") or _default_eval_name(recipe, split)
-    out_dir = model_dir / "eval" / name
+    out_dir = results_root / name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output_dir; prediction writes nothing
         trainer = NerTrainer(
-            model=model,
+            model=run.load_model(),
             args=TrainingArguments(output_dir=scratch, per_device_eval_batch_size=recipe.per_device_eval_batch_size,
                                    report_to="none", use_cpu=not torch.cuda.is_available()),
             data_collator=DataCollatorForTokenClassification(tokenizer),
             processing_class=tokenizer,
-            preprocess_logits_for_metrics=compact_logits if model_crf(model) is None else emission_logits,
-        )
-        predicted = predict_split(trainer, features, [len(t) for t in gold], model.config.id2label, scheme)
+        )  # the head comes from the model's config.json; it decides what evaluation keeps of the logits
+        predicted = predict_split(trainer, features, [len(t) for t in gold], run.id2label, scheme)
 
     # Scores of both modes (strict only where the scheme has one); the recipe's mode is the headline.
     by_mode = {"default": entity_metrics(gold, predicted, scheme=scheme, strict=False)}
@@ -239,7 +191,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     write_conll_predictions(out_dir / "predictions.conll", dataset, gold, predicted)
     reports.plot_confusion_matrix(analysis["confusion_matrix"], out_dir / "confusion_matrix.png",
                                   title=f"{name}: entity types, gold vs predicted")
-    reports.plot_learning_curves(model_dir / "trainer_state.json", out_dir / "learning_curves.png")
+    reports.plot_learning_curves(run.path / "trainer_state.json", out_dir / "learning_curves.png")
     print(report)
     print(f"{name}: entity F1 {scores['f1']:.4f} on {len(gold)} sentences -> {out_dir}")
     return scores

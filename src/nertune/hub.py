@@ -14,7 +14,8 @@ import re
 from pathlib import Path
 
 from .assets import is_package_path, resolve_path
-from .modelcard import (HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card, run_recipe_path,
+from .paths import recipe_path
+from .modelcard import (HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card,
                         write_model_card)
 
 __all__ = ["HubError", "ModelNotFoundError", "resolve_model_reference", "check_hub_access", "check_run_dir",
@@ -150,7 +151,7 @@ def check_run_dir(run_dir: str | Path) -> str:
     else:
         kind = "?"
         missing.append("config.json (a model) or adapter_config.json (a LoRA adapter)")
-    if run_recipe_path(run_dir) is None:
+    if recipe_path(run_dir) is None:
         missing.append("recipe.yaml (or config.yaml)")
     if not (run_dir / "metrics.json").is_file():
         missing.append("metrics.json")

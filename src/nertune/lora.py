@@ -14,10 +14,10 @@ import shutil
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, PretrainedConfig
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
 
 from .config import LoraSection
-from .modeling import resolve_model_path
+from .paths import RECIPE_FILE, recipe_path, resolve_model_path
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +130,13 @@ def load_adapter_model(adapter_dir: str | Path):
 
 
 def merge_adapter(adapter_dir: str | Path, output_dir: str | Path) -> Path:
-    """Fold the adapter into the base weights: a plain model dir (config.json with labels, tokenizer)."""
-    from .modeling import load_tokenizer
-
+    """Fold the adapter into the base weights: a plain model dir (config.json with labels, tokenizer, recipe)."""
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
     merged = load_adapter_model(adapter_dir).merge_and_unload()
     merged.save_pretrained(output_dir)
-    load_tokenizer(str(adapter_dir)).save_pretrained(output_dir)
-    if (adapter_dir / "config.yaml").is_file():  # max_length, windows, scheme for `nertune evaluate/predict`
-        shutil.copy(adapter_dir / "config.yaml", output_dir / "config.yaml")
+    # The adapter dir's tokenizer was saved from the training tokenizer: its settings come along.
+    AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(output_dir)
+    recipe = recipe_path(adapter_dir)
+    if recipe is not None:  # max_length, windows, scheme for `nertune evaluate/predict`
+        shutil.copy(recipe, output_dir / RECIPE_FILE)
     return output_dir

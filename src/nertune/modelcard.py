@@ -16,30 +16,21 @@ from typing import Any
 import yaml
 
 from .assets import is_package_path, resolve_path
+from .paths import LEGACY_RECIPE_FILE, RECIPE_FILE, recipe_path
 
 # A model repo id on the Hub: `owner/name`, or a legacy single name such as `bert-base-cased`.
 HUB_MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
-# Run dirs save their resolved recipe as recipe.yaml (older runs: config.yaml).
-RECIPE_FILES = ("recipe.yaml", "config.yaml")
 _CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+)/snapshots/")
 _QUOTED_REPO_ID = re.compile(r"""["'`]([A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95})["'`]""")
 _SPLIT_NAMES = {"train", "training", "dev", "valid", "validation", "test", "testing"}
 _TITLE = re.compile(r"^#\s+(\S.*?)\s*$", re.MULTILINE)
 
 
-def run_recipe_path(run_dir: str | Path) -> Path | None:
-    """The recipe file a run dir was trained with (recipe.yaml, else config.yaml), or None."""
-    for name in RECIPE_FILES:
-        if (Path(run_dir) / name).is_file():
-            return Path(run_dir) / name
-    return None
-
-
 def read_run_recipe(run_dir: str | Path) -> dict:
     """The resolved recipe saved in a run dir, as a dict."""
-    path = run_recipe_path(run_dir)
+    path = recipe_path(run_dir)
     if path is None:
-        raise FileNotFoundError(f"{run_dir}: no saved recipe ({' or '.join(RECIPE_FILES)})")
+        raise FileNotFoundError(f"{run_dir}: no saved recipe ({RECIPE_FILE} or {LEGACY_RECIPE_FILE})")
     recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(recipe, dict):
         raise ValueError(f"{path}: not a recipe (a YAML mapping of keys to values)")
@@ -164,7 +155,7 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     """README.md for a run dir: Hub metadata (model-index with F1), metrics, recipe, usage, limits."""
     run_dir = Path(run_dir)
     recipe = read_run_recipe(run_dir)
-    recipe_file = run_recipe_path(run_dir).name
+    recipe_file = recipe_path(run_dir).name
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     adapter = _is_adapter_run(run_dir)
     base_reference = str(recipe["model_name_or_path"])

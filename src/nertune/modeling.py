@@ -1,16 +1,22 @@
-"""Loading the encoder, its tokenizer and a token-classification head with the right label maps."""
+"""Loading the encoder, its tokenizer and a token-classification model with the right label maps and head.
+
+`resolve_model_path` and `is_adapter_dir` live in `paths.py` (shared with `lora.py`) and are re-exported here.
+"""
 
 from __future__ import annotations
 
 import logging
-import os
 import re
-from pathlib import Path
 
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-from .assets import is_package_path, resolve_path
+from .heads import head_of
+from .lora import adapter_config, load_adapter_model
+from .paths import is_adapter_dir, resolve_model_path
+
+__all__ = ["cpu_supports_bf16", "is_adapter_dir", "load_for_inference", "load_model_config", "load_model_for_training",
+           "load_tokenizer", "reconcile_labels", "resolve_model_path", "resolve_precision", "trained_labels"]
 
 logger = logging.getLogger(__name__)
 
@@ -19,48 +25,21 @@ _PREFIX_SPACE_MODEL_TYPES = {"roberta", "xlm-roberta-bpe", "longformer", "bart",
 _DEFAULT_LABEL = re.compile(r"^LABEL_\d+$")
 
 
-def resolve_model_path(name_or_path: str, base_dir: str | Path = ".") -> str:
-    """A `pkg://` path or an existing local dir becomes an absolute path; anything else is a Hub name.
-
-    A string that looks like a local path (starts with `.`, `/` or `~`, or contains the OS separator and
-    exists partly) but does not exist is an error here, rather than a confusing Hub lookup later.
-    """
-    if is_package_path(name_or_path):
-        return str(resolve_path(name_or_path))
-    local = Path(name_or_path).expanduser()
-    if not local.is_absolute():
-        local = Path(base_dir) / local
-    if local.exists():
-        if not (local / "config.json").is_file() and not is_adapter_dir(local):
-            raise FileNotFoundError(f"model path {name_or_path!r} exists but has no config.json ({local})")
-        return str(local)
-    if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep + os.sep in name_or_path:
-        raise FileNotFoundError(f"model path {name_or_path!r} does not exist ({local})")
-    return name_or_path  # a Hub id such as `bert-base-cased` or `org/model`
-
-
-def is_adapter_dir(path: str | Path) -> bool:
-    """A LoRA adapter directory (peft's `adapter_config.json`, no `config.json`) rather than a full model."""
-    return (Path(path) / "adapter_config.json").is_file()
-
-
 def load_model_config(model_path: str):
     """`config.json` of a model dir; for a LoRA adapter dir, the base model's config with the adapter's labels."""
     if is_adapter_dir(model_path):
-        from .lora import adapter_config
-
         return adapter_config(model_path)
     return AutoConfig.from_pretrained(model_path)
 
 
 def load_for_inference(model_path: str):
-    """A token-classification model in eval mode from a full model dir or a LoRA adapter dir (onto a fresh base)."""
+    """A token-classification model with its head, in eval mode, from a full model dir or a LoRA adapter dir
+    (onto a fresh base)."""
     if is_adapter_dir(model_path):
-        from .lora import load_adapter_model
-
         return load_adapter_model(model_path)
-    if getattr(AutoConfig.from_pretrained(model_path), "nertune_head", "linear") == "crf":
-        # Its crf.* weights are not the token-classification model's: silence the "UNEXPECTED keys" report.
+    head = head_of(AutoConfig.from_pretrained(model_path))
+    if head.has_extra_weights:
+        # The head's own weights are not the token-classification model's: silence the "UNEXPECTED keys" report.
         from transformers.utils import logging as hf_logging
 
         verbosity = hf_logging.get_verbosity()
@@ -71,58 +50,8 @@ def load_for_inference(model_path: str):
             hf_logging.set_verbosity(verbosity)
     else:
         model = AutoModelForTokenClassification.from_pretrained(model_path)
-    if getattr(model.config, "nertune_head", "linear") == "crf":
-        attach_crf(model, getattr(model.config, "nertune_crf_scheme", "IOB2"), model_path, required=True)
+    head.load(model, model_path)
     return model.eval()
-
-
-def _crf_state(model_path: str) -> dict[str, torch.Tensor] | None:
-    """The `crf.*` tensors saved with a model dir (inside model.safetensors, sharded or not), or None."""
-    import json
-
-    from safetensors import safe_open
-
-    path = Path(model_path)
-    files = [path / "model.safetensors"]
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        files = sorted({path / f for k, f in weight_map.items() if k.startswith("crf.")})
-    state = {}
-    for file in files:
-        if file.is_file():
-            with safe_open(str(file), framework="pt") as f:
-                state.update({k[len("crf."):]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
-    return state or None
-
-
-def attach_crf(model, scheme: str, model_path: str | None = None, required: bool = False):
-    """Give a token-classification model a CRF head (`model.crf`, saved with the model's weights as `crf.*`)
-    over its labels, marked in config.json (`nertune_head: crf`, `nertune_crf_scheme`); the CRF's scores are
-    loaded from `model_path` when it has them. Returns the CRF."""
-    from .crf import LinearChainCRF
-
-    id2label = model.config.id2label
-    labels = [str(id2label[i]) for i in sorted(int(k) for k in id2label)]
-    crf = LinearChainCRF(labels, scheme)
-    state = _crf_state(model_path) if model_path is not None else None
-    if state is not None:
-        crf.load_state_dict(state)
-    elif required:
-        raise ValueError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
-    model.crf = crf.to(next(model.parameters()).device)
-    model.config.nertune_head = "crf"
-    model.config.nertune_crf_scheme = crf.scheme
-    return crf
-
-
-def configure_head(model, head: str, scheme: str, model_path: str, keep_head: bool):
-    """`head: crf` attaches a CRF (continuing a CRF model's scores when its head is kept); `linear` makes sure
-    config.json does not claim a CRF. Returns the CRF or None."""
-    if head == "crf":
-        return attach_crf(model, scheme, model_path if keep_head and not is_adapter_dir(model_path) else None)
-    model.config.nertune_head = "linear"
-    return None
 
 
 def load_tokenizer(model_path: str):

@@ -8,7 +8,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .config import RecipeError, load_recipe
+from .config import RecipeError
 from .data import (
     PREDICTION_INPUT_FORMATS,
     ConllLayout,
@@ -18,6 +18,7 @@ from .data import (
     read_prediction_input,
 )
 from .predictor import NerPredictor
+from .rundir import load_run_recipe
 from .words import split_words
 
 logger = logging.getLogger(__name__)
@@ -128,13 +129,12 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
 
 def _conll_layout(model_dir: Path, token_column: int | None, comment_prefix: str | None) -> ConllLayout:
     layout = ConllLayout()
-    recipe_file = model_dir / "config.yaml"
-    if recipe_file.is_file():
-        try:
-            data = load_recipe(recipe_file).data
-            layout = ConllLayout(data.token_column, data.delimiter, data.comment_prefix)
-        except RecipeError as e:
-            logger.warning("%s; reading CoNLL input with the token in the first column", e)
+    try:
+        recipe = load_run_recipe(model_dir)
+        if recipe is not None:
+            layout = ConllLayout(recipe.data.token_column, recipe.data.delimiter, recipe.data.comment_prefix)
+    except RecipeError as e:
+        logger.warning("%s; reading CoNLL input with the token in the first column", e)
     if token_column is not None:
         layout.token_column = token_column
     if comment_prefix is not None:

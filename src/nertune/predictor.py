@@ -20,41 +20,16 @@ from typing import Any
 import torch
 
 from .align import encode_examples, merge_window_predictions
-from .config import Recipe, RecipeError, load_recipe
-from .modeling import (cpu_supports_bf16, is_adapter_dir, load_for_inference, load_model_config, load_tokenizer,
-                       resolve_precision, trained_labels)
-from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
+from .heads import head_of
+from .modeling import cpu_supports_bf16, resolve_precision, trained_labels
+from .rundir import RunDir
+from .schemes import normalize_scheme, repair_tags, tags_to_spans
 from .words import split_words
 
 logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # The predictor
-
-
-def _scheme_from_labels(labels: Sequence[str]) -> str:
-    return "BIOES" if any(parse_tag(label)[0] in ("E", "S") for label in labels) else "IOB2"
-
-
-def _read_recipe(model_dir: Path, labels: Sequence[str]) -> tuple[int, int, int, str]:
-    """(max_length, window_overlap, context_size, scheme) from the run's `config.yaml`, else defaults and
-    the scheme of the labels."""
-    recipe_file = model_dir / "config.yaml"
-    from_labels = _scheme_from_labels(labels)
-    defaults = Recipe()
-    if not recipe_file.is_file():
-        return defaults.max_length, defaults.window_overlap, defaults.context_size, from_labels
-    try:
-        recipe = load_recipe(recipe_file)
-    except RecipeError as e:
-        # A recipe from another nertune version must not make its model unusable; windows only need sizes.
-        logger.warning("%s; using default max_length/window_overlap/context_size and the scheme of the labels", e)
-        return defaults.max_length, defaults.window_overlap, defaults.context_size, from_labels
-    scheme = normalize_scheme(recipe.data.train_scheme)
-    if scheme != from_labels:
-        logger.warning("%s says train_scheme=%s but the labels look %s; reading tags as %s",
-                       recipe_file, scheme, from_labels, scheme)
-    return recipe.max_length, recipe.window_overlap, recipe.context_size, scheme
 
 
 def _inference_precision(precision: str, device: torch.device) -> str:
@@ -98,6 +73,7 @@ class NerPredictor:
         self._warned_no_documents = False
         self.batch_size = batch_size
         self.name = name
+        self.head = head_of(model)  # config.json's nertune_head: how logits become word labels
         self.device = next(model.parameters()).device
         self._lock = threading.Lock()
 
@@ -106,27 +82,19 @@ class NerPredictor:
                         precision: str = "auto") -> NerPredictor:
         """Load a model directory written by `nertune train` (or any HF token-classification checkpoint).
 
-        `max_length`, `window_overlap`, `context_size` and the tag scheme come from the run's `config.yaml`
-        when there is one; otherwise 128/32/0 and BIOES if the labels have E-/S- prefixes, else IOB2.
+        `max_length`, `window_overlap`, `context_size` and the tag scheme come from the run's saved recipe
+        (`recipe.yaml`, or `config.yaml` of older runs) when there is one; otherwise 128/32/0 and BIOES if the
+        labels have E-/S- prefixes, else IOB2 (`RunDir`).
         `precision="auto"` uses bf16 only where the hardware runs it natively (else fp16 on older GPUs,
         fp32 on CPUs); `"int8"` quantizes the linear layers dynamically for CPU serving.
         """
-        path = Path(model_dir).expanduser()
-        if not path.is_dir():
-            raise FileNotFoundError(f"model directory not found: {model_dir}")
-        adapter = is_adapter_dir(path)
-        if not adapter and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{model_dir} has no config.json: not a trained model directory")
-        labels = trained_labels(load_model_config(str(path)))
-        if labels is None:  # checked before loading, which would warn about a fresh, random head
-            raise ValueError(f"{model_dir}: config.json has no NER labels (id2label); is it a fine-tuned model?")
-        max_length, window_overlap, context_size, scheme = _read_recipe(path, labels)
+        run = RunDir.load(model_dir)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         precision = _inference_precision(precision, device)
-        tokenizer = load_tokenizer(str(path))
+        tokenizer = run.load_tokenizer()
         # A LoRA adapter dir loads onto a fresh base model and is merged: inference then costs what a plain model does.
-        model = load_for_inference(str(path))
-        if adapter:
+        model = run.load_model()
+        if run.is_adapter:
             model = model.merge_and_unload()
         if precision == "int8":
             # Dynamic int8 for CPU serving: Linear weights quantized once, activations per batch (measured on the
@@ -134,8 +102,8 @@ class NerPredictor:
             model = torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
         else:
             model = model.to(device=device, dtype=_DTYPES[precision])
-        return cls(model, tokenizer, scheme=scheme, max_length=max_length, window_overlap=window_overlap,
-                   context_size=context_size, batch_size=batch_size, name=path.name)
+        return cls(model, tokenizer, scheme=run.scheme, max_length=run.max_length, window_overlap=run.window_overlap,
+                   context_size=run.context_size, batch_size=batch_size, name=run.path.name)
 
     # -- words -> tags
 
@@ -143,9 +111,10 @@ class NerPredictor:
                       document_ids: Sequence[str | None] | None = None) -> list[list[tuple[str, float]]]:
         """One `(tag, score)` per word of every sentence.
 
-        The tag is read at the word's first sub-token and the sequence repaired to be valid in the
-        scheme (an I-X after O becomes B-X: the spans stay the same). The score is the model's
-        probability of that label; repair only changes a prefix, never the entity type.
+        The model's head decodes the words' labels (the linear head: read at the word's first sub-token)
+        and the sequence is repaired to be valid in the scheme (an I-X after O becomes B-X: the spans stay
+        the same). The score is the model's probability of that label; repair only changes a prefix,
+        never the entity type.
         With `document_ids` (one per sentence, in reading order) and a model trained with `context_size`,
         every sentence is read with its neighbours of the same document, as in training.
         """
@@ -154,17 +123,16 @@ class NerPredictor:
             return []
         if document_ids is not None and len(document_ids) != len(sentences):
             raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
-        crf = getattr(self.model, "crf", None)
-        if crf is not None:
-            return self._predict_words_crf(sentences, crf, document_ids)
         with self._lock:
             features = self._encode(sentences, document_ids)
-            row_predictions = self._predict_rows(features)
-        words = merge_window_predictions(features["word_index"], features["example_index"],
-                                         features["word_start"], features["word_end"], row_predictions,
-                                         [len(s) for s in sentences])
+            rows = self._predict_rows(features)
+            word_outputs = merge_window_predictions(features["word_index"], features["example_index"],
+                                                    features["word_start"], features["word_end"], rows,
+                                                    [len(s) for s in sentences])
+            with torch.inference_mode():
+                decoded = self.head.decode_words(self.model, word_outputs)
         results = []
-        for predicted in words:
+        for predicted in decoded:
             tags = repair_tags([self.labels[label_id] for label_id, _ in predicted], self.scheme)
             results.append([(tag, score) for tag, (_, score) in zip(tags, predicted)])
         return results
@@ -177,34 +145,9 @@ class NerPredictor:
         return encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap,
                                document_ids=document_ids, context_size=self.context_size)
 
-    def _predict_words_crf(self, sentences: list[list[str]], crf,
-                           document_ids: Sequence[str | None] | None) -> list[list[tuple[str, float]]]:
-        """head=crf: constrained Viterbi over each whole sentence's word emissions (windows merged first).
-        The score of a word is the softmax probability of its Viterbi label under its emission scores."""
-        from .crf import decode_words
-
-        with self._lock:
-            features = self._encode(sentences, document_ids)
-            rows = self._predict_rows(features, emissions=True)
-            emissions = merge_window_predictions(features["word_index"], features["example_index"],
-                                                 features["word_start"], features["word_end"], rows,
-                                                 [len(s) for s in sentences])
-            with torch.inference_mode():
-                paths = decode_words(crf, emissions)
-        results = []
-        for vectors, path in zip(emissions, paths):
-            if not path:
-                results.append([])
-                continue
-            probabilities = torch.stack(vectors).softmax(dim=-1)
-            results.append([(self.labels[label_id], float(probabilities[i, label_id]))
-                            for i, label_id in enumerate(path)])
-        return results
-
     @torch.inference_mode()
-    def _predict_rows(self, features: dict[str, list], emissions: bool = False) -> list[list]:
-        """`(label id, probability)` at every sub-token of every window; with `emissions`, the float32
-        emission score vector (CPU tensor) at every sub-token instead."""
+    def _predict_rows(self, features: dict[str, list]) -> list[list]:
+        """The head's output (`Head.row_outputs`) at every sub-token of every window."""
         rows = features["input_ids"]
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
         pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
@@ -219,15 +162,9 @@ class NerPredictor:
                 # Right padding, as in training: positions keep their index, the mask hides the pad.
                 padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
                 batch[key] = torch.tensor(padded, dtype=torch.long, device=self.device)
-            logits = self.model(**batch).logits.float()
-            if emissions:
-                logits = logits.cpu()
-                for r, row in zip(batch_rows, logits):
-                    predictions[r] = list(row[:len(rows[r])])
-                continue
-            probabilities, label_ids = logits.softmax(dim=-1).max(dim=-1)
-            for r, ids, probs in zip(batch_rows, label_ids.tolist(), probabilities.tolist()):
-                predictions[r] = list(zip(ids[:len(rows[r])], probs[:len(rows[r])]))
+            outputs = self.head.row_outputs(self.model(**batch).logits.float())
+            for r, row in zip(batch_rows, outputs):
+                predictions[r] = row[:len(rows[r])]
         return predictions
 
     # -- entities

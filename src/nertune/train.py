@@ -21,21 +21,20 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .align import encode_split
 from .config import Recipe, save_recipe
+from .paths import RECIPE_FILE
 from .data import DataError, load_splits
 from .distributed import batch_layout, check_world_size
 from .evaluation import (
-    compact_logits,
     make_compute_metrics,
     predict_split,
     score_split,
     write_conll_predictions,
     write_json,
 )
-from .crf import emission_logits
 from .hub import check_hub_access, push_run, write_model_card
 from .lora import adapter_size_bytes, apply_lora, merge_adapter, save_adapter_info, trainable_parameters
+from .heads import head_for_recipe
 from .modeling import (
-    configure_head,
     is_adapter_dir,
     load_model_for_training,
     load_tokenizer,
@@ -44,7 +43,7 @@ from .modeling import (
     resolve_precision,
 )
 from .schemes import build_label_list
-from .trainer import NerTrainer, model_crf
+from .trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +160,8 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
 def build_model(recipe: Recipe, model_path: str, data: PreparedData):
     """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled."""
     model = load_model_for_training(model_path, data.labels, data.keep_head)
-    configure_head(model, recipe.head, data.scheme, model_path, data.keep_head)  # head=crf: model.crf
+    # Continuing a fine-tuned model whose head is kept continues the head's own saved scores too.
+    head_for_recipe(recipe, data.scheme).attach(model, model_path if data.keep_head else None)
     if recipe.lora.enabled:
         model = apply_lora(model, recipe.lora)
     return model
@@ -173,7 +173,7 @@ def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, m
     callbacks = []
     if recipe.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
-    crf = recipe.head == "crf"  # the CRF is read from the model when scoring (model_init builds it later)
+    head = head_for_recipe(recipe, data.scheme)
     trainer = NerTrainer(
         model=model,
         model_init=model_init,
@@ -186,11 +186,10 @@ def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, m
         processing_class=data.tokenizer,
         compute_metrics=make_compute_metrics(data.eval_features["validation"], data.gold["validation"],
                                              data.id2label, data.scheme, recipe.strict_metrics,
-                                             crf=(lambda: model_crf(trainer.model)) if crf else None),
-        preprocess_logits_for_metrics=emission_logits if crf else compact_logits,
+                                             head, lambda: trainer.model),  # model_init builds it later
         callbacks=callbacks,
+        head=head,
     )
-    trainer.crf_learning_rate = recipe.crf_learning_rate
     return trainer
 
 
@@ -209,7 +208,7 @@ def run_training(recipe: Recipe) -> dict:
     is_main = args.process_index == 0
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
-        save_recipe(recipe, output_dir / "config.yaml")
+        save_recipe(recipe, output_dir / RECIPE_FILE)
     model_path = resolve_model_path(recipe.model_name_or_path)
     if is_adapter_dir(model_path):
         raise ValueError(f"{recipe.model_name_or_path} is a LoRA adapter; train from its base model, or from the "

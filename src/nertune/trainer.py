@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from transformers import Trainer
 
 from .align import IGNORE_INDEX
 from .distributed import LengthGroupedEpochSampler
+from .heads import Head, head_of
 
 
 class NerTrainer(Trainer):
     """Trainer whose results do not depend on the number of processes or on gradient accumulation.
+
+    `head` (`heads.Head`; default: the one the model's config.json names) computes the loss, decides what
+    evaluation keeps of the logits (the default `preprocess_logits_for_metrics`) and may add optimizer
+    parameter groups (its own learning rate).
 
     - Evaluation batches come in dataset order: transformers 5 length-groups (shuffles) them too when
       `train_sampling_strategy="group_by_length"`, but every row must map back to its sentence. With
@@ -22,8 +29,19 @@ class NerTrainer(Trainer):
       processes). HF token-classification models take `num_items_in_batch` but ignore it and return
       their batch mean, which the Trainer then multiplies by the world size and does not divide by the
       accumulation steps: the logged loss and the gradients came out N times too large.
-    - The evaluation loss is the token mean over the whole split (see `compact_logits`).
+    - The evaluation loss is the token mean over the whole split (the head's `eval_loss`, reported by
+      `compute_metrics` as `token_loss`).
     """
+
+    def __init__(self, *args: Any, head: Head | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head = head if head is not None else head_of(self.model)
+        if self.preprocess_logits_for_metrics is None:
+            self.preprocess_logits_for_metrics = self.head.preprocess_logits_for_metrics
+
+    # The samplers: transformers 5 has public `get_train_dataloader`/`get_eval_dataloader`, but they build the
+    # loader through the private `_get_dataloader` (column removal, worker seeding, accelerate), which an
+    # override would have to copy; the private sampler hooks are the smaller dependency.
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
@@ -43,37 +61,25 @@ class NerTrainer(Trainer):
         output = super().evaluation_loop(*args, **kwargs)
         prefix = kwargs.get("metric_key_prefix", "eval")
         token_loss = output.metrics.pop(f"{prefix}_token_loss", None)
-        if token_loss is not None:  # the exact split-wide token mean (compact_logits) replaces the batch means
+        if token_loss is not None:  # the exact split-wide token mean (the head's eval_loss) replaces the batch means
             output.metrics[f"{prefix}_loss"] = token_loss
         return output
 
-    crf_learning_rate: float | None = None  # head=crf: the CRF's own learning rate (None: learning_rate)
-
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
-        crf = model_crf(self.model if model is None else model)
-        if crf is not None and self.crf_learning_rate is not None and not any(
-                group.get("nertune_crf") for group in optimizer.param_groups):
-            # The CRF's few scores start at 0 and learn far slower than the encoder at a fine-tuning rate.
-            crf_params = {id(p) for p in crf.parameters()}
+        groups = self.head.param_groups(self.model if model is None else model)
+        if groups and not any(group.get("nertune_head") for group in optimizer.param_groups):
+            own = {id(p) for group in groups for p in group["params"]}
             for group in optimizer.param_groups:
-                group["params"] = [p for p in group["params"] if id(p) not in crf_params]
-            optimizer.add_param_group({"params": list(crf.parameters()), "lr": self.crf_learning_rate,
-                                       "weight_decay": 0.0, "nertune_crf": True})
+                group["params"] = [p for p in group["params"] if id(p) not in own]
+            for group in groups:
+                optimizer.add_param_group({**group, "nertune_head": True})
         return optimizer
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        logits = outputs["logits"]
-        crf = model_crf(model)
-        if crf is not None:  # head=crf: the CRF's negative log-likelihood of each row's labelled words, summed
-            token_loss = crf.neg_log_likelihood(logits, labels)
-        else:
-            token_loss = torch.nn.functional.cross_entropy(
-                logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device),
-                ignore_index=IGNORE_INDEX, reduction="sum",
-            )
+        token_loss = self.head.loss(model, outputs["logits"], labels)  # summed over the labelled sub-tokens
         if model.training and num_items_in_batch is not None:
             # num_items_in_batch counts the labelled tokens of the optimizer step: on every process when
             # average_tokens_across_devices, and DDP then averages the processes' gradients, hence the factor.
@@ -82,10 +88,3 @@ class NerTrainer(Trainer):
         else:  # evaluation (or no token count): the mean over this batch, as the model's own loss
             loss = token_loss / labels.ne(IGNORE_INDEX).sum().clamp(min=1)
         return (loss, outputs) if return_outputs else loss
-
-
-def model_crf(model):
-    """The CRF head (`head: crf`) of a model, through DDP/accelerate wrappers; None for a linear head."""
-    while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
-        model = model.module
-    return getattr(model, "crf", None)

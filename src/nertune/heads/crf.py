@@ -1,12 +1,12 @@
-"""An optional linear-chain CRF head (`head: crf`) over the word-level emissions of a token-classification model.
+"""The CRF head (`head: crf`): an optional linear-chain CRF (`head: crf`) over the word-level emissions of a token-classification model.
 
 The model stays a plain HF token-classification model: its `logits` are the CRF's emission scores at every
 sub-token. The CRF (`model.crf`, a `LinearChainCRF`) adds start, end and transition scores and runs over one
 position per word, the word's FIRST sub-token:
 
-- training: the positions whose label is not -100 (`neg_log_likelihood`, called by `NerTrainer.compute_loss`);
+- training: the positions whose label is not -100 (`neg_log_likelihood`, the head's `loss`);
 - prediction: the merged per-word emission vectors of a whole sentence (windows merged first, so a long
-  sentence is decoded in one piece), decoded by constrained Viterbi (`decode`, `decode_words`).
+  sentence is decoded in one piece), decoded by constrained Viterbi (`decode`, `viterbi_words`).
 
 Transitions the tag scheme forbids (IOB2: O -> I-X, B-X -> I-Y, start -> I-X; BIOES: anything but I-X/E-X
 after B-X/I-X, I-X/E-X after O/E/S or at the start, B-X/I-X at the end) are masked at decoding time only,
@@ -17,14 +17,21 @@ impossible (infinite loss).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from .align import IGNORE_INDEX
-from .schemes import is_valid_sequence, normalize_scheme, parse_tag
+from ..align import IGNORE_INDEX
+from ..schemes import is_valid_sequence, normalize_scheme, parse_tag
+from .base import Head, unwrap_model
+
+if TYPE_CHECKING:
+    from ..config import Recipe
 
 _FORBIDDEN = -1e9  # added to a forbidden score when decoding: never the best path while a valid one exists
 
@@ -159,7 +166,7 @@ def pack_labelled(emissions: torch.Tensor, labels: torch.Tensor) -> tuple[torch.
     return emissions, tags, mask
 
 
-def decode_words(crf: LinearChainCRF, word_emissions: Sequence[Sequence], batch_size: int = 256) -> list[list[int]]:
+def viterbi_words(crf: LinearChainCRF, word_emissions: Sequence[Sequence], batch_size: int = 256) -> list[list[int]]:
     """Constrained Viterbi over each sentence's per-word emission vectors (one vector per word, windows
     already merged); one label id per word. Empty sentences give []."""
     device = crf.transitions.device
@@ -182,9 +189,120 @@ def decode_words(crf: LinearChainCRF, word_emissions: Sequence[Sequence], batch_
     return results
 
 
-def emission_logits(logits, labels=None):
-    """`preprocess_logits_for_metrics` of a CRF model: keep every sub-token's emission scores (Viterbi needs
-    the whole vector per word), as float32 so batches of any precision concatenate."""
-    if isinstance(logits, tuple):
-        logits = logits[0]
-    return logits.float()
+class CrfHead(Head):
+    """`head: crf`: the CRF is `model.crf`, saved with the model's weights as `crf.*` tensors (plain HF loading
+    ignores them and gets the linear fallback); config.json says `nertune_head: crf` and `nertune_crf_scheme`."""
+
+    name = "crf"
+    has_extra_weights = True
+
+    def __init__(self, scheme: str = "IOB2", learning_rate: float | None = None) -> None:
+        super().__init__(scheme)
+        self.learning_rate = learning_rate  # the CRF scores' own learning rate (None: the encoder's)
+
+    def __repr__(self) -> str:
+        return f"CrfHead(scheme={self.scheme!r}, learning_rate={self.learning_rate!r})"
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, scheme: str) -> CrfHead:
+        return cls(scheme, recipe.crf_learning_rate)
+
+    @classmethod
+    def from_config(cls, config: Any) -> CrfHead:
+        return cls(getattr(config, "nertune_crf_scheme", "IOB2"))
+
+    # -- the model
+
+    def attach(self, model: torch.nn.Module, model_path: str | None = None) -> None:
+        self._attach(model, model_path, required=False)
+
+    def load(self, model: torch.nn.Module, model_path: str) -> None:
+        self._attach(model, model_path, required=True)
+
+    def _attach(self, model: torch.nn.Module, model_path: str | None, required: bool) -> None:
+        id2label = model.config.id2label
+        crf = LinearChainCRF([str(id2label[i]) for i in sorted(int(k) for k in id2label)], self.scheme)
+        state = saved_crf_state(model_path) if model_path is not None else None
+        if state is not None:
+            crf.load_state_dict(state)
+        elif required:
+            raise ValueError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
+        model.crf = crf.to(next(model.parameters()).device)
+        super().attach(model)
+        model.config.nertune_crf_scheme = crf.scheme
+
+    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+        if self.learning_rate is None:
+            return []
+        # The CRF's few scores start at 0 and learn far slower than the encoder at a fine-tuning rate.
+        return [{"params": list(model_crf(model).parameters()), "lr": self.learning_rate, "weight_decay": 0.0}]
+
+    # -- training and evaluation
+
+    def loss(self, model: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """The CRF's negative log-likelihood of each row's labelled words, summed."""
+        return model_crf(model).neg_log_likelihood(logits, labels)
+
+    def preprocess_logits_for_metrics(self, logits, labels):
+        """Every sub-token's emission scores (Viterbi needs the whole vector per word), as float32 so batches
+        of any precision concatenate."""
+        if isinstance(logits, tuple):
+            logits = logits[0]
+        return logits.float()
+
+    def eval_row_outputs(self, predictions) -> Sequence:
+        return predictions
+
+    def eval_loss(self, model: torch.nn.Module, predictions, label_ids) -> float:
+        """The CRF loss per labelled word over the whole split, row by row: exact on N processes too."""
+        crf = model_crf(model)
+        labels = torch.as_tensor(label_ids)
+        device = crf.transitions.device
+        with torch.no_grad():
+            nll = float(crf.neg_log_likelihood(torch.as_tensor(predictions).to(device), labels.to(device)))
+        return nll / max(int(labels.ne(IGNORE_INDEX).sum()), 1)
+
+    # -- prediction
+
+    def row_outputs(self, logits: torch.Tensor) -> list[Sequence]:
+        """The float32 emission score vector (a CPU tensor) at every sub-token."""
+        return [list(row) for row in logits.cpu()]
+
+    def decode_words(self, model: torch.nn.Module,
+                     word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+        """Constrained Viterbi over each whole sentence; a word's score is the softmax probability of its
+        Viterbi label under its emission scores."""
+        results = []
+        for vectors, path in zip(word_outputs, viterbi_words(model_crf(model), word_outputs)):
+            if not path:
+                results.append([])
+                continue
+            probabilities = torch.stack([torch.as_tensor(v) for v in vectors]).float().softmax(dim=-1)
+            results.append([(label_id, float(probabilities[i, label_id])) for i, label_id in enumerate(path)])
+        return results
+
+    def decode_word_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+        return viterbi_words(model_crf(model), word_outputs)
+
+
+def model_crf(model: torch.nn.Module) -> LinearChainCRF:
+    """The CRF of a model with this head, through DDP/accelerate wrappers."""
+    return unwrap_model(model).crf
+
+
+def saved_crf_state(model_path: str) -> dict[str, torch.Tensor] | None:
+    """The `crf.*` tensors saved with a model dir (inside model.safetensors, sharded or not), or None."""
+    from safetensors import safe_open
+
+    path = Path(model_path)
+    files = [path / "model.safetensors"]
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
+        files = sorted({path / f for k, f in weight_map.items() if k.startswith("crf.")})
+    state = {}
+    for file in files:
+        if file.is_file():
+            with safe_open(str(file), framework="pt") as f:
+                state.update({k[len("crf."):]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
+    return state or None

@@ -1,0 +1,112 @@
+"""Structure of src/nertune: no import cycles, and the CRF option lives in heads/ (and the recipe schema) only."""
+
+from __future__ import annotations
+
+import ast
+import io
+import tokenize
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nertune"
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, modules: set[str]) -> set[str]:
+    """Every nertune module `path` imports, at any depth (imports inside functions count too)."""
+    name = _module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        found |= {t for t in targets if t in modules and t != name}
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = sorted(PACKAGE.rglob("*.py"))
+    modules = {_module_name(f) for f in files}
+    return {_module_name(f): _imports(f, modules) for f in files}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import cycle as a list of modules (first == last), or None."""
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return path[path.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_cycle_finder_finds_cycles():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set(), "c": {"a", "b"}}) is None
+
+
+def test_the_import_graph_sees_relative_and_lazy_imports():
+    graph = import_graph()
+    assert "nertune.heads.base" in graph["nertune.heads.crf"]  # from .base import ...
+    assert "nertune.schemes" in graph["nertune.heads.base"]  # from ..schemes import ...
+    assert "nertune.rundir" in graph["nertune.evaluation"]  # imported inside run_evaluation
+
+
+def test_no_import_cycles():
+    graph = import_graph()
+    assert "nertune.modeling" not in graph["nertune.lora"] and "nertune.lora" not in graph["nertune.rundir"]
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph))
+
+
+def _code_without_comments_and_docstrings(path: Path) -> str:
+    source = path.read_text(encoding="utf-8")
+    docstrings = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
+            first = node.body[0]
+            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+                docstrings.add((first.lineno, first.col_offset))
+    kept = [tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+            if tok.type != tokenize.COMMENT and not (tok.type == tokenize.STRING and tok.start in docstrings)]
+    return " ".join(kept)
+
+
+def test_only_heads_and_the_recipe_schema_know_the_crf():
+    allowed = {PACKAGE / "config.py"} | set((PACKAGE / "heads").rglob("*.py"))
+    offenders = [str(p.relative_to(PACKAGE)) for p in sorted(PACKAGE.rglob("*.py"))
+                 if p not in allowed and "crf" in _code_without_comments_and_docstrings(p).lower()]
+    assert offenders == []
+    assert "crf" in _code_without_comments_and_docstrings(PACKAGE / "heads" / "crf.py")  # the check reads code
+
+
+def test_the_recipe_offers_exactly_the_registered_heads():
+    from nertune.config import _CHOICES, Recipe, load_recipe
+    from nertune.heads import HEADS, get_head
+
+    assert set(_CHOICES["head"]) == set(HEADS) and Recipe().head in HEADS
+    for name in HEADS:
+        assert load_recipe(None, ["model_name_or_path=x", f"head={name}"]).head == name
+        assert get_head(name).name == name
