@@ -305,3 +305,16 @@ def test_missing_model_dir_is_one_error_line(tmp_path):
     assert result.returncode == 2
     assert f"error: model directory not found: {tmp_path / 'nope'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_serving(trained_model_dir):
+    from nertune.serve_bench import bench_serving
+
+    result = bench_serving(trained_model_dir, ["john lives in paris .", "mary works at nasa ."], clients=4,
+                           requests_per_client=3, single_client_requests=2, device="cpu", precision="fp32")
+    assert result["errors"] == 0 and result["requests"] == 12
+    assert result["serving_sentences_per_second"] > 0 and result["offline_sentences_per_second"] > 0
+    assert result["serving_efficiency"] == pytest.approx(
+        result["serving_sentences_per_second"] / result["offline_sentences_per_second"])
+    assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"] and result["single_client_latency_ms"] > 0
+    assert result["mean_batch_sentences"] >= 1
