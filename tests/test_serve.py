@@ -298,6 +298,23 @@ def test_batches_keep_documents_apart(trained_model_dir):
         assert len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected))
 
 
+def test_a_cancelled_request_is_skipped(trained_model_dir):
+    """A client that goes away cancels its request; the worker skips it and keeps serving the others."""
+    from nertune.batching import DynamicBatcher
+    from nertune.predictor import NerPredictor
+
+    predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
+    batch_sizes: list[int] = []
+    batcher = DynamicBatcher(predictor, max_wait_ms=2000, on_batch=batch_sizes.append)
+    batcher.start()
+    gone = batcher.submit(["john lives in paris ."])
+    assert gone.cancel()
+    kept = batcher.submit(["mary works at nasa ."])
+    batcher.close()
+    assert batch_sizes == [1]
+    assert kept.result(timeout=0)[0]["tags"][0] == "B-PER"
+
+
 def test_missing_model_dir_is_one_error_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-m", "nertune.cli", "serve", str(tmp_path / "nope"), "--port", "0"],

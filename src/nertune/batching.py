@@ -139,6 +139,11 @@ class DynamicBatcher:
 
     def _run(self) -> None:
         while (batch := self._next_batch()) is not None:
+            # A request whose client went away was cancelled: skip it (and a running future can no longer be
+            # cancelled, so setting its result below cannot fail).
+            batch = [job for job in batch if job.future.set_running_or_notify_cancel()]
+            if not batch:
+                continue
             try:
                 results = self._predict(batch)
             except Exception as e:  # noqa: BLE001 - retried alone below, so one bad request fails only itself
