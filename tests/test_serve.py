@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +16,7 @@ from .conftest import running_server
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
+prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -114,10 +117,25 @@ def same(a: dict, b: dict) -> bool:
     return strip(a) == strip(b) and all(abs(x - y) < 1e-4 for x, y in scores)
 
 
+def scrape(url: str, **kwargs) -> dict[tuple[str, tuple], float]:
+    """The server's /metrics parsed by prometheus_client: {(sample name, sorted labels): value}."""
+    response = httpx.get(f"{url}/metrics", timeout=30, **kwargs)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in prometheus_parser.text_string_to_metric_families(response.text) for sample in family.samples}
+
+
+def predict_requests_ok(metrics: dict) -> float:
+    return metrics.get(("nertune_requests_total", (("endpoint", "/predict"), ("status", "200"))), 0.0)
+
+
 def test_concurrent_clients(server):
-    """32 clients x 20 requests at once: every answer is right, none is an error."""
+    """32 clients x 20 requests at once: every client gets its own answers, in order, equal to one-by-one
+    predictions; the requests really share model calls (fewer batches than requests, no sentence lost)."""
     texts = ["john lives in paris .", "mary works at nasa in berlin today .", "alice bob visited the rome ."]
     expected = [post(server, json={"text": t}).json() for t in texts]
+    before = scrape(server)
     failures: list[str] = []
     lock = threading.Lock()
 
@@ -126,10 +144,14 @@ def test_concurrent_clients(server):
             for i in range(20):
                 j = (k + i) % len(texts)
                 try:
-                    if i % 2:
+                    if i % 3 == 1:
                         response = http.post("/predict", json={"texts": [texts[j], texts[j - 1]]})
                         results = response.json()["results"] if response.status_code == 200 else []
                         ok = len(results) == 2 and same(results[0], expected[j]) and same(results[1], expected[j - 1])
+                    elif i % 3 == 2:
+                        response = http.post("/predict", json={"document": [texts[j - 1], texts[j], texts[j - 2]]})
+                        results = response.json()["results"] if response.status_code == 200 else []
+                        ok = len(results) == 3 and all(same(r, expected[n]) for r, n in zip(results, (j - 1, j, j - 2)))
                     else:
                         response = http.post("/predict", json={"text": texts[j]})
                         ok = response.status_code == 200 and same(response.json(), expected[j])
@@ -147,6 +169,151 @@ def test_concurrent_clients(server):
     assert not any(t.is_alive() for t in threads), "clients still running after 300 s"
     assert failures == [], failures[:5]
 
+    after = scrape(server)
+    requests = predict_requests_ok(after) - predict_requests_ok(before)
+    batches = after[("nertune_batch_sentences_count", ())] - before[("nertune_batch_sentences_count", ())]
+    sentences = after[("nertune_batch_sentences_sum", ())] - before[("nertune_batch_sentences_sum", ())]
+    assert requests == 32 * 20
+    assert sentences == 32 * (7 * 1 + 7 * 2 + 6 * 3)  # per client: 7 single texts, 7 pairs, 6 documents of 3
+    assert batches < requests / 2, (batches, requests)
+    assert after[("nertune_queue_sentences", ())] == 0
+
+
+def test_metrics_and_info_show_batching(server):
+    info = httpx.get(f"{server}/info").json()
+    assert (info["max_batch_sentences"], info["max_wait_ms"], info["max_queue_sentences"]) == (64, 5.0, 1024)
+    assert info["api_key_required"] is False
+    post(server, json={"text": "john"})
+    post(server, json={"txt": "john"})
+    httpx.get(f"{server}/nope")
+    metrics = scrape(server)
+    assert predict_requests_ok(metrics) >= 1
+    assert metrics[("nertune_requests_total", (("endpoint", "/predict"), ("status", "422")))] >= 1
+    assert metrics[("nertune_requests_total", (("endpoint", "other"), ("status", "404")))] >= 1
+    assert metrics[("nertune_request_duration_seconds_count", (("endpoint", "/predict"),))] >= 2
+    assert metrics[("nertune_batch_sentences_bucket", (("le", "+Inf"),))] >= 1
+
+
+def test_a_full_queue_answers_503_with_retry_after(trained_model_dir, tmp_path):
+    # A queue of 4 sentences and a long wait for more: a first request of 4 texts fills it until the wait ends.
+    with running_server(trained_model_dir, tmp_path / "server.log", "--max-batch", "4", "--max-queue-sentences", "4",
+                        "--max-wait-ms", "3000") as url:
+        first: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: first.append(post(url, json={"texts": ["john lives in paris ."] * 4})))
+        sender.start()
+        deadline = time.monotonic() + 30
+        while scrape(url)[("nertune_queue_sentences", ())] < 4:
+            assert time.monotonic() < deadline, "the first request never reached the queue"
+            time.sleep(0.05)
+        refused = post(url, json={"text": "mary works at nasa ."})
+        sender.join(timeout=60)
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["retry-after"] == "1"
+        assert "4 sentences are queued; the limit is 4" in refused.json()["detail"]
+        assert first[0].status_code == 200 and len(first[0].json()["results"]) == 4
+        assert post(url, json={"text": "mary works at nasa ."}).status_code == 200  # room again
+        assert scrape(url)[("nertune_requests_total", (("endpoint", "/predict"), ("status", "503")))] == 1
+
+
+def test_api_key(trained_model_dir, tmp_path):
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("s3cret-key\n")
+    with running_server(trained_model_dir, tmp_path / "server.log", "--api-key-file", str(key_file)) as url:
+        body = {"text": "john lives in paris ."}
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "s3cret"}, {"Authorization": "s3cret-key"}):
+            response = post(url, json=body, headers=headers)
+            assert response.status_code == 401, (headers, response.text)
+            assert "API key" in response.json()["detail"] and response.headers["www-authenticate"] == "Bearer"
+        assert httpx.get(f"{url}/info").status_code == 401
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        assert httpx.get(f"{url}/health").status_code == 200  # probes need no key
+        for headers in ({"Authorization": "Bearer s3cret-key"}, {"X-API-Key": "s3cret-key"}):
+            response = post(url, json=body, headers=headers)
+            assert response.status_code == 200 and response.json()["tags"][0] == "B-PER", response.text
+        assert httpx.get(f"{url}/info", headers={"X-API-Key": "s3cret-key"}).json()["api_key_required"] is True
+        metrics = scrape(url, headers={"X-API-Key": "s3cret-key"})
+        assert metrics[("nertune_requests_total", (("endpoint", "/predict"), ("status", "401")))] == 4
+
+
+def test_api_key_from_the_environment(monkeypatch, tmp_path):
+    from nertune.serve import read_api_key
+
+    monkeypatch.delenv("NERTUNE_API_KEY", raising=False)
+    assert read_api_key() is None
+    monkeypatch.setenv("NERTUNE_API_KEY", " from-env ")
+    assert read_api_key() == "from-env"
+    (tmp_path / "key").write_text("from-file")
+    assert read_api_key(tmp_path / "key") == "from-file"  # the file wins
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ValueError, match="API key file .*empty is empty"):
+        read_api_key(tmp_path / "empty")
+    with pytest.raises(FileNotFoundError, match="API key file not found"):
+        read_api_key(tmp_path / "missing")
+
+
+def test_sigterm_finishes_the_request_in_flight_and_exits_0(trained_model_dir, tmp_path):
+    psutil = pytest.importorskip("psutil")
+    log_path = tmp_path / "server.log"
+    with running_server(trained_model_dir, log_path, "--max-wait-ms", "2000") as url:
+        port = url.rsplit(":", 1)[1]
+        (process,) = [p for p in psutil.Process().children() if port in p.cmdline()]
+        answers: list[httpx.Response] = []
+        sender = threading.Thread(target=lambda: answers.append(post(url, json={"text": "john lives in paris ."})))
+        sender.start()
+        deadline = time.monotonic() + 30
+        while scrape(url)[("nertune_queue_sentences", ())] < 1:  # in flight: waiting in the batcher
+            assert time.monotonic() < deadline, "the request never reached the queue"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        sender.join(timeout=60)
+        assert process.wait(timeout=60) == 0
+    assert answers and answers[0].status_code == 200, answers
+    assert answers[0].json()["tags"] == ["B-PER", "O", "O", "B-LOC", "O"]
+    log = log_path.read_text()
+    assert "batcher drained and stopped" in log and "stopped by SIGTERM" in log, log
+
+
+def test_batches_keep_documents_apart(trained_model_dir):
+    """Documents of different requests in one model call are never each other's context."""
+    from nertune.batching import DynamicBatcher
+    from nertune.predictor import NerPredictor
+
+    loaded = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
+    # The same model read with 2 sentences of context on each side: context changes every score.
+    predictor = NerPredictor(loaded.model, loaded.tokenizer, max_length=32, window_overlap=8, context_size=2)
+    first = ["john lives in paris .", "mary works at nasa in berlin today ."]
+    second = ["alice bob visited the rome .", "carol lives in oslo ."]
+    alone = [predictor.predict_document(first), predictor.predict_document(second), predictor.predict_texts(second)]
+    mixed = predictor.predict_document(first + second)
+    assert any(abs(a["entities"][0]["score"] - b["entities"][0]["score"]) > 1e-3 for a, b in zip(alone[0], mixed[:2]))
+
+    batch_sizes: list[int] = []
+    batcher = DynamicBatcher(predictor, max_batch_sentences=64, max_wait_ms=2000, on_batch=batch_sizes.append)
+    batcher.start()
+    futures = [batcher.submit(first, document=True), batcher.submit(second, document=True), batcher.submit(second)]
+    batcher.close()  # drains: the queued requests are answered before the worker stops
+    assert batch_sizes == [6]
+    for future, expected in zip(futures, alone):
+        got = future.result(timeout=0)
+        assert len(got) == len(expected) and all(same(g, e) for g, e in zip(got, expected))
+
+
+def test_a_cancelled_request_is_skipped(trained_model_dir):
+    """A client that goes away cancels its request; the worker skips it and keeps serving the others."""
+    from nertune.batching import DynamicBatcher
+    from nertune.predictor import NerPredictor
+
+    predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
+    batch_sizes: list[int] = []
+    batcher = DynamicBatcher(predictor, max_wait_ms=2000, on_batch=batch_sizes.append)
+    batcher.start()
+    gone = batcher.submit(["john lives in paris ."])
+    assert gone.cancel()
+    kept = batcher.submit(["mary works at nasa ."])
+    batcher.close()
+    assert batch_sizes == [1]
+    assert kept.result(timeout=0)[0]["tags"][0] == "B-PER"
+
 
 def test_missing_model_dir_is_one_error_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
@@ -155,3 +322,16 @@ def test_missing_model_dir_is_one_error_line(tmp_path):
     assert result.returncode == 2
     assert f"error: model directory not found: {tmp_path / 'nope'}" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_bench_serving(trained_model_dir):
+    from nertune.serve_bench import bench_serving
+
+    result = bench_serving(trained_model_dir, ["john lives in paris .", "mary works at nasa ."], clients=4,
+                           requests_per_client=3, single_client_requests=2, device="cpu", precision="fp32")
+    assert result["errors"] == 0 and result["requests"] == 12
+    assert result["serving_sentences_per_second"] > 0 and result["offline_sentences_per_second"] > 0
+    assert result["serving_efficiency"] == pytest.approx(
+        result["serving_sentences_per_second"] / result["offline_sentences_per_second"])
+    assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"] and result["single_client_latency_ms"] > 0
+    assert result["mean_batch_sentences"] >= 1

@@ -77,7 +77,8 @@ def predict_main(argv: list[str]) -> int:
 
 def serve_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nertune serve", description="Serve a trained model over HTTP: "
-                                     "POST /predict {\"text\": ...} or {\"texts\": [...]}, GET /health, GET /info.")
+                                     "POST /predict {\"text\": ...} or {\"texts\": [...]}, GET /health, GET /info, "
+                                     "GET /metrics (Prometheus). Concurrent requests are batched into one model call.")
     parser.add_argument("model_dir", help="a run directory written by `nertune train`")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
@@ -86,16 +87,27 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
+    parser.add_argument("--max-batch-sentences", type=int, default=64,
+                        help="most sentences of concurrent requests gathered into one model call")
+    parser.add_argument("--max-wait-ms", type=float, default=5.0,
+                        help="longest wait for more requests before a model call")
+    parser.add_argument("--max-queue-sentences", type=int, default=1024,
+                        help="most sentences waiting for the model; beyond, 503 with Retry-After")
+    parser.add_argument("--api-key-file", default=None,
+                        help="file holding the API key (default: $NERTUNE_API_KEY; neither: no key). Every "
+                             "endpoint but /health then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
     args = parser.parse_args(argv)
     try:
         from .serve import run_server
     except ModuleNotFoundError as e:  # fastapi and uvicorn are the optional `serve` extra
-        if e.name not in ("fastapi", "uvicorn", "starlette", "pydantic"):
+        if e.name not in ("fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client"):
             raise
         raise ValueError(f"nertune serve needs {e.name}: pip install 'nertune[serve]'") from None
 
     run_server(args.model_dir, host=args.host, port=args.port, max_batch=args.max_batch, max_chars=args.max_chars,
-               batch_size=args.batch_size, device=args.device, precision=args.precision)
+               batch_size=args.batch_size, device=args.device, precision=args.precision,
+               max_batch_sentences=args.max_batch_sentences, max_wait_ms=args.max_wait_ms,
+               max_queue_sentences=args.max_queue_sentences, api_key_file=args.api_key_file)
     return 0
 
 

@@ -4,25 +4,47 @@
   `NerPredictor.predict_texts`); `{"texts": [...]}` -> `{"results": [...]}`, one per text;
   `{"document": ["sentence", ...]}` -> `{"results": [...]}`, one per sentence, each sentence read with
   its neighbours when the model was trained with document context (`context_size`).
-- `GET /health` -> `{"status": "ok"}`; `GET /info` -> the model, its labels and the server's limits.
+- `GET /health` -> `{"status": "ok"}` (always open, for probes); `GET /info` -> the model, its labels, the
+  server's limits and batching settings; `GET /metrics` -> Prometheus text format.
 
-Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add `"errors"`), never a 500:
-400 for a body that is not JSON or is empty, 415 for a content type other than JSON, 422 for wrong
-fields or types, 413 for too many or too long texts. The predict endpoint is a plain `def`, so FastAPI runs it in its thread pool and the event
-loop keeps answering; the predictor's lock serializes model calls.
+Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call; a full queue answers
+503 with `Retry-After`. Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add
+`"errors"`), never a 500: 400 for a body that is not JSON or is empty, 415 for a content type other than
+JSON, 422 for wrong fields or types, 413 for too many or too long texts. With an API key, every endpoint but
+`/health` needs `Authorization: Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the model,
+`/metrics` shows its traffic). On SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight,
+then the lifespan shutdown drains the batcher's queue and the process exits 0.
 """
 
 from __future__ import annotations
 
+import asyncio
+import hmac
+import logging
+import os
+import signal
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, StrictStr
 
+from .batching import BatcherClosedError, DynamicBatcher, QueueFullError
 from .predictor import NerPredictor
+
+logger = logging.getLogger(__name__)
+
+API_KEY_ENV = "NERTUNE_API_KEY"
+OPEN_PATHS = frozenset({"/health"})
+RETRY_AFTER_S = 1
+# Label values of the request metrics: the app's routes, anything else as "other" (bounded cardinality).
+ENDPOINTS = frozenset({"/predict", "/health", "/info", "/metrics"})
 
 
 class PredictRequest(BaseModel):
@@ -50,12 +72,92 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
 
 
-def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10_000) -> FastAPI:
-    """The FastAPI application around one predictor (tests use it directly)."""
+class ServerMetrics:
+    """The Prometheus metrics of one app, in a registry of its own (several apps in one process don't clash)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("nertune_requests", "HTTP requests by endpoint and status code",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("nertune_request_duration_seconds", "HTTP request latency by endpoint",
+                                 ["endpoint"], registry=self.registry,
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+        self.batch_sentences = Histogram("nertune_batch_sentences", "sentences per model call",
+                                         registry=self.registry,
+                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+        self.queue_sentences = Gauge("nertune_queue_sentences", "sentences waiting for the model",
+                                     registry=self.registry)
+
+
+def read_api_key(api_key_file: str | Path | None = None) -> str | None:
+    """The API key from `api_key_file` (its whole content, stripped), else from $NERTUNE_API_KEY, else None."""
+    if api_key_file is not None:
+        path = Path(api_key_file).expanduser()
+        try:
+            key = path.read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"API key file not found: {api_key_file}") from None
+        if not key:
+            raise ValueError(f"API key file {api_key_file} is empty")
+        return key
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    return key or None
+
+
+def _given_key(request: Request) -> str:
+    authorization = request.headers.get("authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip()
+    return request.headers.get("x-api-key", "")
+
+
+def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10_000, *,
+               max_batch_sentences: int = 64, max_wait_ms: float = 5.0, max_queue_sentences: int = 1024,
+               api_key: str | None = None) -> FastAPI:
+    """The FastAPI application around one predictor. Its batcher runs while the app's lifespan does
+    (uvicorn, or `with TestClient(app)`); `app.state.metrics` is its `ServerMetrics`."""
     if max_batch < 1 or max_chars < 1:
         raise ValueError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
-    app = FastAPI(title="nertune", summary=f"named entities with {predictor.name}")
+    if max_queue_sentences < max_batch:
+        raise ValueError(f"max_queue_sentences ({max_queue_sentences}) must hold at least one full request "
+                         f"(max_batch={max_batch})")
+    metrics = ServerMetrics()
+    batcher = DynamicBatcher(predictor, max_batch_sentences=max_batch_sentences, max_wait_ms=max_wait_ms,
+                             max_queue_sentences=max_queue_sentences, on_batch=metrics.batch_sentences.observe,
+                             on_queue=metrics.queue_sentences.set)
+    expected_key = api_key.encode("utf-8") if api_key else None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        batcher.start()
+        try:
+            yield
+        finally:
+            # uvicorn has finished the requests in flight; whatever is still queued is answered first.
+            await asyncio.to_thread(batcher.close)
+            logger.info("batcher drained and stopped")
+
+    app = FastAPI(title="nertune", summary=f"named entities with {predictor.name}", lifespan=lifespan)
+    app.state.metrics = metrics
+    app.state.batcher = batcher
     app.add_exception_handler(RequestValidationError, _validation_error)
+
+    @app.middleware("http")
+    async def authorize_and_measure(request: Request, call_next):
+        started = time.perf_counter()
+        path = request.url.path
+        if expected_key is not None and path not in OPEN_PATHS and \
+                not hmac.compare_digest(_given_key(request).encode("utf-8"), expected_key):
+            response: Response = JSONResponse(
+                {"detail": "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>"},
+                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+        else:
+            response = await call_next(request)
+        endpoint = path if path in ENDPOINTS else "other"
+        metrics.requests.labels(endpoint, str(response.status_code)).inc()
+        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+        return response
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -65,10 +167,16 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
     def info() -> dict[str, Any]:
         return {"model": predictor.name, "labels": predictor.labels, "scheme": predictor.scheme,
                 "max_batch": max_batch, "max_chars": max_chars, "max_length": predictor.max_length,
-                "context_size": predictor.context_size, "device": str(predictor.device)}
+                "context_size": predictor.context_size, "device": str(predictor.device),
+                "max_batch_sentences": max_batch_sentences, "max_wait_ms": max_wait_ms,
+                "max_queue_sentences": max_queue_sentences, "api_key_required": expected_key is not None}
+
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
     @app.post("/predict")
-    def predict(request: PredictRequest) -> dict[str, Any]:
+    async def predict(request: PredictRequest) -> Any:
         given = [key for key in ("text", "texts", "document") if getattr(request, key) is not None]
         if len(given) != 1:
             raise HTTPException(422, 'give exactly one of "text" (a string), "texts" (a list of strings) or '
@@ -87,18 +195,39 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
                 text.encode("utf-8")
             except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but not text the tokenizer takes
                 raise HTTPException(422, f"{where} is not valid Unicode (it has a lone surrogate)") from None
-        results = predictor.predict_document(texts) if kind == "document" else predictor.predict_texts(texts)
+        try:
+            future = batcher.submit(texts, document=kind == "document")
+        except (QueueFullError, BatcherClosedError) as e:
+            return JSONResponse({"detail": f"server busy: {e}; retry in {RETRY_AFTER_S} s"}, status_code=503,
+                                headers={"Retry-After": str(RETRY_AFTER_S)})
+        results = await asyncio.wrap_future(future)
         return results[0] if single else {"results": results}
 
     return app
 
 
+def _return_after_signal(signum: int, frame: object) -> None:
+    """uvicorn re-raises the signal that stopped it once it has shut down; a graceful stop then exits 0."""
+    logger.info("stopped by %s", signal.Signals(signum).name)
+
+
 def run_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
                max_chars: int = 10_000, batch_size: int = 32, device: str | None = None,
-               precision: str = "auto") -> None:
-    """Load the model (errors surface here, before listening), then serve until interrupted."""
+               precision: str = "auto", max_batch_sentences: int = 64, max_wait_ms: float = 5.0,
+               max_queue_sentences: int = 1024, api_key_file: str | Path | None = None) -> None:
+    """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
+    finish the requests in flight and return normally."""
     import uvicorn
 
+    api_key = read_api_key(api_key_file)
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
-    app = create_app(predictor, max_batch=max_batch, max_chars=max_chars)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    app = create_app(predictor, max_batch=max_batch, max_chars=max_chars, max_batch_sentences=max_batch_sentences,
+                     max_wait_ms=max_wait_ms, max_queue_sentences=max_queue_sentences, api_key=api_key)
+    if api_key is None:
+        logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)
+    previous = {sig: signal.signal(sig, _return_after_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
