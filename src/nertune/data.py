@@ -31,6 +31,7 @@ import datasets
 
 from nertune import schemes
 from nertune.assets import resolve_path
+from nertune.errors import NertuneError
 from nertune.words import tag_words_from_spans
 
 __all__ = [
@@ -75,7 +76,7 @@ _WS_RUN = re.compile(r"[ \t\n\r\f\v]+")
 _BOM = b"\xef\xbb\xbf"
 
 
-class DataError(ValueError):
+class DataError(NertuneError):
     """Bad input data. The message starts with `file:line:` (or `file:`) when they are known."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):

@@ -12,6 +12,7 @@ import torch
 from transformers import Trainer
 
 from .align import IGNORE_INDEX, merge_window_predictions
+from .errors import ModelError
 from .metrics import entity_metrics, format_entity_report, token_report
 from .schemes import repair_tags
 from .trainer import NerTrainer, model_crf
@@ -184,7 +185,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     model = load_for_inference(str(model_dir))  # a full model dir or a LoRA adapter dir
     labels = trained_labels(model.config)
     if labels is None:
-        raise ValueError(f"{model_dir}: config.json has no label names (id2label); is this a fine-tuned model?")
+        raise ModelError(f"{model_dir}: config.json has no label names (id2label); is this a fine-tuned model?")
     unknown = sorted({t for tags in dataset["ner_tags"] for t in tags} - set(labels))
     if unknown and recipe.data.unseen_label_policy == "error":
         raise DataError(f"split {split!r} has labels the model does not know: {unknown} (model labels: {labels}); "

@@ -15,12 +15,14 @@ from typing import Any
 
 import yaml
 
+from .errors import NertuneError
+
 # What goes to the Hub: the model, its tokenizer, the card and the run's reports; never checkpoints.
 UPLOAD_IGNORE = ["checkpoints/*", "checkpoints/**", "runs/**", "*.pt", "optimizer.*"]
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
 
-class HubError(RuntimeError):
+class HubError(NertuneError):
     """Pushing to the Hub cannot work; the message says why and what to do."""
 
 

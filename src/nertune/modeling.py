@@ -11,6 +11,7 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
 from .assets import is_package_path, resolve_path
+from .errors import ModelError, ModelNotFoundError, RequestError
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +33,10 @@ def resolve_model_path(name_or_path: str, base_dir: str | Path = ".") -> str:
         local = Path(base_dir) / local
     if local.exists():
         if not (local / "config.json").is_file() and not is_adapter_dir(local):
-            raise FileNotFoundError(f"model path {name_or_path!r} exists but has no config.json ({local})")
+            raise ModelNotFoundError(f"model path {name_or_path!r} exists but has no config.json ({local})")
         return str(local)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep + os.sep in name_or_path:
-        raise FileNotFoundError(f"model path {name_or_path!r} does not exist ({local})")
+        raise ModelNotFoundError(f"model path {name_or_path!r} does not exist ({local})")
     return name_or_path  # a Hub id such as `bert-base-cased` or `org/model`
 
 
@@ -109,7 +110,7 @@ def attach_crf(model, scheme: str, model_path: str | None = None, required: bool
     if state is not None:
         crf.load_state_dict(state)
     elif required:
-        raise ValueError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
+        raise ModelError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
     model.crf = crf.to(next(model.parameters()).device)
     model.config.nertune_head = "crf"
     model.config.nertune_crf_scheme = crf.scheme
@@ -130,7 +131,7 @@ def load_tokenizer(model_path: str):
     kwargs = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODEL_TYPES else {}
     tokenizer = AutoTokenizer.from_pretrained(model_path, **kwargs)
     if not getattr(tokenizer, "is_fast", True):
-        raise ValueError(f"{model_path}: a fast tokenizer is required to map sub-tokens to words")
+        raise ModelError(f"{model_path}: a fast tokenizer is required to map sub-tokens to words")
     return tokenizer
 
 
@@ -160,7 +161,7 @@ def reconcile_labels(new_labels: list[str], model_path: str, label_mismatch: str
     if label_mismatch == "reset":
         logger.warning("%s: labels %s are new to this model; starting a fresh classifier head", model_path, unseen)
         return new_labels, False
-    raise ValueError(
+    raise ModelError(
         f"{model_path} was fine-tuned with labels {old}, but the data has labels it does not know: {unseen}. "
         "Set label_mismatch=reset to train a new classifier head from this encoder."
     )
@@ -190,7 +191,7 @@ def resolve_precision(precision: str) -> str:
     """`auto` picks bf16 where the hardware runs it natively, fp16 on older GPUs, else fp32."""
     if precision != "auto":
         if precision == "fp16" and not torch.cuda.is_available():
-            raise ValueError("precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+            raise RequestError("precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -14,6 +14,7 @@ import regex
 
 from .config import RecipeError, load_recipe
 from .data import DOCSTART, DataError, read_lines, split_columns
+from .errors import PathNotFoundError, RequestError
 from .predictor import NerPredictor
 from .words import split_words
 
@@ -75,7 +76,7 @@ def _output_format(path: Path, given: str | None, input_format: str) -> str:
         return "jsonl"
     if suffix in _CONLL_SUFFIXES or (suffix == ".txt" and input_format == "conll"):
         return "conll"
-    raise ValueError(f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
+    raise RequestError(f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
                      "or --output-format jsonl|conll")
 
 
@@ -234,20 +235,20 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"input file not found: {input_path}")
+        raise PathNotFoundError(f"input file not found: {input_path}")
     if output_path.resolve() == input_path.resolve():
-        raise ValueError(f"--output {output_path} would overwrite the input")
+        raise RequestError(f"--output {output_path} would overwrite the input")
     input_format = _input_format(input_path, input_format)
     output_format = _output_format(output_path, output_format, input_format)
     if input_format not in INPUT_FORMATS or output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
+        raise RequestError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
                          f"output {output_format!r} (one of {OUTPUT_FORMATS})")
     if documents and input_format != "text":
-        raise ValueError(f"--documents is for text input; {input_format} input marks documents itself "
+        raise RequestError(f"--documents is for text input; {input_format} input marks documents itself "
                          "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)")
     # Read and check the whole input before loading the model: a bad line fails in a second.
     if encoding != "utf-8" and input_format == "jsonl":
-        raise ValueError("--encoding is for text and CoNLL input; JSON is UTF-8 by its standard")
+        raise RequestError("--encoding is for text and CoNLL input; JSON is UTF-8 by its standard")
     conll_lines = _read_lines(input_path, encoding) if input_format == "conll" else None
     layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None
     if input_format == "text":

@@ -21,6 +21,7 @@ import torch
 
 from .align import encode_examples, merge_window_predictions
 from .config import Recipe, RecipeError, load_recipe
+from .errors import ModelError, ModelNotFoundError, RequestError
 from .modeling import (cpu_supports_bf16, is_adapter_dir, load_for_inference, load_model_config, load_tokenizer,
                        resolve_precision, trained_labels)
 from .schemes import normalize_scheme, parse_tag, repair_tags, tags_to_spans
@@ -59,12 +60,12 @@ def _read_recipe(model_dir: Path, labels: Sequence[str]) -> tuple[int, int, int,
 
 def _inference_precision(precision: str, device: torch.device) -> str:
     if precision == "int8" and device.type != "cpu":
-        raise ValueError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
+        raise RequestError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
     if device.type == "cpu":
         if precision == "int8":
             return precision
         if precision == "fp16":
-            raise ValueError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+            raise RequestError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         if precision == "auto":  # resolve_precision would look at the GPU even when asked for the CPU
             return "bf16" if cpu_supports_bf16() else "fp32"
     return resolve_precision(precision)
@@ -85,9 +86,9 @@ class NerPredictor:
                  name: str = "model") -> None:
         labels = trained_labels(model.config)
         if labels is None:
-            raise ValueError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
+            raise ModelError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise RequestError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = labels
@@ -113,13 +114,13 @@ class NerPredictor:
         """
         path = Path(model_dir).expanduser()
         if not path.is_dir():
-            raise FileNotFoundError(f"model directory not found: {model_dir}")
+            raise ModelNotFoundError(f"model directory not found: {model_dir}")
         adapter = is_adapter_dir(path)
         if not adapter and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{model_dir} has no config.json: not a trained model directory")
+            raise ModelNotFoundError(f"{model_dir} has no config.json: not a trained model directory")
         labels = trained_labels(load_model_config(str(path)))
         if labels is None:  # checked before loading, which would warn about a fresh, random head
-            raise ValueError(f"{model_dir}: config.json has no NER labels (id2label); is it a fine-tuned model?")
+            raise ModelError(f"{model_dir}: config.json has no NER labels (id2label); is it a fine-tuned model?")
         max_length, window_overlap, context_size, scheme = _read_recipe(path, labels)
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         precision = _inference_precision(precision, device)
@@ -153,7 +154,7 @@ class NerPredictor:
         if not sentences:
             return []
         if document_ids is not None and len(document_ids) != len(sentences):
-            raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
+            raise RequestError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
         crf = getattr(self.model, "crf", None)
         if crf is not None:
             return self._predict_words_crf(sentences, crf, document_ids)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from .errors import NertuneError
+
 __all__ = [
     "SCHEMES",
     "InvalidTagError",
@@ -59,7 +61,7 @@ _ALLOWED_PREFIXES = {
 _NORMALISED_PREFIX = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S"}
 
 
-class InvalidTagError(ValueError):
+class InvalidTagError(NertuneError):
     """A tag string is malformed or not allowed by the tag scheme.
 
     ``tag`` is the offending value and ``position`` its index in the sentence

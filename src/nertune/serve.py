@@ -22,6 +22,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, StrictStr
 
+from .errors import RequestError
 from .predictor import NerPredictor
 
 
@@ -53,7 +54,7 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
 def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10_000) -> FastAPI:
     """The FastAPI application around one predictor (tests use it directly)."""
     if max_batch < 1 or max_chars < 1:
-        raise ValueError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
+        raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     app = FastAPI(title="nertune", summary=f"named entities with {predictor.name}")
     app.add_exception_handler(RequestValidationError, _validation_error)
 
