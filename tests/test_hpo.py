@@ -8,7 +8,7 @@ import pytest
 
 from nertune.config import RecipeError, load_recipe
 
-from .conftest import tiny_recipe
+from .helpers import tiny_recipe
 
 pytest.importorskip("optuna")
 
@@ -16,6 +16,7 @@ SPACE = ["hpo.n_trials=3", "hpo.learning_rate=[1e-3,1e-2]", "hpo.per_device_trai
          "hpo.warmup_ratio=[0.0,0.2]", "hpo.weight_decay=[0.0,0.1]", "hpo.num_train_epochs=[1,2]"]
 
 
+@pytest.mark.slow
 def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(tiny_model_dir, synthetic_corpus, tmp_path,
                                                                        capsys):
     from nertune.hpo import run_hpo
@@ -44,6 +45,7 @@ def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(tiny_model
     assert best.output_dir == str(tmp_path / "run") and best.max_steps == 6  # everything else as in the recipe
 
 
+@pytest.mark.slow
 def test_lora_dimensions_reach_the_model(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.hpo import run_hpo
 
@@ -88,6 +90,7 @@ def test_cli_hpo_reports_bad_recipe_in_one_line(capsys):
     assert "recipe file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_workers_share_one_study_through_rdb_storage(tiny_model_dir, synthetic_corpus, tmp_path):
     """Two `nertune hpo` workers with the same hpo.storage/hpo.study_name add to one study (here one after another)."""
     from nertune.hpo import run_hpo

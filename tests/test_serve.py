@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from .conftest import running_server
+from .helpers import running_server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")
