@@ -12,8 +12,8 @@ import dataclasses
 import difflib
 import types
 import typing
-from dataclasses import dataclass, field
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 

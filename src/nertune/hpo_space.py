@@ -1,8 +1,9 @@
 """The HPO search space: one table of the recipe keys `nertune hpo` can search.
 
-`check_hpo_section` validates a recipe's `hpo` section against it (called by config.load_recipe), hpo.py samples (`suggest`), applies a trial's
-values to a recipe and hands the Trainer its per-trial TrainingArguments with it. A new searchable key is
-one row here plus its field in `config.HpoSection` (named like the key with `_` for `.`: `lora.r` -> `lora_r`).
+`check_hpo_section` validates a recipe's `hpo` section against it (called by config.load_recipe); hpo.py
+samples a trial with it (`suggest`), applies the trial's values to a recipe and hands the Trainer the trial's
+TrainingArguments. A new searchable key is one row here plus its field in `config.HpoSection` (named like the
+key with `_` for `.`: `lora.r` -> `lora_r`).
 """
 
 from __future__ import annotations
