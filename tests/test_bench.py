@@ -9,6 +9,7 @@ import pytest
 from nertune.bench import run_bench
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("length", ["num_train_epochs=4", "max_steps=60"])  # MFU and tokens/s hold for both
 def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp_path, length):
     result = run_bench(None, [

@@ -82,3 +82,20 @@ def test_every_shipped_recipe_loads_and_pins_every_hyperparameter(recipe_file):
                 "warmup_ratio", "weight_decay", "data.tag_scheme"):
         assert key in flat, f"{recipe_file.name} does not pin {key}"
     assert set(flat) <= set(all_keys())
+
+
+def test_overrides_as_a_mapping_of_python_values(tmp_path):
+    """The Python API passes recipe keys as values, not strings; they are checked like the command line's."""
+    from nertune.config import apply_overrides
+
+    recipe = load_recipe(None, {"model_name_or_path": "x", "data.train_file": tmp_path / "t.conll",
+                                "learning_rate": 1e-4, "lora.target_modules": ["query", "value"],
+                                "data.label_map": {"PERSON": "PER"}})
+    assert recipe.data.train_file == str(tmp_path / "t.conll") and recipe.learning_rate == 1e-4
+    assert recipe.lora.target_modules == ["query", "value"] and recipe.data.label_map == {"PERSON": "PER"}
+    changed = apply_overrides(recipe, {"max_length": 96})
+    assert changed.max_length == 96 and recipe.max_length == 128
+    with pytest.raises(RecipeError, match="'max_length' must be at least 8"):
+        apply_overrides(recipe, {"max_length": 4})
+    with pytest.raises(RecipeError, match="did you mean 'learning_rate'"):
+        apply_overrides(recipe, {"learnig_rate": 1e-3})

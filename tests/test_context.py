@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import CITIES, ORGS, PERSONS, running_server, tiny_recipe
+from .helpers import CITIES, ORGS, PERSONS, running_server, tiny_recipe
 
 
 def make_documents(n: int, seed: int) -> list[list[tuple[list[str], list[str]]]]:
@@ -146,6 +146,7 @@ def test_context_needs_documents_in_the_training_data(tmp_path, tiny_model_dir, 
         run_training(recipe)
 
 
+@pytest.mark.slow
 def test_crf_head_reads_the_context_too(tmp_path, tiny_model_dir, document_corpus):
     from nertune.predictor import NerPredictor
     from nertune.train import run_training

@@ -160,8 +160,7 @@ def test_recipe_head_key():
 def crf_run(tiny_model_dir, tmp_path_factory):
     from nertune.train import run_training
 
-    from .conftest import make_sentences, write_conll
-    from .conftest import tiny_recipe
+    from .helpers import make_sentences, tiny_recipe, write_conll
 
     tmp = tmp_path_factory.mktemp("crf-run")
     test_sentences = make_sentences(40, seed=3)

@@ -31,7 +31,7 @@ from nertune.distributed import (
 )
 from nertune.train import run_training
 
-from .conftest import make_sentences, write_conll
+from .helpers import make_sentences, tiny_overrides, write_conll
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = Path(nertune.__file__).resolve().parents[1]
@@ -163,14 +163,8 @@ def setup(tiny_model_dir, tmp_path_factory):
 
 
 def _overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
-    return [
-        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
-        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
-        f"data.test_file={corpus['test']}",
-        "learning_rate=5e-3", "num_train_epochs=2", "global_batch_size=16", "per_device_eval_batch_size=8",
-        "warmup_ratio=0.0", "max_length=32", "window_overlap=8", "logging_steps=2", "report_to=none",
-        "precision=fp32", "save_strategy=no", *extra,
-    ]
+    return tiny_overrides(model_dir, corpus, output_dir, "num_train_epochs=2", "global_batch_size=16",
+                          "per_device_eval_batch_size=8", "logging_steps=2", "save_strategy=no", *extra)
 
 
 def _free_port() -> int:

@@ -8,7 +8,7 @@ import pytest
 
 from nertune.config import RecipeError, load_recipe
 
-from .conftest import tiny_recipe
+from .helpers import tiny_recipe
 
 pytest.importorskip("optuna")
 
@@ -16,6 +16,7 @@ SPACE = ["hpo.n_trials=3", "hpo.learning_rate=[1e-3,1e-2]", "hpo.per_device_trai
          "hpo.warmup_ratio=[0.0,0.2]", "hpo.weight_decay=[0.0,0.1]", "hpo.num_train_epochs=[1,2]"]
 
 
+@pytest.mark.slow
 def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(tiny_model_dir, synthetic_corpus, tmp_path,
                                                                        capsys):
     from nertune.hpo import run_hpo
@@ -44,6 +45,7 @@ def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(tiny_model
     assert best.output_dir == str(tmp_path / "run") and best.max_steps == 6  # everything else as in the recipe
 
 
+@pytest.mark.slow
 def test_lora_dimensions_reach_the_model(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.hpo import run_hpo
 
@@ -88,6 +90,7 @@ def test_cli_hpo_reports_bad_recipe_in_one_line(capsys):
     assert "recipe file not found" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_workers_share_one_study_through_rdb_storage(tiny_model_dir, synthetic_corpus, tmp_path):
     """Two `nertune hpo` workers with the same hpo.storage/hpo.study_name add to one study (here one after another)."""
     from nertune.hpo import run_hpo
@@ -99,3 +102,34 @@ def test_workers_share_one_study_through_rdb_storage(tiny_model_dir, synthetic_c
     assert summary["n_trials"] == 2
     rows = list(csv.DictReader((tmp_path / "w2" / "hpo" / "trials.csv").open()))
     assert [r["number"] for r in rows] == ["0", "1"] and all(r["state"] == "COMPLETE" for r in rows)
+
+
+def test_the_space_table_matches_the_recipe_and_its_hpo_section():
+    """One table (hpo_space.HPO_SPACE): its keys are recipe keys, each with its field in the `hpo` section."""
+    import dataclasses
+
+    from nertune.config import HpoSection, all_keys
+    from nertune.hpo_space import HPO_SPACE, hpo_field
+
+    settings = {"n_trials", "timeout_s", "pruning", "seed", "storage", "study_name"}
+    assert set(HPO_SPACE) <= set(all_keys())
+    assert {f.name for f in dataclasses.fields(HpoSection)} - settings == {hpo_field(k) for k in HPO_SPACE}
+
+
+def test_a_trial_sets_recipe_keys_and_training_arguments():
+    optuna = pytest.importorskip("optuna")
+    from nertune.hpo import apply_params, searched, suggest, training_arguments_of
+
+    recipe = load_recipe(None, ["model_name_or_path=x", "lora.enabled=true", "hpo.lora_r=4", "hpo.lora_alpha=32",
+                                "hpo.num_train_epochs=[2,3]", "hpo.warmup_ratio=[0.1,0.2]"])
+    assert searched(recipe.hpo) == ["num_train_epochs", "warmup_ratio", "lora_r", "lora_alpha"]
+    params = suggest(optuna.create_study().ask(), recipe.hpo)
+    trial_recipe = apply_params(recipe, params)
+    assert trial_recipe.lora.r == 4 and trial_recipe.lora.alpha == 32 and trial_recipe.num_train_epochs in (2.0, 3.0)
+    assert isinstance(trial_recipe.num_train_epochs, float) and 0.1 <= trial_recipe.warmup_ratio <= 0.2
+    assert recipe.lora.r == 8  # the recipe itself is unchanged
+    # LoRA values reach the model through model_init; the rest through the Trainer's arguments.
+    assert training_arguments_of(params) == {"num_train_epochs": params["num_train_epochs"],
+                                              "warmup_steps": params["warmup_ratio"]}
+    with pytest.raises(RecipeError, match="unknown searched parameter"):
+        apply_params(recipe, {"dropout": 0.1})

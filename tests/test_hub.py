@@ -159,11 +159,11 @@ class RecordingApi(HfApi):
         return "https://huggingface.co/someone/tiny-ner/commit/0"
 
 
-def test_push_uploads_model_card_and_reports_but_no_checkpoints(trained_model_dir):
-    (trained_model_dir / "checkpoints" / "checkpoint-5").mkdir(parents=True, exist_ok=True)
-    (trained_model_dir / "checkpoints" / "checkpoint-5" / "optimizer.pt").write_bytes(b"x")
+def test_push_uploads_model_card_and_reports_but_no_checkpoints(trained_run_copy):
+    (trained_run_copy / "checkpoints" / "checkpoint-5").mkdir(parents=True, exist_ok=True)
+    (trained_run_copy / "checkpoints" / "checkpoint-5" / "optimizer.pt").write_bytes(b"x")
     api = RecordingApi()
-    push_run(trained_model_dir, "someone/tiny-ner", api=api)
+    push_run(trained_run_copy, "someone/tiny-ner", api=api)
     (_, repo, kwargs), (_, commit_repo, files, message) = api.calls
     assert repo == commit_repo == "someone/tiny-ner" and kwargs["exist_ok"] is True
     assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.json", "recipe.yaml",
@@ -171,17 +171,17 @@ def test_push_uploads_model_card_and_reports_but_no_checkpoints(trained_model_di
     assert not any(f.startswith("checkpoints/") for f in files)
     assert message.startswith("nertune: test entity F1 1.0000")
     # The card that would be validated by the Hub parses as a model card with eval results.
-    parsed = ModelCard((trained_model_dir / "README.md").read_text())
+    parsed = ModelCard((trained_run_copy / "README.md").read_text())
     assert {r.dataset_split for r in parsed.data.eval_results} == {"validation", "test"}
 
 
-def test_push_fails_clearly_without_token_or_hub(trained_model_dir, monkeypatch):
+def test_push_fails_clearly_without_token_or_hub(trained_run_copy, monkeypatch):
     with pytest.raises(HubError, match="owner/name"):
         check_hub_access("no-slash")
     with pytest.raises(HubError, match="hub_model_id"):
         check_hub_access(None)
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setenv("HF_HOME", str(trained_model_dir / "no-hf-home"))
+    monkeypatch.setenv("HF_HOME", str(trained_run_copy / "no-hf-home"))
     with pytest.raises(HubError, match="no Hugging Face token"):
         check_hub_access("someone/tiny-ner")
     # With a token, this machine really cannot reach the Hub (offline mode in tests): a clear error.

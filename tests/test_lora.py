@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 from nertune.config import RecipeError, load_recipe
 from nertune.train import run_training
 
-from .conftest import make_sentences, tiny_recipe, write_conll
+from .helpers import make_sentences, tiny_recipe, write_conll
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"
 LORA = ["lora.enabled=true", "lora.r=4", "lora.alpha=8", "lora.merge=true"]

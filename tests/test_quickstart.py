@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
 from nertune.assets import resolve_path
@@ -12,6 +13,8 @@ from nertune.config import load_recipe
 from nertune.train import run_training
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
+
+pytestmark = pytest.mark.slow
 
 
 def test_quickstart_recipe_on_a_corpus_slice(tmp_path):

@@ -18,7 +18,7 @@ from nertune.report import (
     plot_learning_curves,
 )
 
-from .conftest import make_sentences, write_conll
+from .helpers import make_sentences, write_conll
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

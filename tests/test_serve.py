@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from .conftest import running_server
+from .helpers import running_server
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("fastapi")

@@ -11,13 +11,13 @@ import yaml
 from nertune.config import load_recipe
 from nertune.train import run_training
 
-from .conftest import tiny_recipe, write_conll
+from .helpers import tiny_recipe, write_conll
 
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_model_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
-    from .conftest import make_sentences
+    from .helpers import make_sentences
 
     test_sentences = make_sentences(40, seed=3)
     # One 150-word sentence, far longer than max_length=32: it must be windowed, never truncated.
@@ -104,6 +104,7 @@ def test_continue_fine_tuning_reconciles_or_rejects_labels(trained_run, tmp_path
     assert "B-SONG" in reset["labels"]
 
 
+@pytest.mark.slow
 def test_resume_from_latest_checkpoint(tiny_model_dir, synthetic_corpus, tmp_path):
     recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "r", "max_steps=6", "eval_strategy=steps",
                          "eval_steps=3", "save_strategy=steps", "save_steps=3", "save_total_limit=3")
@@ -125,7 +126,7 @@ def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, t
     from nertune.evaluation import run_evaluation
     from nertune.schemes import convert_tags
 
-    from .conftest import make_sentences
+    from .helpers import make_sentences
 
     out, metrics, _ = trained_run
     scores = run_evaluation(out)  # the run's own test split, from its saved recipe.yaml
@@ -171,6 +172,7 @@ def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
     assert scores["f1"] > 0.8
 
 
+@pytest.mark.slow
 def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.schemes import is_valid_sequence
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
+from .config import RecipeError
+from .data import DataError
 from .schemes import continuation_tag
 
 logger = logging.getLogger(__name__)
@@ -137,9 +139,9 @@ def encode_examples(
     """
     budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
     if budget < 1:
-        raise ValueError(f"max_length={max_length} leaves no room for words after the special tokens")
+        raise RecipeError(f"max_length={max_length} leaves no room for words after the special tokens")
     if context_size < 0:
-        raise ValueError(f"context_size must be >= 0, got {context_size}")
+        raise RecipeError(f"context_size must be >= 0, got {context_size}")
     if document_ids is not None and len(document_ids) != len(tokens):
         raise ValueError(f"{len(document_ids)} document ids for {len(tokens)} sentences")
     out: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_index": [], "example_index": [],
@@ -272,7 +274,7 @@ def encode_split(
             try:
                 label_ids.append([label2id[t] for t in tags])
             except KeyError as e:
-                raise ValueError(f"sentence {i}: label {e.args[0]!r} is not in the label list {list(label2id)}") from None
+                raise DataError(f"sentence {i}: label {e.args[0]!r} is not in the label list {list(label2id)}") from None
         if label_all_subtokens:
             # A word's later sub-tokens continue its entity: B-X -> I-X, never a second B-.
             continuation = [label2id.get(continuation_tag(label, scheme), label2id[label]) for label in label2id]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from .errors import PathNotFoundError
+
 PKG_PREFIX = "pkg://"
 
 
@@ -24,7 +26,7 @@ def resolve_path(path: str | Path, base_dir: str | Path = ".") -> Path:
         package, _, rel = text[len(PKG_PREFIX):].partition("/")
         spec = importlib.util.find_spec(package) if package else None
         if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
+            raise PathNotFoundError(
                 f"{text}: Python package {package!r} is not installed "
                 f"(install it with `pip install --no-deps {package.replace('_', '-')}`)"
             )
@@ -34,5 +36,5 @@ def resolve_path(path: str | Path, base_dir: str | Path = ".") -> Path:
         if not resolved.is_absolute():
             resolved = Path(base_dir) / resolved
     if not resolved.exists():
-        raise FileNotFoundError(f"{text}: no such file or directory ({resolved})")
+        raise PathNotFoundError(f"{text}: no such file or directory ({resolved})")
     return resolved

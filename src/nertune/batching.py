@@ -19,6 +19,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import RequestError
 from .predictor import NerPredictor
 from .words import split_words
 
@@ -51,10 +52,10 @@ class DynamicBatcher:
                  max_queue_sentences: int = 1024, on_batch: Callable[[int], None] | None = None,
                  on_queue: Callable[[int], None] | None = None) -> None:
         if max_batch_sentences < 1 or max_queue_sentences < 1:
-            raise ValueError(f"max_batch_sentences and max_queue_sentences must be at least 1, got "
+            raise RequestError(f"max_batch_sentences and max_queue_sentences must be at least 1, got "
                              f"{max_batch_sentences} and {max_queue_sentences}")
         if max_wait_ms < 0:
-            raise ValueError(f"max_wait_ms must be 0 or more, got {max_wait_ms}")
+            raise RequestError(f"max_wait_ms must be 0 or more, got {max_wait_ms}")
         self.predictor = predictor
         self.max_batch_sentences = max_batch_sentences
         self.max_wait_s = max_wait_ms / 1000

@@ -6,6 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
+
+from .errors import MissingDependencyError, NertuneError
 
 
 def _setup_logging() -> None:
@@ -102,7 +105,7 @@ def serve_main(argv: list[str]) -> int:
     except ModuleNotFoundError as e:  # fastapi and uvicorn are the optional `serve` extra
         if e.name not in ("fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client"):
             raise
-        raise ValueError(f"nertune serve needs {e.name}: pip install 'nertune[serve]'") from None
+        raise MissingDependencyError(f"nertune serve needs {e.name}: pip install 'nertune[serve]'") from None
 
     run_server(args.model_dir, host=args.host, port=args.port, max_batch=args.max_batch, max_chars=args.max_chars,
                batch_size=args.batch_size, device=args.device, precision=args.precision,
@@ -154,8 +157,8 @@ COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_m
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .hub import HubError
-
+    """Run one command. Exit codes: 0 done, 2 bad input (a NertuneError, or bad arguments: one `error:` line),
+    1 a bug (anything else: the traceback is printed)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         names = "|".join(COMMANDS)
@@ -164,10 +167,15 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     try:
         return COMMANDS[argv[0]](argv[1:])
-    except (ValueError, FileNotFoundError, HubError) as e:  # bad input: one clear line, no traceback
+    except NertuneError as e:  # bad input: one clear line, no traceback
         logging.getLogger("nertune").error("%s", e)
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Exception:  # a bug: the traceback is what its report needs
+        traceback.print_exc()
+        print("error: an unexpected error (a bug in nertune or a library it uses); the traceback is above",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

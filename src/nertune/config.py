@@ -7,19 +7,23 @@ an error that suggests the closest valid one, and the resolved recipe is saved n
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from .errors import RecipeError
+from .hpo_space import check_hpo_section
 
-class RecipeError(ValueError):
-    """A recipe key or value is wrong; the message names the key (and the file)."""
+__all__ = ["RecipeError", "Recipe", "DataConfig", "LoraSection", "HpoSection", "load_recipe", "apply_overrides",
+           "all_keys", "parse_overrides", "recipe_to_dict", "save_recipe"]
 
 
 @dataclass
@@ -78,7 +82,7 @@ class HpoSection:
     seed: int = 42  # the sampler's seed (with a shared storage each worker adds its process id)
     storage: str | None = None  # optuna RDB URL shared by several workers, e.g. sqlite:///hpo.db; None: in memory
     study_name: str | None = None  # default: nertune-<recipe stem>
-    # The space: [low, high] ranges and lists of choices.
+    # The space (hpo_space.HPO_SPACE: how each is searched and checked): [low, high] ranges and lists of choices.
     learning_rate: list[float] | None = None  # [low, high], log scale
     num_train_epochs: list[int] | None = None  # [low, high], integers
     per_device_train_batch_size: list[int] | None = None  # choices
@@ -304,8 +308,18 @@ def parse_overrides(overrides: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
-def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> Recipe:
-    """Read a recipe YAML (or start from defaults when `path` is None) and apply `key=value` overrides."""
+def _set_overrides(recipe: Recipe, overrides: Sequence[str] | Mapping[str, Any] | None) -> None:
+    if isinstance(overrides, Mapping):  # Python values from the API, e.g. {"data.train_file": path, "max_steps": 10}
+        for key, value in overrides.items():
+            _set_key(recipe, str(key), value, "overrides")
+        return
+    for key, value in parse_overrides(list(overrides or [])):
+        _set_key(recipe, key, value, "command line")
+
+
+def load_recipe(path: str | Path | None, overrides: Sequence[str] | Mapping[str, Any] | None = None) -> Recipe:
+    """Read a recipe YAML (or start from defaults when `path` is None) and apply overrides: `key=value`
+    strings (the command line) or a mapping of dotted keys to values."""
     recipe = Recipe()
     if path is not None:
         path = Path(path)
@@ -320,13 +334,25 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
             raise RecipeError(f"{path}: a recipe is a mapping of keys to values, got {type(content).__name__}")
         for key, value in content.items():
             _set_key(recipe, str(key), value, str(path))
-    for key, value in parse_overrides(overrides or []):
-        _set_key(recipe, key, value, "command line")
-    if not recipe.model_name_or_path:
-        raise RecipeError("recipe key 'model_name_or_path' is required (a local model dir, pkg://... or a Hub name)")
+    _set_overrides(recipe, overrides)
     if recipe.output_dir is None:
         stem = Path(path).stem if path is not None else "run"
         recipe.output_dir = str(Path("runs") / stem)
+    _check_recipe(recipe)
+    return recipe
+
+
+def apply_overrides(recipe: Recipe, overrides: Sequence[str] | Mapping[str, Any] | None) -> Recipe:
+    """A checked copy of `recipe` with overrides applied, as `load_recipe` applies them to a file."""
+    out = copy.deepcopy(recipe)
+    _set_overrides(out, overrides)
+    _check_recipe(out)
+    return out
+
+
+def _check_recipe(recipe: Recipe) -> None:
+    if not recipe.model_name_or_path:
+        raise RecipeError("recipe key 'model_name_or_path' is required (a local model dir, pkg://... or a Hub name)")
     if recipe.max_length < 8:
         raise RecipeError(f"recipe key 'max_length' must be at least 8, got {recipe.max_length}")
     if not 0 <= recipe.window_overlap < recipe.max_length // 2:
@@ -344,8 +370,7 @@ def load_recipe(path: str | Path | None, overrides: list[str] | None = None) -> 
         raise RecipeError(f"recipe key 'context_size' must be in [0, max_length), got {recipe.context_size} "
                           f"with max_length={recipe.max_length} (it counts sub-tokens on each side of a sentence)")
     _check_ranges(recipe)
-    _check_hpo(recipe)
-    return recipe
+    check_hpo_section(recipe)
 
 
 def _check_ranges(recipe: Recipe) -> None:
@@ -369,47 +394,6 @@ def _check_ranges(recipe: Recipe) -> None:
         raise RecipeError(f"recipe key 'lora.dropout' must be in [0, 1), got {recipe.lora.dropout}")
     if recipe.lora.target_modules is not None and not recipe.lora.target_modules:
         raise RecipeError("recipe key 'lora.target_modules' is an empty list; leave it unset for the default")
-
-
-_HPO_RANGES = ("learning_rate", "num_train_epochs", "warmup_ratio", "weight_decay")
-_HPO_CHOICES = ("per_device_train_batch_size", "lora_r", "lora_alpha")
-
-
-def _check_hpo(recipe: Recipe) -> None:
-    hpo = recipe.hpo
-    if hpo.n_trials < 1:
-        raise RecipeError(f"recipe key 'hpo.n_trials' must be at least 1, got {hpo.n_trials}")
-    if hpo.timeout_s is not None and hpo.timeout_s <= 0:
-        raise RecipeError(f"recipe key 'hpo.timeout_s' must be positive, got {hpo.timeout_s}")
-    for name in _HPO_RANGES:
-        bounds = getattr(hpo, name)
-        if bounds is None:
-            continue
-        if len(bounds) != 2 or not bounds[0] < bounds[1]:
-            raise RecipeError(f"recipe key 'hpo.{name}' must be [low, high] with low < high, got {bounds}")
-        low, high = bounds
-        if name == "learning_rate" and low <= 0:
-            raise RecipeError(f"recipe key 'hpo.learning_rate' is searched on a log scale: low must be > 0, got {low}")
-        if name == "num_train_epochs" and low < 1:
-            raise RecipeError(f"recipe key 'hpo.num_train_epochs' must be at least 1, got {bounds}")
-        if name == "warmup_ratio" and not (0 <= low and high < 1):
-            raise RecipeError(f"recipe key 'hpo.warmup_ratio' must lie in [0, 1), got {bounds}")
-        if name == "weight_decay" and low < 0:
-            raise RecipeError(f"recipe key 'hpo.weight_decay' must be >= 0, got {bounds}")
-    for name in _HPO_CHOICES:
-        choices = getattr(hpo, name)
-        if choices is None:
-            continue
-        if not choices or any(c < 1 for c in choices):
-            raise RecipeError(f"recipe key 'hpo.{name}' must be a non-empty list of positive integers, got {choices}")
-        if name.startswith("lora_") and not recipe.lora.enabled:
-            raise RecipeError(f"recipe key 'hpo.{name}' searches a LoRA setting: it needs lora.enabled=true")
-    if hpo.per_device_train_batch_size is not None and recipe.global_batch_size is not None:
-        raise RecipeError("recipe key 'hpo.per_device_train_batch_size' cannot be searched with global_batch_size set "
-                          "(the global batch fixes the step); unset one of them")
-    if hpo.pruning and recipe.eval_strategy == "no":
-        raise RecipeError("recipe key 'hpo.pruning' prunes on intermediate validation F1: it needs "
-                          "eval_strategy=epoch or steps")
 
 
 def recipe_to_dict(recipe: Recipe) -> dict[str, Any]:

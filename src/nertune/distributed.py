@@ -15,13 +15,15 @@ from pathlib import Path
 import torch
 from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
 
+from .errors import NertuneError
+
 logger = logging.getLogger(__name__)
 
 # What torchrun / `accelerate launch --multi_gpu` (WORLD_SIZE) and MPI launchers export to every process.
 _WORLD_SIZE_VARIABLES = ("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-class LaunchError(ValueError):
+class LaunchError(NertuneError):
     """The processes that are running are not the ones the launcher was asked for."""
 
 

@@ -13,6 +13,7 @@ import torch
 
 from .align import merge_window_predictions
 from .heads import Head
+from .errors import ModelError
 from .metrics import entity_metrics, format_entity_report, token_report
 from .schemes import repair_tags
 from .trainer import NerTrainer

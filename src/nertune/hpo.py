@@ -19,57 +19,58 @@ from typing import Any
 import yaml
 
 from .config import HpoSection, Recipe, RecipeError, recipe_to_dict
-from .distributed import check_world_size
-from .modeling import is_adapter_dir, resolve_model_path, resolve_precision
-from .train import build_model, build_trainer, build_training_arguments, prepare_data
+from .errors import MissingDependencyError
+from .hpo_space import HPO_SPACE, RECIPE_KEY_OF_FIELD, hpo_field
+from .train import build_model, build_trainer, setup_run
 
 logger = logging.getLogger(__name__)
 
-# Searched names (optuna parameter names) -> the TrainingArguments field a trial sets; LoRA ones go to model_init.
-_ARGS_FIELD = {"learning_rate": "learning_rate", "num_train_epochs": "num_train_epochs",
-               "per_device_train_batch_size": "per_device_train_batch_size",
-               "warmup_ratio": "warmup_steps",  # transformers 5: a float < 1 is a fraction of the steps
-               "weight_decay": "weight_decay"}
-_SPACE = (*_ARGS_FIELD, "lora_r", "lora_alpha")
-
 
 def searched(hpo: HpoSection) -> list[str]:
-    """The dimensions the recipe searches (set in its `hpo` section)."""
-    return [name for name in _SPACE if getattr(hpo, name) is not None]
+    """The dimensions the recipe searches (set in its `hpo` section), as `hpo` field names."""
+    return [hpo_field(key) for key in HPO_SPACE if getattr(hpo, hpo_field(key)) is not None]
 
 
 def suggest(trial, hpo: HpoSection) -> dict[str, Any]:
-    """Sample one point of the space; optuna returns the same value when a name is suggested again in a trial."""
+    """Sample one point of the space, keyed by `hpo` field name; optuna returns the same value when a name is
+    suggested again in a trial."""
     params: dict[str, Any] = {}
-    if hpo.learning_rate is not None:
-        params["learning_rate"] = trial.suggest_float("learning_rate", *hpo.learning_rate, log=True)
-    if hpo.num_train_epochs is not None:
-        params["num_train_epochs"] = trial.suggest_int("num_train_epochs", *hpo.num_train_epochs)
-    for name in ("warmup_ratio", "weight_decay"):
-        if getattr(hpo, name) is not None:
-            params[name] = trial.suggest_float(name, *getattr(hpo, name))
-    for name in ("per_device_train_batch_size", "lora_r", "lora_alpha"):
-        if getattr(hpo, name) is not None:
-            params[name] = trial.suggest_categorical(name, list(getattr(hpo, name)))
+    for key, dimension in HPO_SPACE.items():
+        name = hpo_field(key)
+        values = getattr(hpo, name)
+        if values is None:
+            continue
+        if dimension.kind == "choice":
+            params[name] = trial.suggest_categorical(name, list(values))
+        elif dimension.value_type is int:
+            params[name] = trial.suggest_int(name, *values, log=dimension.log)
+        else:
+            params[name] = trial.suggest_float(name, *values, log=dimension.log)
     return params
 
 
 def apply_params(recipe: Recipe, params: dict[str, Any]) -> Recipe:
-    """A copy of the recipe with searched values set (lora_r -> lora.r, lora_alpha -> lora.alpha)."""
+    """A copy of the recipe with searched values set at their recipe keys (lora_r -> lora.r)."""
     out = copy.deepcopy(recipe)
     for name, value in params.items():
-        if name == "lora_r":
-            out.lora.r = int(value)
-        elif name == "lora_alpha":
-            out.lora.alpha = int(value)
-        elif name == "num_train_epochs":
-            out.num_train_epochs = float(value)
-        elif name == "per_device_train_batch_size":
-            out.per_device_train_batch_size = int(value)
-        elif name in _ARGS_FIELD:
-            setattr(out, name, float(value))
-        else:
+        if name not in RECIPE_KEY_OF_FIELD:
             raise RecipeError(f"hpo: unknown searched parameter {name!r}")
+        *sections, field = RECIPE_KEY_OF_FIELD[name].split(".")
+        target = out
+        for section in sections:
+            target = getattr(target, section)
+        # The recipe field's own type: num_train_epochs is a float there, searched as an integer.
+        setattr(target, field, type(getattr(target, field))(value))
+    return out
+
+
+def training_arguments_of(params: dict[str, Any]) -> dict[str, Any]:
+    """The TrainingArguments a trial sets through the Trainer (`hp_space`); the rest reach model_init."""
+    out = {}
+    for name, value in params.items():
+        argument = HPO_SPACE[RECIPE_KEY_OF_FIELD[name]].training_argument
+        if argument is not None:
+            out[argument] = value
     return out
 
 
@@ -102,31 +103,25 @@ def run_hpo(recipe: Recipe) -> dict:
     try:
         import optuna
     except ModuleNotFoundError:
-        raise ValueError("nertune hpo needs optuna: pip install 'nertune[hpo]'") from None
+        raise MissingDependencyError("nertune hpo needs optuna: pip install 'nertune[hpo]'") from None
     hpo = recipe.hpo
     space = searched(hpo)
     if not space:
         raise RecipeError(f"recipe section 'hpo' searches nothing: set at least one of "
-                          f"{', '.join('hpo.' + n for n in _SPACE)}")
+                          f"{', '.join('hpo.' + hpo_field(key) for key in HPO_SPACE)}")
     hpo_dir = Path(recipe.output_dir) / "hpo"
     # Trials write no checkpoints: the best parameters are retrained by `nertune train best_recipe.yaml`.
     base = dataclasses.replace(recipe, output_dir=str(hpo_dir / "trials"), save_strategy="no",
                                load_best_model_at_end=False, push_to_hub=False, resume_from_checkpoint=None)
-    precision = resolve_precision(base.precision)
-    args = build_training_arguments(base, precision)
-    check_world_size(args.world_size)
-    is_main = args.process_index == 0
-    model_path = resolve_model_path(base.model_name_or_path)
-    if is_adapter_dir(model_path):
-        raise ValueError(f"{base.model_name_or_path} is a LoRA adapter; search from its base model")
-    data = prepare_data(base, model_path)
+    run = setup_run(base)
+    args, is_main, model_path, data = run.args, run.is_main, run.model_path, run.data
 
     def model_init(trial=None):
         trial_recipe = base if trial is None else apply_params(base, suggest(trial, hpo))
         return build_model(trial_recipe, model_path, data)
 
     def hp_space(trial) -> dict[str, Any]:
-        return {_ARGS_FIELD[k]: v for k, v in suggest(trial, hpo).items() if k in _ARGS_FIELD}
+        return training_arguments_of(suggest(trial, hpo))
 
     trainer = build_trainer(base, args, data, model_init=model_init)
     study_name = hpo.study_name or f"nertune-{Path(recipe.output_dir).name}"

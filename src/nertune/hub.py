@@ -18,6 +18,8 @@ from .paths import recipe_path
 from .modelcard import (HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card,
                         write_model_card)
 
+from .errors import ModelNotFoundError, NertuneError, RequestError
+
 __all__ = ["HubError", "ModelNotFoundError", "resolve_model_reference", "check_hub_access", "check_run_dir",
            "files_to_upload", "push_run", "render_model_card", "write_model_card"]
 
@@ -30,12 +32,8 @@ _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 _ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
 
 
-class HubError(RuntimeError):
+class HubError(NertuneError):
     """Pushing to the Hub cannot work; the message says why and what to do."""
-
-
-class ModelNotFoundError(FileNotFoundError):
-    """A model reference is neither a local model dir nor a Hub repo in the cache or on the Hub."""
 
 
 def _env_true(name: str) -> bool:
@@ -74,9 +72,9 @@ def split_revision(reference: str, revision: str | None = None) -> tuple[str, st
     if not at:
         return reference, revision
     if not pinned:
-        raise ValueError(f"model {reference!r}: empty revision after '@'")
+        raise RequestError(f"model {reference!r}: empty revision after '@'")
     if revision is not None and revision != pinned:
-        raise ValueError(f"model {reference!r} pins revision {pinned!r}, but revision={revision!r} was also given")
+        raise RequestError(f"model {reference!r} pins revision {pinned!r}, but revision={revision!r} was also given")
     return repo_id, pinned
 
 

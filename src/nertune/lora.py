@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, PretrainedConfig
 
-from .config import LoraSection
+from .config import LoraSection, RecipeError
+from .errors import ModelNotFoundError
 from .paths import RECIPE_FILE, recipe_path, resolve_model_path
 
 logger = logging.getLogger(__name__)
@@ -41,11 +42,11 @@ def resolve_target_modules(model: torch.nn.Module, requested: list[str] | None) 
     if requested is None:
         requested = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
         if not isinstance(requested, list):
-            raise ValueError(f"lora.target_modules: no default for model type {model_type!r}; set it to some of "
+            raise RecipeError(f"lora.target_modules: no default for model type {model_type!r}; set it to some of "
                              f"the model's linear layers: {available}")
     unknown = [name for name in requested if name not in available]
     if unknown:
-        raise ValueError(f"lora.target_modules: {unknown} not in this {model_type} model; "
+        raise RecipeError(f"lora.target_modules: {unknown} not in this {model_type} model; "
                          f"its linear layers are: {available}")
     return list(requested)
 
@@ -85,7 +86,7 @@ def save_adapter_info(adapter_dir: str | Path, base_model: str, id2label: dict[i
 def _read_info(adapter_dir: Path) -> dict:
     path = adapter_dir / ADAPTER_INFO
     if not path.is_file():
-        raise FileNotFoundError(f"{adapter_dir}: adapter without {ADAPTER_INFO} (label names); "
+        raise ModelNotFoundError(f"{adapter_dir}: adapter without {ADAPTER_INFO} (label names); "
                                 "was it written by `nertune train` with lora.enabled?")
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -101,7 +102,7 @@ def base_model_path(adapter_dir: str | Path) -> str:
             return resolve_model_path(candidate)
         except FileNotFoundError:
             continue
-    raise FileNotFoundError(f"{adapter_dir}: base model not found (tried {candidates})")
+    raise ModelNotFoundError(f"{adapter_dir}: base model not found (tried {candidates})")
 
 
 def adapter_config(adapter_dir: str | Path) -> PretrainedConfig:

@@ -17,6 +17,7 @@ import yaml
 
 from .assets import is_package_path, resolve_path
 from .paths import LEGACY_RECIPE_FILE, RECIPE_FILE, recipe_path
+from .errors import ModelError, ModelNotFoundError
 
 # A model repo id on the Hub: `owner/name`, or a legacy single name such as `bert-base-cased`.
 HUB_MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
@@ -30,10 +31,10 @@ def read_run_recipe(run_dir: str | Path) -> dict:
     """The resolved recipe saved in a run dir, as a dict."""
     path = recipe_path(run_dir)
     if path is None:
-        raise FileNotFoundError(f"{run_dir}: no saved recipe ({RECIPE_FILE} or {LEGACY_RECIPE_FILE})")
+        raise ModelNotFoundError(f"{run_dir}: no saved recipe ({RECIPE_FILE} or {LEGACY_RECIPE_FILE})")
     recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(recipe, dict):
-        raise ValueError(f"{path}: not a recipe (a YAML mapping of keys to values)")
+        raise ModelError(f"{path}: not a recipe (a YAML mapping of keys to values)")
     return recipe
 
 

@@ -11,6 +11,7 @@ import re
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
+from .errors import ModelError, ModelNotFoundError, RequestError
 from .heads import head_of
 from .lora import adapter_config, load_adapter_model
 from .paths import is_adapter_dir, resolve_model_path
@@ -59,7 +60,7 @@ def load_tokenizer(model_path: str):
     kwargs = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODEL_TYPES else {}
     tokenizer = AutoTokenizer.from_pretrained(model_path, **kwargs)
     if not getattr(tokenizer, "is_fast", True):
-        raise ValueError(f"{model_path}: a fast tokenizer is required to map sub-tokens to words")
+        raise ModelError(f"{model_path}: a fast tokenizer is required to map sub-tokens to words")
     return tokenizer
 
 
@@ -89,7 +90,7 @@ def reconcile_labels(new_labels: list[str], model_path: str, label_mismatch: str
     if label_mismatch == "reset":
         logger.warning("%s: labels %s are new to this model; starting a fresh classifier head", model_path, unseen)
         return new_labels, False
-    raise ValueError(
+    raise ModelError(
         f"{model_path} was fine-tuned with labels {old}, but the data has labels it does not know: {unseen}. "
         "Set label_mismatch=reset to train a new classifier head from this encoder."
     )
@@ -119,7 +120,7 @@ def resolve_precision(precision: str) -> str:
     """`auto` picks bf16 where the hardware runs it natively, fp16 on older GPUs, else fp32."""
     if precision != "auto":
         if precision == "fp16" and not torch.cuda.is_available():
-            raise ValueError("precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
+            raise RequestError("precision=fp16 needs a CUDA GPU; use bf16 or fp32 on CPU")
         return precision
     if torch.cuda.is_available():
         return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from .assets import is_package_path, resolve_path
+from .errors import ModelNotFoundError
 
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe of a run, beside HF's config.json
 LEGACY_RECIPE_FILE = "config.yaml"  # its name in run dirs written by older nertune versions
@@ -28,10 +29,10 @@ def resolve_model_path(name_or_path: str, base_dir: str | Path = ".") -> str:
         local = Path(base_dir) / local
     if local.exists():
         if not (local / "config.json").is_file() and not is_adapter_dir(local):
-            raise FileNotFoundError(f"model path {name_or_path!r} exists but has no config.json ({local})")
+            raise ModelNotFoundError(f"model path {name_or_path!r} exists but has no config.json ({local})")
         return str(local)
     if name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1 or os.sep + os.sep in name_or_path:
-        raise FileNotFoundError(f"model path {name_or_path!r} does not exist ({local})")
+        raise ModelNotFoundError(f"model path {name_or_path!r} does not exist ({local})")
     return name_or_path  # a Hub id such as `bert-base-cased` or `org/model`
 
 

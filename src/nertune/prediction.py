@@ -17,6 +17,7 @@ from .data import (
     prediction_input_format,
     read_prediction_input,
 )
+from .errors import PathNotFoundError, RequestError
 from .predictor import NerPredictor
 from .rundir import load_run_recipe
 from .words import split_words
@@ -36,7 +37,7 @@ def _output_format(path: Path, given: str | None, input_format: str) -> str:
         return "jsonl"
     if by_extension == "conll" or (suffix == ".txt" and input_format == "conll"):
         return "conll"
-    raise ValueError(f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
+    raise RequestError(f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
                      "or --output-format jsonl|conll")
 
 
@@ -92,15 +93,15 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
 
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"input file not found: {input_path}")
+        raise PathNotFoundError(f"input file not found: {input_path}")
     if output_path.resolve() == input_path.resolve():
-        raise ValueError(f"--output {output_path} would overwrite the input")
+        raise RequestError(f"--output {output_path} would overwrite the input")
     found = prediction_input_format(input_path, input_format, encoding=encoding,
                                     layout=ConllLayout(comment_prefix=comment_prefix))
     input_format = found.name
     output_format = _output_format(output_path, output_format, input_format)
     if input_format not in INPUT_FORMATS or output_format not in OUTPUT_FORMATS:
-        raise ValueError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
+        raise RequestError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
                          f"output {output_format!r} (one of {OUTPUT_FORMATS})")
     # Read and check the whole input before loading the model: a bad line fails in a second.
     layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from .align import encode_examples, merge_window_predictions
+from .errors import ModelError, ModelNotFoundError, RequestError
 from .heads import head_of
 from .modeling import cpu_supports_bf16, resolve_precision, trained_labels
 from .rundir import RunDir
@@ -34,12 +35,12 @@ logger = logging.getLogger(__name__)
 
 def _inference_precision(precision: str, device: torch.device) -> str:
     if precision == "int8" and device.type != "cpu":
-        raise ValueError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
+        raise RequestError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
     if device.type == "cpu":
         if precision == "int8":
             return precision
         if precision == "fp16":
-            raise ValueError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+            raise RequestError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         if precision == "auto":  # resolve_precision would look at the GPU even when asked for the CPU
             return "bf16" if cpu_supports_bf16() else "fp32"
     return resolve_precision(precision)
@@ -60,9 +61,9 @@ class NerPredictor:
                  name: str = "model") -> None:
         labels = trained_labels(model.config)
         if labels is None:
-            raise ValueError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
+            raise ModelError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
         if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+            raise RequestError(f"batch_size must be at least 1, got {batch_size}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.labels = labels
@@ -122,7 +123,7 @@ class NerPredictor:
         if not sentences:
             return []
         if document_ids is not None and len(document_ids) != len(sentences):
-            raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
+            raise RequestError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
         with self._lock:
             features = self._encode(sentences, document_ids)
             rows = self._predict_rows(features)

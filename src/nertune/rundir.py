@@ -19,6 +19,7 @@ from .hub import resolve_model_reference
 from .modeling import load_for_inference, load_model_config, load_tokenizer, trained_labels
 from .paths import is_adapter_dir, recipe_path
 from .schemes import normalize_scheme, parse_tag
+from .errors import ModelError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -65,14 +66,14 @@ class RunDir:
         """
         path = resolve_model_reference(path, revision)
         if not path.is_dir():
-            raise FileNotFoundError(f"model directory not found: {path}")
+            raise ModelNotFoundError(f"model directory not found: {path}")
         adapter = is_adapter_dir(path)
         if not adapter and not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path} has no config.json: not a trained model directory")
+            raise ModelNotFoundError(f"{path} has no config.json: not a trained model directory")
         config = load_model_config(str(path))
         labels = trained_labels(config)
         if labels is None:  # checked before loading the model, which would warn about a fresh, random head
-            raise ValueError(f"{path}: config.json has no NER labels (id2label); is it a fine-tuned model?")
+            raise ModelError(f"{path}: config.json has no NER labels (id2label); is it a fine-tuned model?")
         recipe_file = recipe_path(path)
         recipe = None
         try:

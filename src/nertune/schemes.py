@@ -26,6 +26,8 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from .errors import NertuneError
+
 __all__ = [
     "SCHEMES",
     "ANOMALY_TOLERANCE",
@@ -69,7 +71,7 @@ _ALLOWED_PREFIXES = {
 _NORMALISED_PREFIX = {"B": "B", "I": "I", "E": "E", "S": "S", "L": "E", "U": "S", "M": "I", "W": "S"}
 
 
-class InvalidTagError(ValueError):
+class InvalidTagError(NertuneError):
     """A tag string is malformed or not allowed by the tag scheme.
 
     ``tag`` is the offending value and ``position`` its index in the sentence

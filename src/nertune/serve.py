@@ -36,6 +36,7 @@ from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Count
 from pydantic import BaseModel, ConfigDict, StrictStr
 
 from .batching import BatcherClosedError, DynamicBatcher, QueueFullError
+from .errors import PathNotFoundError, RequestError
 from .predictor import NerPredictor
 
 logger = logging.getLogger(__name__)
@@ -96,9 +97,9 @@ def read_api_key(api_key_file: str | Path | None = None) -> str | None:
         try:
             key = path.read_text(encoding="utf-8").strip()
         except FileNotFoundError:
-            raise FileNotFoundError(f"API key file not found: {api_key_file}") from None
+            raise PathNotFoundError(f"API key file not found: {api_key_file}") from None
         if not key:
-            raise ValueError(f"API key file {api_key_file} is empty")
+            raise RequestError(f"API key file {api_key_file} is empty")
         return key
     key = os.environ.get(API_KEY_ENV, "").strip()
     return key or None
@@ -118,9 +119,9 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
     """The FastAPI application around one predictor. Its batcher runs while the app's lifespan does
     (uvicorn, or `with TestClient(app)`); `app.state.metrics` is its `ServerMetrics`."""
     if max_batch < 1 or max_chars < 1:
-        raise ValueError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
+        raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     if max_queue_sentences < max_batch:
-        raise ValueError(f"max_queue_sentences ({max_queue_sentences}) must hold at least one full request "
+        raise RequestError(f"max_queue_sentences ({max_queue_sentences}) must hold at least one full request "
                          f"(max_batch={max_batch})")
     metrics = ServerMetrics()
     batcher = DynamicBatcher(predictor, max_batch_sentences=max_batch_sentences, max_wait_ms=max_wait_ms,

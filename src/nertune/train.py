@@ -20,10 +20,11 @@ from transformers import (
 from transformers.trainer_utils import get_last_checkpoint
 
 from .align import encode_split
-from .config import Recipe, save_recipe
+from .config import Recipe, RecipeError, save_recipe
 from .paths import RECIPE_FILE
 from .data import DataError, load_splits
 from .distributed import batch_layout, check_world_size
+from .errors import ModelError
 from .evaluation import (
     make_compute_metrics,
     predict_split,
@@ -109,10 +110,10 @@ def _resume_checkpoint(recipe: Recipe) -> str | None:
         checkpoint_dir = Path(recipe.output_dir) / "checkpoints"
         last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
         if last is None:
-            raise FileNotFoundError(f"resume_from_checkpoint=latest: no checkpoint in {checkpoint_dir}")
+            raise RecipeError(f"resume_from_checkpoint=latest: no checkpoint in {checkpoint_dir}")
         return last
     if not Path(recipe.resume_from_checkpoint).is_dir():
-        raise FileNotFoundError(f"resume_from_checkpoint: {recipe.resume_from_checkpoint} is not a directory")
+        raise RecipeError(f"resume_from_checkpoint: {recipe.resume_from_checkpoint} is not a directory")
     return recipe.resume_from_checkpoint
 
 
@@ -193,6 +194,36 @@ def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, m
     return trainer
 
 
+@dataclass
+class RunSetup:
+    """What `run_training` and `run_hpo` fix before any training time is spent."""
+
+    precision: str
+    args: TrainingArguments
+    is_main: bool  # process 0: the one that writes files
+    model_path: str
+    resume: str | None  # checkpoint to resume from
+    hub_api: Any  # a checked HfApi when the recipe pushes to the Hub (process 0 only), else None
+    data: PreparedData
+
+
+def setup_run(recipe: Recipe) -> RunSetup:
+    """Everything that can fail on bad input, in order: precision, TrainingArguments (which set up
+    torch.distributed when launched on N processes), world size, model path, resume checkpoint, Hub access, data."""
+    precision = resolve_precision(recipe.precision)
+    args = build_training_arguments(recipe, precision)
+    check_world_size(args.world_size)
+    is_main = args.process_index == 0
+    model_path = resolve_model_path(recipe.model_name_or_path)
+    if is_adapter_dir(model_path):
+        raise ModelError(f"{recipe.model_name_or_path} is a LoRA adapter; start from its base model, or from the "
+                         "merged model dir (lora.merge=true)")
+    resume = _resume_checkpoint(recipe)
+    hub_api = check_hub_access(recipe.hub_model_id) if recipe.push_to_hub and is_main else None
+    data = prepare_data(recipe, model_path)
+    return RunSetup(precision, args, is_main, model_path, resume, hub_api, data)
+
+
 def run_training(recipe: Recipe) -> dict:
     """Train, pick the best checkpoint by validation F1, score validation and test, write the run dir.
 
@@ -200,22 +231,12 @@ def run_training(recipe: Recipe) -> dict:
     predicts (the Trainer's collectives need all of them); only process 0 writes files.
     """
     output_dir = Path(recipe.output_dir)
-
-    # Everything that can fail on bad input fails here, before any training time is spent.
-    precision = resolve_precision(recipe.precision)
-    args = build_training_arguments(recipe, precision)
-    check_world_size(args.world_size)
-    is_main = args.process_index == 0
+    run = setup_run(recipe)  # everything that can fail on bad input fails here, before any training time is spent
+    precision, args, is_main, model_path, resume, hub_api, data = (
+        run.precision, run.args, run.is_main, run.model_path, run.resume, run.hub_api, run.data)
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, output_dir / RECIPE_FILE)
-    model_path = resolve_model_path(recipe.model_name_or_path)
-    if is_adapter_dir(model_path):
-        raise ValueError(f"{recipe.model_name_or_path} is a LoRA adapter; train from its base model, or from the "
-                         "merged model dir (lora.merge=true)")
-    resume = _resume_checkpoint(recipe)
-    hub_api = check_hub_access(recipe.hub_model_id) if recipe.push_to_hub and is_main else None
-    data = prepare_data(recipe, model_path)
     splits, source_scheme, scheme, labels = data.splits, data.source_scheme, data.scheme, data.labels
     id2label, train_features, eval_features, gold = data.id2label, data.train_features, data.eval_features, data.gold
 

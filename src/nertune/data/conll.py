@@ -99,7 +99,7 @@ def read_conll(
     # Parsed by hand rather than with datasets' "conll" builder, which silently pads a missing
     # tag column with '' and keeps the BOM inside the first token.
     if token_column == tag_column:
-        raise ValueError(f"token_column and tag_column are both {token_column}")
+        raise DataError(f"token_column and tag_column are both {token_column}")
     needed = max(2, _columns_needed(token_column), _columns_needed(tag_column))
     columns = empty_columns()
     check_tag = TagChecker()

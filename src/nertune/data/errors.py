@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..errors import NertuneError
 
-class DataError(ValueError):
+
+class DataError(NertuneError):
     """Bad input data. The message starts with `file:line:` (or `file:`) when they are known."""
 
     def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):

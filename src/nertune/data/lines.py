@@ -22,9 +22,9 @@ def check_encoding(encoding: str) -> str:
     try:
         name = codecs.lookup(encoding).name
     except LookupError:
-        raise ValueError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
+        raise DataError(f"unknown encoding {encoding!r} (e.g. utf-8, latin-1, cp1252)") from None
     if "\n".encode(name) != b"\n":
-        raise ValueError(f"encoding {encoding!r} is not ASCII-compatible; convert the file to UTF-8 first")
+        raise DataError(f"encoding {encoding!r} is not ASCII-compatible; convert the file to UTF-8 first")
     return name
 
 

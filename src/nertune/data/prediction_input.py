@@ -10,6 +10,7 @@ from .errors import DataError
 from .formats import FileFormat, detect_format, explain
 from .json_records import read_jsonl_records
 from .records import ConllLayout, InputRecord, read_input_lines, read_text_records
+from ..errors import RequestError
 
 PREDICTION_INPUT_FORMATS = ("text", "jsonl", "conll")
 
@@ -41,12 +42,12 @@ def read_prediction_input(
     found = fmt if isinstance(fmt, FileFormat) else prediction_input_format(path, fmt, encoding=encoding, layout=layout)
     fmt = found.name
     if fmt not in PREDICTION_INPUT_FORMATS:
-        raise ValueError(f"unknown input format {fmt!r} (one of {PREDICTION_INPUT_FORMATS})")
+        raise RequestError(f"unknown input format {fmt!r} (one of {PREDICTION_INPUT_FORMATS})")
     if documents and fmt != "text":
-        raise ValueError(f"--documents is for text input; {fmt} input marks documents itself "
+        raise RequestError(f"--documents is for text input; {fmt} input marks documents itself "
                          "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)")
     if encoding != "utf-8" and fmt == "jsonl":
-        raise ValueError("--encoding is for text and CoNLL input; JSON is UTF-8 by its standard")
+        raise RequestError("--encoding is for text and CoNLL input; JSON is UTF-8 by its standard")
     lines = None
     try:
         if fmt == "text":

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from .base import Head, unwrap_model
 from .crf import CrfHead
 from .linear import LinearHead
+from ..errors import RecipeError
 
 if TYPE_CHECKING:
     from ..config import Recipe
@@ -25,7 +26,7 @@ def get_head(name: str) -> type[Head]:
     try:
         return HEADS[name]
     except KeyError:
-        raise ValueError(f"unknown head {name!r}; known heads: {sorted(HEADS)}") from None
+        raise RecipeError(f"unknown head {name!r}; known heads: {sorted(HEADS)}") from None
 
 
 def head_of(model_or_config: Any) -> Head:

@@ -29,6 +29,7 @@ from torch import nn
 from ..align import IGNORE_INDEX
 from ..schemes import is_valid_sequence, normalize_scheme, parse_tag
 from .base import Head, unwrap_model
+from ..errors import ModelError
 
 if TYPE_CHECKING:
     from ..config import Recipe
@@ -226,7 +227,7 @@ class CrfHead(Head):
         if state is not None:
             crf.load_state_dict(state)
         elif required:
-            raise ValueError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
+            raise ModelError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
         model.crf = crf.to(next(model.parameters()).device)
         super().attach(model)
         model.config.nertune_crf_scheme = crf.scheme

@@ -1,0 +1,148 @@
+"""The one helper module of the tests: the synthetic corpus, the tiny BERT, the tiny recipe and a real
+`nertune serve` subprocess. Fixtures built on them live in conftest.py."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+PERSONS = ["john", "mary", "alice", "bob", "carol", "dave", "erin", "frank"]
+CITIES = ["paris", "london", "berlin", "rome", "madrid", "oslo"]
+ORGS = ["google", "nasa", "unicef", "siemens"]
+FILLERS = ["lives", "in", "works", "at", "visited", "the", "a", "and", "said", "today", "."]
+WORDPIECES = ["##s", "##ian", "##ing", "##ed"]
+
+
+def make_sentences(n: int, seed: int = 0) -> list[tuple[list[str], list[str]]]:
+    """Sentences whose entity types follow from the word itself: learnable by a tiny model."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        person, city, org = rng.choice(PERSONS), rng.choice(CITIES), rng.choice(ORGS)
+        template = rng.randrange(3)
+        if template == 0:
+            tokens = [person, "lives", "in", city, "."]
+            tags = ["B-PER", "O", "O", "B-LOC", "O"]
+        elif template == 1:
+            tokens = [person, "works", "at", org, "in", city, "today", "."]
+            tags = ["B-PER", "O", "O", "B-ORG", "O", "B-LOC", "O", "O"]
+        else:
+            other = rng.choice([p for p in PERSONS if p != person])
+            tokens = [person, other, "visited", "the", city, "."]
+            tags = ["B-PER", "I-PER", "O", "O", "B-LOC", "O"]
+        sentences.append((tokens, tags))
+    return sentences
+
+
+def write_conll(path: Path, sentences, delimiter: str = "\t", docstart: bool = False) -> Path:
+    lines = []
+    if docstart:
+        lines += ["-DOCSTART-" + delimiter + "O", ""]
+    for tokens, tags in sentences:
+        lines += [f"{t}{delimiter}{g}" for t, g in zip(tokens, tags)]
+        lines.append("")
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def tiny_overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
+    """`key=value` overrides that train the tiny BERT on a synthetic corpus in seconds; `extra` ones win."""
+    return [
+        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
+        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
+        f"data.test_file={corpus['test']}",
+        "learning_rate=5e-3", "num_train_epochs=6", "per_device_train_batch_size=16", "warmup_ratio=0.0",
+        "max_length=32", "window_overlap=8", "logging_steps=5", "report_to=none", "precision=fp32",
+        "save_total_limit=1", *extra,
+    ]
+
+
+def tiny_recipe(model_dir, corpus, output_dir, *extra: str):
+    """The recipe of `tiny_overrides`, loaded."""
+    from nertune.config import load_recipe
+
+    return load_recipe(None, tiny_overrides(model_dir, corpus, output_dir, *extra))
+
+
+TINY_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + PERSONS + CITIES + ORGS + FILLERS + WORDPIECES
+
+
+def build_tiny_tokenizer():
+    """A lower-casing WordPiece tokenizer over the synthetic corpus' words."""
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)}, do_lower_case=True)
+
+
+def build_tiny_model(seed: int = 0):
+    """A 2-layer, 32-wide randomly initialised BERT encoder for `build_tiny_tokenizer`'s vocabulary."""
+    from transformers import BertConfig, BertModel
+
+    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    torch.manual_seed(seed)
+    return BertModel(config)
+
+
+def write_tiny_model_dir(directory: Path) -> Path:
+    """The tiny BERT and its tokenizer saved like a pretrained checkpoint."""
+    build_tiny_tokenizer().save_pretrained(directory)
+    build_tiny_model().save_pretrained(directory)
+    return directory
+
+
+def write_corpus(directory: Path, sizes: tuple[int, int, int] = (240, 40, 40)) -> dict[str, Path]:
+    """train/validation/test CoNLL files of the synthetic corpus (seeds 1, 2, 3)."""
+    return {name: write_conll(directory / f"{name}.conll", make_sentences(n, seed=seed))
+            for name, n, seed in zip(("train", "validation", "test"), sizes, (1, 2, 3))}
+
+
+@contextlib.contextmanager
+def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[str]:
+    """A real `nertune serve MODEL_DIR` subprocess on a free loopback port: yields its base URL, stops it
+    after, and fails the test if the server logged a traceback."""
+    import httpx
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+           "OMP_NUM_THREADS": "1"}  # a tiny model on a shared CPU
+    command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
+    # Output to a file, not a pipe: nobody reads a pipe while the tests run, and a full one blocks the server.
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"server not up after 120 s:\n{log_path.read_text()}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    assert "Traceback" not in log_path.read_text(), log_path.read_text()
