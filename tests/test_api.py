@@ -40,7 +40,7 @@ def test_train_then_predict_evaluate_and_tag_in_memory(tiny_model_dir, synthetic
                     data__test_file=synthetic_corpus["test"])
     assert metrics["test_f1"] >= 0.95
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_f1"] == metrics["test_f1"]
-    assert load_recipe(tmp_path / "run" / "config.yaml").max_steps == 60
+    assert load_recipe(tmp_path / "run" / "recipe.yaml").max_steps == 60
 
     scores = evaluate(tmp_path / "run", split="validation", bootstrap=0)
     assert scores["f1"] >= 0.95

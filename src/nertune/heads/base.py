@@ -40,6 +40,8 @@ class Head:
     name: ClassVar[str]
     # Whether its weights sit in model.safetensors beside the HF model's: loading then reports them as unexpected.
     has_extra_weights: ClassVar[bool] = False
+    # What the model card tells `pipeline()` users about this head ("" when pipeline() decodes it as nertune does).
+    pipeline_note: ClassVar[str] = ""
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = normalize_scheme(scheme)

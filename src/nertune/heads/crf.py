@@ -196,6 +196,11 @@ class CrfHead(Head):
 
     name = "crf"
     has_extra_weights = True
+    pipeline_note = """
+This model has a CRF head (`crf.*` in model.safetensors): `pipeline()` ignores it and takes each word's best
+tag on its own, so its tags can differ from the scores above and break the tag scheme. nertune decodes
+with the CRF.
+"""
 
     def __init__(self, scheme: str = "IOB2", learning_rate: float | None = None) -> None:
         super().__init__(scheme)
