@@ -100,7 +100,8 @@ def test_cluener_json_and_char_bmes_give_the_same_dataset(tmp_path):
     assert (scheme_bmes, scheme_json) == ("BMES", "IOB2")
     assert from_bmes["train"]["tokens"] == from_json["train"]["tokens"] == [list(text) for text, _ in sentences]
     assert from_bmes["train"]["ner_tags"] == from_json["train"]["ner_tags"]
-    assert from_json["train"]["ner_tags"][-1] == ["B-NAME", "I-NAME", "O", "B-NAME", "I-NAME", "O", "B-LOC", "I-LOC", "O"]
+    assert from_json["train"]["ner_tags"][-1] == ["B-NAME", "I-NAME", "O", "B-NAME", "I-NAME", "O",
+                                                  "B-LOC", "I-LOC", "O"]
     assert from_json["train"]["line"][:2] == [1, 2]
 
 

@@ -132,8 +132,10 @@ def test_cluener_record_reads_as_characters_and_iob2_tags(tmp_path):
 
 
 @pytest.mark.parametrize("label, message", [
-    ({"name": {"叶老": [[9, 11]]}}, "'name' mention '叶老' at [9, 11] (end inclusive) does not match the text there: '叶老桂'"),
-    ({"name": {"叶老桂": [[30, 32]]}}, "'name' mention '叶老桂' at [30, 32] (end inclusive) is not inside the text (32 characters)"),
+    ({"name": {"叶老": [[9, 11]]}},
+     "'name' mention '叶老' at [9, 11] (end inclusive) does not match the text there: '叶老桂'"),
+    ({"name": {"叶老桂": [[30, 32]]}},
+     "'name' mention '叶老桂' at [30, 32] (end inclusive) is not inside the text (32 characters)"),
     ({"name": {"叶老桂": [[11, 9]]}}, "at [11, 9] (end inclusive) is not inside the text"),
     ({"name": {"叶老桂": [[9, 11]]}, "title": {"老桂博士": [[10, 13]]}}, "overlaps another entity at the word '老'"),
     ({"name": {"叶老桂": [9, 11]}}, "expected [start, end] integer offsets (end inclusive), got 9"),

@@ -121,8 +121,8 @@ def read_json(path: str | Path, label_names: Sequence[str] | None = None,
     integers looked up in `label_names`; or `text` and character spans under `entities`, `spans` or
     `label` (spaCy, Prodigy, Doccano; CLUENER2020's `label` mapping type -> mention -> inclusive offsets,
     each mention checked against the text), split into words by `words.split_words` (every Chinese
-    character a word) and tagged IOB2 (`span_alignment`: see `words.tag_words_from_spans`). An optional `document_id` is kept (default `""`).
-    JSONL is recognised by the `.jsonl` extension or by its content.
+    character a word) and tagged IOB2 (`span_alignment`: see `words.tag_words_from_spans`).
+    An optional `document_id` is kept (default `""`). JSONL is recognised by the `.jsonl` extension or by its content.
     """
     path = Path(path)
     columns = empty_columns()
