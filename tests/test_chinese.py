@@ -302,3 +302,19 @@ def test_serve_chinese_text(chinese_run, tmp_path):
         assert entity_tuples(response.json()) == EXPECTED
         batch = httpx.post(f"{url}/predict", json={"texts": ["杨磊住在深圳。", ""]}, timeout=30).json()["results"]
     assert [entity_tuples(r) for r in batch] == [[("NAME", "杨磊", 0, 2), ("LOC", "深圳", 4, 6)], []]
+
+
+def test_zh_recipe_reads_char_bmes_and_cluener_files_given_on_the_command_line(tmp_path):
+    from nertune.config import load_recipe
+
+    recipe_file = Path(__file__).resolve().parents[1] / "recipes" / "zh-bert-base-chinese.yaml"
+    recipe = load_recipe(recipe_file)
+    assert recipe.model_name_or_path == "bert-base-chinese" and recipe.data.train_file.endswith("train.char.bmes")
+    assert recipe.learning_rate in (3e-5, 5e-5) and recipe.per_device_train_batch_size == 32
+    bmes = write_char_bmes(tmp_path / "train.char.bmes", make_sentences(20, seed=4))
+    cluener = write_cluener(tmp_path / "dev.json", make_sentences(5, seed=5))
+    recipe = load_recipe(recipe_file, [f"data.train_file={bmes}", f"data.validation_file={cluener}",
+                                       f"data.test_file={cluener}"])
+    splits, source = data.load_splits(recipe.data)
+    assert source == "BMES" and len(splits["validation"]) == 5
+    assert data.detect_language(splits["train"]["tokens"]) == "zh"
