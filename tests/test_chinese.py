@@ -318,3 +318,13 @@ def test_zh_recipe_reads_char_bmes_and_cluener_files_given_on_the_command_line(t
     splits, source = data.load_splits(recipe.data)
     assert source == "BMES" and len(splits["validation"]) == 5
     assert data.detect_language(splits["train"]["tokens"]) == "zh"
+
+
+@pytest.mark.slow
+def test_card_of_an_english_run_states_no_language(trained_model_dir):
+    import yaml
+
+    from nertune.modelcard import render_model_card
+
+    assert json.loads((trained_model_dir / "metrics.json").read_text())["language"] is None
+    assert "language" not in yaml.safe_load(render_model_card(trained_model_dir).split("---\n")[1])
