@@ -112,3 +112,45 @@ def test_span_alignment_expand_takes_whole_words(tmp_path):
     path = write(tmp_path, "a.jsonl", json.dumps({"text": "Visit #Paris today", "label": [[7, 12, "LOC"]]}) + "\n")
     ds = data.read_split_file(path, span_alignment="expand")
     assert ds["tokens"] == [["Visit", "#Paris", "today"]] and ds["ner_tags"] == [["O", "B-LOC", "O"]]
+
+
+CLUENER_RECORD = {"text": "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。",
+                  "label": {"name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}}}
+
+
+def test_cluener_record_reads_as_characters_and_iob2_tags(tmp_path):
+    # CLUENER2020's train.json: JSONL in a .json file, end offsets inclusive. A single record is a record too.
+    for lines in (1, 2):
+        path = write(tmp_path, f"train{lines}.json", (json.dumps(CLUENER_RECORD, ensure_ascii=False) + "\n") * lines)
+        ds = data.read_split_file(path)
+        assert ds["tokens"][0] == list(CLUENER_RECORD["text"])
+        tags = ds["ner_tags"][0]
+        assert tags[:5] == ["B-company", "I-company", "I-company", "I-company", "O"]
+        assert tags[8:13] == ["O", "B-name", "I-name", "I-name", "O"] and set(tags[13:]) == {"O"}
+    empty = write(tmp_path, "empty_label.json", json.dumps({"text": "今天", "label": {}}, ensure_ascii=False))
+    assert data.read_split_file(empty)["ner_tags"] == [["O", "O"]]
+
+
+@pytest.mark.parametrize("label, message", [
+    ({"name": {"叶老": [[9, 11]]}},
+     "'name' mention '叶老' at [9, 11] (end inclusive) does not match the text there: '叶老桂'"),
+    ({"name": {"叶老桂": [[30, 32]]}},
+     "'name' mention '叶老桂' at [30, 32] (end inclusive) is not inside the text (32 characters)"),
+    ({"name": {"叶老桂": [[11, 9]]}}, "at [11, 9] (end inclusive) is not inside the text"),
+    ({"name": {"叶老桂": [[9, 11]]}, "title": {"老桂博士": [[10, 13]]}}, "overlaps another entity at the word '老'"),
+    ({"name": {"叶老桂": [9, 11]}}, "expected [start, end] integer offsets (end inclusive), got 9"),
+    ({"name": {"叶老桂": []}}, "'name' mention '叶老桂' needs a list of [start, end] offsets"),
+    ({"name": ["叶老桂"]}, "type 'name' must map each mention to its [[start, end], ...] offsets"),
+])
+def test_bad_cluener_spans_name_file_line_and_mention(tmp_path, label, message):
+    good = json.dumps(CLUENER_RECORD, ensure_ascii=False)
+    bad = json.dumps({"text": CLUENER_RECORD["text"], "label": label}, ensure_ascii=False)
+    path = write(tmp_path, "dev.json", f"{good}\n{bad}\n")
+    with pytest.raises(DataError) as err:
+        data.read_split_file(path)
+    assert str(err.value).startswith(f"{path}:2: ") and message in str(err.value), str(err.value)
+
+
+def test_doccano_label_list_is_still_read_as_spans(tmp_path):
+    path = write(tmp_path, "doccano.jsonl", json.dumps({"text": "EU rejects", "label": [[0, 2, "ORG"]]}))
+    assert data.read_split_file(path)["ner_tags"] == [["B-ORG", "O"]]

@@ -39,9 +39,12 @@ def read_run_recipe(run_dir: str | Path) -> dict:
     return recipe
 
 
-def card_language(recipe: dict) -> str | None:
-    """The card's `language:` metadata (an ISO 639-1 code) when the recipe tells it; None when unknown."""
-    return None
+def card_language(recipe: dict, metrics: dict | None = None) -> str | None:
+    """The card's `language:` metadata (an ISO 639-1 code): the language training detected in the training data
+    by its script (`language` in metrics.json, `data.detect_language`: zh, ja, ko, th), else a `language` the
+    recipe states; None when unknown (a Latin-script corpus, or a run from before the language was recorded)."""
+    language = (metrics or {}).get("language") or recipe.get("language")
+    return str(language) if language else None
 
 
 def _normalised(name: str) -> str:
@@ -175,7 +178,7 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
         "pipeline_tag": "token-classification",
         "tags": ["token-classification", "ner", "nertune"] + (["lora"] if adapter else []),
     }
-    language = card_language(recipe)
+    language = card_language(recipe, metrics)
     if language:
         metadata["language"] = language
     if base_id:

@@ -22,7 +22,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from .align import encode_split
 from .config import Recipe, RecipeError, save_recipe
 from .paths import RECIPE_FILE
-from .data import DataError, load_splits
+from .data import DataError, detect_language, load_splits
 from .distributed import batch_layout, check_world_size
 from .errors import ModelError
 from .evaluation import (
@@ -277,6 +277,7 @@ def run_training(recipe: Recipe) -> dict:
         "train_samples_per_second": round(train_result.metrics.get("train_samples_per_second", 0.0), 3),
         "train_loss": train_result.metrics.get("train_loss"),
         "n_train_sentences": len(splits["train"]),
+        "language": detect_language(splits["train"]["tokens"]),  # the model card's `language:` (None: not told)
     }
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()

@@ -23,6 +23,7 @@ from .formats import (
 from .hub import SPLIT_ALIASES, load_hub_dataset
 from .json_records import SPAN_FIELDS, iter_json_lines, read_json, read_jsonl_records
 from .labels import apply_label_map, rename_entity_types
+from .language import detect_language
 from .lines import check_encoding, read_lines, split_columns
 from .prediction_input import PREDICTION_INPUT_FORMATS, prediction_input_format, read_prediction_input
 from .records import ConllLayout, InputRecord, read_text_records
@@ -67,4 +68,5 @@ __all__ = [
     "ConllLayout",
     "InputRecord",
     "read_text_records",
+    "detect_language",
 ]

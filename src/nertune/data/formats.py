@@ -1,7 +1,8 @@
 """Which format a file is in: ONE extension table and ONE content sniffer, for training files
 (`read_split_file`) and `nertune predict` input alike.
 
-The rule: `.conll .tsv .bio .iob .iob2 .bioes` are CoNLL and `.json .jsonl` JSON(L) by their extension.
+The rule: `.conll .tsv .bio .iob .iob2 .bioes .bmes` are CoNLL and `.json .jsonl` JSON(L) by their
+extension (a `.json` file may hold one object a line, as CLUENER2020's train.json does).
 A `.txt` file (CoNLL corpora and plain text both use it) or any other name (`eng.train`, `wnut17.dev`)
 is read by its content: JSON(L) when it starts with `{` or `[`; CoNLL when it starts with -DOCSTART- or
 its first non-blank lines all end in a tag column (`O`, `B-PER` ...); else plain text, which only
@@ -28,7 +29,8 @@ from .lines import check_encoding, is_blank, split_columns
 
 logger = logging.getLogger(__name__)
 
-CONLL_EXTENSIONS = (".conll", ".tsv", ".bio", ".iob", ".iob2", ".bioes")
+# .bmes: the character-per-line Chinese corpora (Resume, MSRA, Weibo: train.char.bmes).
+CONLL_EXTENSIONS = (".conll", ".tsv", ".bio", ".iob", ".iob2", ".bioes", ".bmes")
 JSON_EXTENSIONS = (".json", ".jsonl")
 _SNIFF_LINES = 20  # non-blank lines whose last column must be a tag
 _SNIFF_SCAN = 200  # lines read at most to find them

@@ -17,15 +17,15 @@ from .errors import DataError
 from .lines import read_lines
 from .records import InputRecord
 
-# Where span-annotated JSON records keep `[start, end, type]` character spans: spaCy/Doccano `entities`,
-# Prodigy `spans`, Doccano's sequence-labelling export `label`.
+# Where span-annotated JSON records keep their character spans: spaCy/Doccano `entities`, Prodigy `spans`,
+# Doccano's sequence-labelling export `label` (a list of `[start, end, type]`) or CLUENER2020's `label` (a
+# mapping type -> mention -> `[[start, end_inclusive], ...]`).
 SPAN_FIELDS = ("entities", "spans", "label")
-_JSON_HINT = "JSON is UTF-8 by its standard"
 
 
 def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
     """`(line number, parsed value)` for every non-blank line of a JSONL file (always UTF-8)."""
-    for line_no, text in read_lines(path, hint=_JSON_HINT):
+    for line_no, text in read_lines(path, setting=None):
         if not text.strip():
             continue
         try:
@@ -37,7 +37,7 @@ def iter_json_lines(path: str | Path) -> Iterator[tuple[int, Any]]:
 def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
     """Yield `(record, line or None, "record N: ")` from a JSON array/object or a JSONL file."""
     if path.suffix.lower() != ".jsonl":
-        text = "\n".join(line for _, line in read_lines(path, hint=_JSON_HINT))
+        text = "\n".join(line for _, line in read_lines(path, setting=None))
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
@@ -45,7 +45,7 @@ def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
             if not err.msg.startswith("Extra data"):
                 raise DataError(f"invalid JSON: {err.msg} (column {err.colno})", path, err.lineno) from None
         else:
-            if isinstance(data, dict) and "tokens" not in data:
+            if isinstance(data, dict) and "tokens" not in data and "text" not in data:  # not one record
                 lists = [key for key, value in data.items() if isinstance(value, list)]
                 if len(lists) != 1:
                     raise DataError(
@@ -82,15 +82,47 @@ def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | Non
     return out
 
 
+def _is_offset(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _cluener_spans(label: dict, text: str, where: str, path: Path, line: int | None) -> list[tuple[int, int, str]]:
+    """CLUENER2020's `{"type": {"mention": [[start, end_inclusive], ...]}}` as `(start, end, type)` spans with
+    an exclusive end; the mention must be the text at its offsets."""
+    spans = []
+    for type_, mentions in label.items():
+        if not isinstance(mentions, dict):
+            raise DataError(f"{where}'label' (CLUENER): type {type_!r} must map each mention to its "
+                            f"[[start, end], ...] offsets, got {mentions!r:.80}", path, line)
+        for mention, offsets in mentions.items():
+            if not isinstance(offsets, list) or not offsets:
+                raise DataError(f"{where}'label' (CLUENER): {type_!r} mention {mention!r} needs a list of "
+                                f"[start, end] offsets (end inclusive), got {offsets!r:.80}", path, line)
+            for pair in offsets:
+                if not (isinstance(pair, list) and len(pair) == 2 and all(_is_offset(x) for x in pair)):
+                    raise DataError(f"{where}'label' (CLUENER): {type_!r} mention {mention!r}: expected "
+                                    f"[start, end] integer offsets (end inclusive), got {pair!r:.80}", path, line)
+                start, last = pair
+                if not 0 <= start <= last < len(text):
+                    raise DataError(f"{where}{type_!r} mention {mention!r} at [{start}, {last}] (end inclusive) is "
+                                    f"not inside the text ({len(text)} characters)", path, line)
+                if text[start:last + 1] != mention:
+                    raise DataError(f"{where}{type_!r} mention {mention!r} at [{start}, {last}] (end inclusive) "
+                                    f"does not match the text there: {text[start:last + 1]!r}", path, line)
+                spans.append((start, last + 1, type_))
+    return spans
+
+
 def read_json(path: str | Path, label_names: Sequence[str] | None = None,
               span_alignment: str = "strict") -> datasets.Dataset:
     """Read JSON (a list of records, or an object holding one list) or JSONL (one record a line).
 
     A record has `tokens` (list of str) and tags under `ner_tags`, `tags` or `labels`: strings, or
     integers looked up in `label_names`; or `text` and character spans under `entities`, `spans` or
-    `label` (spaCy, Prodigy, Doccano), split into words by `words.split_words` and tagged IOB2
-    (`span_alignment`: see `words.tag_words_from_spans`). An optional `document_id` is kept (default `""`).
-    JSONL is recognised by the `.jsonl` extension or by its content.
+    `label` (spaCy, Prodigy, Doccano; CLUENER2020's `label` mapping type -> mention -> inclusive offsets,
+    each mention checked against the text), split into words by `words.split_words` (every Chinese
+    character a word) and tagged IOB2 (`span_alignment`: see `words.tag_words_from_spans`).
+    An optional `document_id` is kept (default `""`). JSONL is recognised by the `.jsonl` extension or by its content.
     """
     path = Path(path)
     columns = empty_columns()
@@ -105,7 +137,10 @@ def read_json(path: str | Path, label_names: Sequence[str] | None = None,
             if span_field is None:
                 raise DataError(f"{where}a record with 'text' needs its entity spans under one of "
                                 f"{list(SPAN_FIELDS)} (an empty list for none); keys: {sorted(record)!r}", path, line)
-            spans = _span_tuples(record[span_field], span_field, where, path, line)
+            if span_field == "label" and isinstance(record["label"], dict):
+                spans = _cluener_spans(record["label"], record["text"], where, path, line)
+            else:
+                spans = _span_tuples(record[span_field], span_field, where, path, line)
             try:
                 tokens, span_tags = tag_words_from_spans(record["text"], spans, expand=span_alignment == "expand")
             except ValueError as e:

@@ -8,9 +8,6 @@ from typing import Any
 
 from .lines import read_lines
 
-# What a decoding error in predict input tells the user to do.
-PREDICT_ENCODING_HINT = "--encoding sets the input's"
-
 
 @dataclass
 class InputRecord:
@@ -40,7 +37,7 @@ class ConllLayout:
 
 def read_input_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
     """Every line of a predict input file (CoNLL input is written back from them)."""
-    return [line for _, line in read_lines(path, encoding, hint=PREDICT_ENCODING_HINT)]
+    return [line for _, line in read_lines(path, encoding, setting="--encoding")]
 
 
 def read_text_records(path: str | Path, documents: bool = False, encoding: str = "utf-8") -> list[InputRecord]:
