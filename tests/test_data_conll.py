@@ -10,7 +10,7 @@ import pytest
 from nertune import data, schemes
 from nertune.data import DataError
 
-from .data_helpers import write
+from .helpers import write
 
 
 def test_space_and_tab_separated_give_the_same_dataset(tmp_path):

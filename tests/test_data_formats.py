@@ -9,7 +9,7 @@ import pytest
 from nertune import data
 from nertune.data import DataError
 
-from .data_helpers import write
+from .helpers import write
 
 CONLL_TEXT = "-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\nPeter NNP I-NP I-PER\n"
 PLAIN_TEXT = "John lives in Paris .\nMary works at NASA\n"

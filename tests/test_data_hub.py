@@ -7,7 +7,7 @@ import pytest
 
 from nertune import data
 
-from .data_helpers import data_cfg, write
+from .helpers import data_cfg, write
 
 
 CONLL2003_NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]

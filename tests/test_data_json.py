@@ -9,7 +9,7 @@ import pytest
 from nertune import data
 from nertune.data import DataError
 
-from .data_helpers import write
+from .helpers import write
 
 
 RECORDS = [

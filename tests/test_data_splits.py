@@ -10,7 +10,7 @@ import pytest
 from nertune import data
 from nertune.data import DataError
 
-from .data_helpers import data_cfg, many_sentences, write
+from .helpers import data_cfg, many_sentences, write
 
 
 def sentences_dataset(n: int, docs: list[str] | None = None) -> datasets.Dataset:

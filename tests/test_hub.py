@@ -18,7 +18,7 @@ from huggingface_hub import HfApi, ModelCard
 from nertune.hub import HubError, ModelNotFoundError, check_hub_access, push_run, resolve_model_reference
 from nertune.modelcard import base_model_hub_id, render_model_card
 
-from .conftest import tiny_recipe
+from .helpers import tiny_recipe
 
 
 def card_metadata(card: str) -> dict:
