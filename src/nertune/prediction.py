@@ -158,7 +158,7 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         raise ValueError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
                          f"output {output_format!r} (one of {OUTPUT_FORMATS})")
     layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None
-    rank, world_size, state = _process_group()
+    rank, world_size, group = _process_group()
 
     def records(warn: bool = False) -> Iterator[InputRecord]:
         return iter_prediction_input(input_path, found, documents=documents, encoding=encoding, layout=layout,
@@ -180,12 +180,12 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         tail_lines = count_input_lines(input_path) - last_token_line if conll_to_conll else 0
         start = resume_point(output_path, _block_lines(records(), input_format, output_format), tail_lines)
 
-    if device is None and state is not None:
-        device = str(state.device)  # this process's GPU, or the CPU
+    if device is None and group is not None:
+        device = group.device  # this process's GPU, or the CPU
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     cursor = _ConllBlocks(iter_input_lines(input_path, encoding), layout) if conll_to_conll else None
-    parts = part_paths(output_path, rank, world_size) if state is not None else None
+    parts = part_paths(output_path, rank, world_size) if group is not None else None
     with contextlib.ExitStack() as stack:
         if parts is None:
             sink = OutputSink(stack.enter_context(_open_output(output_path, start, resume)))
@@ -208,13 +208,14 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         tail = cursor.tail() if cursor is not None else ""
         if parts is None:
             sink.write(n_records, tail)
-    if state is not None:
-        state.wait_for_everyone()
+    if group is not None:
+        group.wait_for_everyone()
         if rank == 0:
             with _open_output(output_path, start, resume) as output:
                 merge_parts(output, output_path, world_size)
                 output.write(tail.encode("utf-8"))
-        state.wait_for_everyone()
+        group.wait_for_everyone()
+        group.close()
     if rank == 0:
         logger.info("predicted %d records of %s -> %s (%s)", n_records - start.records, input_path, output_path,
                     output_format)
@@ -241,17 +242,41 @@ def _open_output(path: Path, start: ResumePoint, resume: bool) -> BinaryIO:
     return output
 
 
-def _process_group() -> tuple[int, int, Any]:
-    """(rank, world size, accelerate `PartialState` or None) of this process: several under `accelerate launch`
-    or `torchrun`, each predicting a shard of the chunks."""
+class _ProcessGroup:
+    """This process among those `accelerate launch` or `torchrun` started (RANK, WORLD_SIZE, LOCAL_RANK):
+    torch.distributed over gloo on CPU, nccl on GPUs, only to wait for each other."""
+
+    def __init__(self, world_size: int) -> None:
+        import torch
+        import torch.distributed as dist
+
+        self.world_size = world_size
+        self.rank = int(os.environ.get("RANK", "0"))
+        cuda = torch.cuda.is_available()
+        self.device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}" if cuda else "cpu"
+        if not dist.is_initialized():
+            dist.init_process_group(backend="nccl" if cuda else "gloo")
+
+    def wait_for_everyone(self) -> None:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+    def close(self) -> None:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
+
+
+def _process_group() -> tuple[int, int, _ProcessGroup | None]:
+    """(rank, world size, process group or None) of this process: several under `accelerate launch` or
+    `torchrun`, each predicting a shard of the chunks."""
     world_size = int(os.environ.get("WORLD_SIZE") or 1)
     check_world_size(world_size)  # `accelerate launch --cpu --num_processes 2` would run one process silently
     if world_size == 1:
         return 0, 1, None
-    from accelerate import PartialState
-
-    state = PartialState()
-    return state.process_index, state.num_processes, state
+    group = _ProcessGroup(world_size)
+    return group.rank, world_size, group
 
 
 def _conll_layout(model_dir: Path, token_column: int | None, comment_prefix: str | None) -> ConllLayout:
