@@ -202,7 +202,7 @@ def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
         run_prediction(model_dir, inputs[kind], reference, batch_size=1, comment_prefix="#")
         result = subprocess.run([*launcher, "--input", str(inputs[kind]), "--output", str(output), "--batch-size", "1",
                                  "--comment-prefix", "#"],
-                                env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+                                env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
         assert "world size 2" in result.stderr
         assert output.read_bytes() == reference.read_bytes(), kind
