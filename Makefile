@@ -53,8 +53,11 @@ evaluate: $(STAMP)
 	$(PY) scripts/evaluate.py $(MODEL_DIR) $(ARGS)
 
 # make predict MODEL_DIR=runs/quickstart INPUT=texts.txt OUTPUT=entities.jsonl
+# Streams the input, writing results as they come; after an interruption ARGS=--resume continues OUTPUT.
+# Several processes (GPUs, or CPU processes over gloo), same output as one:
+# make predict ... LAUNCHER="accelerate launch --config_file recipes/accelerate/multi-gpu.yaml --num_processes 2"
 predict: $(STAMP)
-	$(PY) scripts/predict.py $(MODEL_DIR) --input $(INPUT) --output $(OUTPUT) $(ARGS)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(or $(LAUNCHER),$(PY)) scripts/predict.py $(MODEL_DIR) --input $(INPUT) --output $(OUTPUT) $(ARGS)
 
 # make serve MODEL_DIR=runs/quickstart PORT=8000
 PORT ?= 8000

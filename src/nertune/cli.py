@@ -46,7 +46,8 @@ def predict_main(argv: list[str]) -> int:
         epilog="text: one text per line (--documents: one sentence per line, blank lines between documents). "
                "JSONL: {\"text\": ...} or {\"tokens\": [...]} per line, optional \"id\" and \"document_id\". "
                "CoNLL: the first column is the word, -DOCSTART- lines start documents; CoNLL output repeats each "
-               "line with the predicted tag appended.",
+               "line with the predicted tag appended. The input is streamed and results are written as they come; "
+               "under `accelerate launch --num_processes N -m nertune.cli predict ...` N processes share the work.",
     )
     parser.add_argument("model_dir", help="a run directory written by `nertune train`")
     parser.add_argument("--input", required=True, help="file to tag")
@@ -68,13 +69,16 @@ def predict_main(argv: list[str]) -> int:
     parser.add_argument("--documents", action="store_true",
                         help="text input: lines are sentences, blank lines separate documents (document context "
                              "for models trained with context_size)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue an interrupted --output: keep its complete records (a partly written last "
+                             "one is cut off) and predict the rest of the input (default: overwrite --output)")
     args = parser.parse_args(argv)
     from .prediction import run_prediction
 
     run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
                    output_format=args.output_format, batch_size=args.batch_size, device=args.device,
                    precision=args.precision, documents=args.documents, token_column=args.token_column,
-                   comment_prefix=args.comment_prefix, encoding=args.encoding)
+                   comment_prefix=args.comment_prefix, encoding=args.encoding, resume=args.resume)
     return 0
 
 

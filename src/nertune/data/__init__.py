@@ -8,7 +8,7 @@ missing splits out of train, converts the tags to the training scheme and checks
 Every `DataError` names the file and 1-based line (when there is one) and the offending value.
 """
 
-from .conll import DOCSTART, ConllRow, ConllSentence, parse_conll, read_conll, read_conll_records
+from .conll import DOCSTART, ConllRow, ConllSentence, iter_conll_records, parse_conll, read_conll, read_conll_records
 from .contract import FEATURES, TAG_FIELDS
 from .errors import DataError
 from .formats import (
@@ -21,12 +21,17 @@ from .formats import (
     sniff_format,
 )
 from .hub import SPLIT_ALIASES, load_hub_dataset
-from .json_records import SPAN_FIELDS, iter_json_lines, read_json, read_jsonl_records
+from .json_records import SPAN_FIELDS, iter_json_lines, iter_jsonl_records, read_json, read_jsonl_records
 from .labels import apply_label_map, rename_entity_types
 from .language import detect_language
 from .lines import check_encoding, read_lines, split_columns
-from .prediction_input import PREDICTION_INPUT_FORMATS, prediction_input_format, read_prediction_input
-from .records import ConllLayout, InputRecord, read_text_records
+from .prediction_input import (
+    PREDICTION_INPUT_FORMATS,
+    iter_prediction_input,
+    prediction_input_format,
+    read_prediction_input,
+)
+from .records import ConllLayout, InputRecord, iter_input_lines, iter_text_records, read_text_records
 from .splits import check_labels, load_split, load_splits, split_dataset, validate_splits
 
 __all__ = [
@@ -69,4 +74,9 @@ __all__ = [
     "InputRecord",
     "read_text_records",
     "detect_language",
+    "iter_conll_records",
+    "iter_jsonl_records",
+    "iter_prediction_input",
+    "iter_input_lines",
+    "iter_text_records",
 ]

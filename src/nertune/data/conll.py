@@ -1,5 +1,5 @@
 """CoNLL files: one parser of CoNLL lines, read for training (`read_conll`) and as predict input
-(`read_conll_records`: tokens only, labelled or not, each token keeping its line)."""
+(`iter_conll_records`: tokens only, labelled or not, each token keeping its line)."""
 
 from __future__ import annotations
 
@@ -130,12 +130,14 @@ def read_conll(
     return to_dataset(columns)
 
 
-def read_conll_records(path: str | Path, lines: list[str], layout: ConllLayout | None = None) -> list[InputRecord]:
-    """Sentences of a CoNLL file's `lines`, labelled or not, as predict input: the token is in
-    `layout.token_column` (the first by default); each record keeps the index in `lines` of its tokens."""
+def iter_conll_records(path: str | Path, lines: Iterable[str], layout: ConllLayout | None = None,
+                       warn: bool = True) -> Iterator[InputRecord]:
+    """Sentences of a CoNLL file's `lines`, labelled or not, streamed as predict input: the token is in
+    `layout.token_column` (the first by default); each record keeps the 0-based index of its tokens' lines.
+    `warn`: log lines that look like comments read as words (once the lines are exhausted)."""
     layout = layout or ConllLayout()
-    records: list[InputRecord] = []
-    hash_lines = []  # "#" in the first column while the words are elsewhere: GermEval-style comments?
+    # "#" in the first column while the words are elsewhere: GermEval-style comments? (count, first line)
+    n_hash_lines, first_hash_line = 0, 0
     for sentence in parse_conll(path, enumerate(lines, start=1), layout.delimiter, layout.comment_prefix):
         record = InputRecord(tokens=[], token_lines=[], line=sentence.rows[0].line, document_id=sentence.document_id)
         for row in sentence.rows:
@@ -143,16 +145,20 @@ def read_conll_records(path: str | Path, lines: list[str], layout: ConllLayout |
                 token = row.fields[layout.token_column]
             except IndexError:
                 hint = "; a comment line? --comment-prefix skips them" if row.text.startswith("#") else ""
-                raise DataError(f"no token column {layout.token_column} in {lines[row.line - 1]!r} "
+                raise DataError(f"no token column {layout.token_column} in {row.text!r} "
                                 f"({len(row.fields)} columns; --token-column sets it{hint})", path, row.line) from None
             if not token:
-                raise DataError(f"empty token in column {layout.token_column}: {lines[row.line - 1]!r}", path, row.line)
+                raise DataError(f"empty token in column {layout.token_column}: {row.text!r}", path, row.line)
             if row.fields[0] == "#" and layout.token_column != 0:
-                hash_lines.append(row.line)
+                n_hash_lines, first_hash_line = n_hash_lines + 1, first_hash_line or row.line
             record.tokens.append(token)
             record.token_lines.append(row.line - 1)
-        records.append(record)
-    if hash_lines:
+        yield record
+    if n_hash_lines and warn:
         logger.warning("%s: %d lines start with a '#' column (first: line %d) and are read as words; if they are "
-                       "comments, --comment-prefix '#' skips them", path, len(hash_lines), hash_lines[0])
-    return records
+                       "comments, --comment-prefix '#' skips them", path, n_hash_lines, first_hash_line)
+
+
+def read_conll_records(path: str | Path, lines: list[str], layout: ConllLayout | None = None) -> list[InputRecord]:
+    """`iter_conll_records` as a list."""
+    return list(iter_conll_records(path, lines, layout))

@@ -1,5 +1,5 @@
 """JSON and JSONL: token+tag and span-annotated records for training (`read_json`), `{"text"}`/`{"tokens"}`
-records as predict input (`read_jsonl_records`); both iterate JSON lines with `iter_json_lines`."""
+records as predict input (`iter_jsonl_records`); both iterate JSON lines with `iter_json_lines`."""
 
 from __future__ import annotations
 
@@ -174,10 +174,9 @@ def read_json(path: str | Path, label_names: Sequence[str] | None = None,
     return to_dataset(columns)
 
 
-def read_jsonl_records(path: str | Path) -> list[InputRecord]:
-    """Predict input: `{"text": "..."}` or `{"tokens": [...]}` per line, optionally with an `id` and a
+def iter_jsonl_records(path: str | Path) -> Iterator[InputRecord]:
+    """Predict input, streamed: `{"text": "..."}` or `{"tokens": [...]}` per line, optionally with an `id` and a
     `document_id` (records sharing one are the sentences of a document, in file order); blank lines are skipped."""
-    records = []
     for i, value in iter_json_lines(path):
         if not isinstance(value, dict):
             raise DataError(f'expected an object {{"text": ...}} or {{"tokens": [...]}}, got {json.dumps(value)[:80]!r}',
@@ -199,5 +198,9 @@ def read_jsonl_records(path: str | Path) -> list[InputRecord]:
             if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
                 raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", path, i)
             record.tokens = tokens
-        records.append(record)
-    return records
+        yield record
+
+
+def read_jsonl_records(path: str | Path) -> list[InputRecord]:
+    """`iter_jsonl_records` as a list."""
+    return list(iter_jsonl_records(path))

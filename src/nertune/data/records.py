@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,20 +36,29 @@ class ConllLayout:
         return bool(self.comment_prefix) and line.startswith(self.comment_prefix)
 
 
+def iter_input_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[str]:
+    """Every line of a predict input file, one at a time (CoNLL output is written back from them)."""
+    for _, line in read_lines(path, encoding, setting="--encoding"):
+        yield line
+
+
 def read_input_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
-    """Every line of a predict input file (CoNLL input is written back from them)."""
-    return [line for _, line in read_lines(path, encoding, setting="--encoding")]
+    """Every line of a predict input file, as a list (`iter_input_lines` streams them)."""
+    return list(iter_input_lines(path, encoding))
 
 
-def read_text_records(path: str | Path, documents: bool = False, encoding: str = "utf-8") -> list[InputRecord]:
-    """One text per line; a blank line is an empty text (it keeps its position). With `documents`, the
-    lines are sentences and blank lines separate documents (whose sentences are each other's context)."""
-    records, n_documents, previous_blank = [], 0, True
-    for i, line in enumerate(read_input_lines(path, encoding), start=1):
+def iter_text_records(path: str | Path, documents: bool = False, encoding: str = "utf-8") -> Iterator[InputRecord]:
+    """One text per line, streamed; a blank line is an empty text (it keeps its position). With `documents`,
+    the lines are sentences and blank lines separate documents (whose sentences are each other's context)."""
+    n_documents, previous_blank = 0, True
+    for i, line in enumerate(iter_input_lines(path, encoding), start=1):
         blank = not line.strip()
         if documents and not blank and previous_blank:
             n_documents += 1
-        records.append(InputRecord(text=line, line=i,
-                                   document_id=f"doc{n_documents}" if documents and not blank else ""))
+        yield InputRecord(text=line, line=i, document_id=f"doc{n_documents}" if documents and not blank else "")
         previous_blank = blank
-    return records
+
+
+def read_text_records(path: str | Path, documents: bool = False, encoding: str = "utf-8") -> list[InputRecord]:
+    """`iter_text_records` as a list."""
+    return list(iter_text_records(path, documents, encoding))
