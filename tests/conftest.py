@@ -7,20 +7,21 @@ mark here.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
 
-from .helpers import tiny_recipe, write_corpus, write_tiny_model_dir
+from .helpers import DDP_WORKER, make_sentences, tiny_recipe, write_conll, write_corpus, write_tiny_model_dir
 
 # Tiny models on a 2-core machine: extra intra-op threads only spin and wait for each other, and
 # multi-process tests would oversubscribe the cores.
 torch.set_num_threads(1)
 
 # Fixtures (here and in test modules) that train a model: every test using one is slow.
-TRAINING_FIXTURES = {"trained_model_dir", "trained_run", "crf_run", "context_run", "lora_run", "setup"}
+TRAINING_FIXTURES = {"trained_model_dir", "trained_run", "crf_run", "context_run", "lora_run", "ddp_setup"}
 
 
 def pytest_collection_modifyitems(config, items) -> None:
@@ -67,3 +68,22 @@ def trained_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
 def trained_run_copy(trained_model_dir, tmp_path) -> Path:
     """A copy of `trained_model_dir` this test may change."""
     return Path(shutil.copytree(trained_model_dir, tmp_path / "run"))
+
+
+@pytest.fixture(scope="session")
+def ddp_setup(tiny_model_dir, tmp_path_factory):
+    """A no-dropout copy of the tiny BERT and a corpus whose eval splits do not fill the last batches."""
+    tmp = tmp_path_factory.mktemp("ddp")
+    model_dir = tmp / "tiny-no-dropout"
+    shutil.copytree(tiny_model_dir, model_dir)
+    config = json.loads((model_dir / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model_dir / "config.json").write_text(json.dumps(config))
+    corpus = {
+        "train": write_conll(tmp / "train.conll", make_sentences(96, seed=1)),
+        "validation": write_conll(tmp / "dev.conll", make_sentences(37, seed=2)),  # 37, 41: not multiples of
+        "test": write_conll(tmp / "test.conll", make_sentences(41, seed=3)),  # 2 processes x 8 per batch
+    }
+    (tmp / "worker.py").write_text(DDP_WORKER)
+    (tmp / "recipe.yaml").write_text("report_to: none\n")  # the command line sets the rest
+    return tmp, model_dir, corpus

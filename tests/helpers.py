@@ -4,17 +4,22 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SRC = REPO / "src"
 
 PERSONS = ["john", "mary", "alice", "bob", "carol", "dave", "erin", "frank"]
 CITIES = ["paris", "london", "berlin", "rome", "madrid", "oslo"]
@@ -113,10 +118,8 @@ def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[s
     after, and fails the test if the server logged a traceback."""
     import httpx
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    port = free_port()
+    src = str(SRC)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
            "OMP_NUM_THREADS": "1"}  # a tiny model on a shared CPU
     command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
@@ -174,3 +177,71 @@ def many_sentences(n: int, types=("PER", "LOC")) -> str:
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
+
+# Real multi-process launches: two CPU processes over gloo.
+
+# Runs nertune's CLI under a launcher; every process also saves its final weights to compare the ranks.
+DDP_WORKER = textwrap.dedent('''
+    import sys
+    import torch
+    import nertune.train
+    from nertune.cli import main
+
+    class DumpingTrainer(nertune.train.NerTrainer):
+        def train(self, *args, **kwargs):
+            result = super().train(*args, **kwargs)
+            model = self.accelerator.unwrap_model(self.model)
+            torch.save({n: p.detach().cpu() for n, p in model.state_dict().items()},
+                       f"{sys.argv[1]}/rank{self.args.process_index}.pt")
+            return result
+
+    nertune.train.NerTrainer = DumpingTrainer
+    sys.exit(main(["train", *sys.argv[2:]]))
+''')
+
+
+def ddp_overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
+    return tiny_overrides(model_dir, corpus, output_dir, "num_train_epochs=2", "global_batch_size=16",
+                          "per_device_eval_batch_size=8", "logging_steps=2", "save_strategy=no", *extra)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch_module(launcher: list[str], script: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", *launcher, str(script), *args], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+
+
+def ddp_launch(tmp: Path, overrides: list[str]) -> subprocess.CompletedProcess:
+    launcher = ["accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate/multi-gpu.yaml"),
+                "--num_processes", "2", "--main_process_port", str(free_port())]
+    result = launch_module(launcher, tmp / "worker.py", str(tmp), str(tmp / "recipe.yaml"), *overrides)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    return result
+
+
+def log_history(run_dir: Path) -> list[dict]:
+    return json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
+
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def random_head_model(directory, tiny_model_dir, labels, seed=0):
+    """The tiny encoder with a random classifier head, scaled up so its argmax varies from word to word."""
+    from transformers import AutoModelForTokenClassification, AutoTokenizer
+
+    torch.manual_seed(seed)
+    model = AutoModelForTokenClassification.from_pretrained(
+        tiny_model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)})
+    torch.nn.init.normal_(model.classifier.weight, std=1.0)
+    model.save_pretrained(directory)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
+    return directory

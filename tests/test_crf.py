@@ -12,7 +12,6 @@ import torch
 from nertune.heads.crf import CrfHead, LinearChainCRF, allowed_transitions, pack_labelled, viterbi_words
 from nertune.schemes import build_label_list, is_valid_sequence
 
-from .test_distributed import setup  # noqa: F401  (the two-process fixture)
 
 IOB2_LABELS = build_label_list([["B-PER", "B-LOC"]], "IOB2")  # O, B-LOC, I-LOC, B-PER, I-PER
 BIOES_LABELS = build_label_list([["S-PER", "S-LOC"]], "BIOES")
@@ -280,21 +279,21 @@ def test_a_crf_config_without_crf_weights_is_an_error(crf_run, tmp_path):
         load_for_inference(str(tmp_path))
 
 
-def test_crf_under_two_processes_reproduces_one(setup):
+def test_crf_under_two_processes_reproduces_one(ddp_setup):
     """DDP: the CRF scores are used in compute_loss, outside the wrapped forward; they must still be
     averaged across ranks, and the losses and predictions match one process."""
     from nertune.config import load_recipe
     from nertune.train import run_training
 
-    from .test_distributed import _ddp_launch, _history, _overrides
+    from .helpers import ddp_launch, ddp_overrides, log_history
 
-    tmp, model_dir, corpus = setup
+    tmp, model_dir, corpus = ddp_setup
     extra = ("head=crf", "crf_learning_rate=0.02")
-    single = run_training(load_recipe(None, _overrides(model_dir, corpus, tmp / "crf-one", *extra)))
-    _ddp_launch(tmp, _overrides(model_dir, corpus, tmp / "crf-two", *extra))
+    single = run_training(load_recipe(None, ddp_overrides(model_dir, corpus, tmp / "crf-one", *extra)))
+    ddp_launch(tmp, ddp_overrides(model_dir, corpus, tmp / "crf-two", *extra))
     double = json.loads((tmp / "crf-two" / "metrics.json").read_text())
     assert double["world_size"] == 2
-    one, two = _history(tmp / "crf-one"), _history(tmp / "crf-two")
+    one, two = log_history(tmp / "crf-one"), log_history(tmp / "crf-two")
     for key in ("loss", "eval_loss", "eval_f1"):
         a, b = [h[key] for h in one if key in h], [h[key] for h in two if key in h]
         assert len(a) == len(b) > 0 and a == pytest.approx(b, rel=1e-4, abs=1e-6), key

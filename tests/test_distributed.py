@@ -9,12 +9,6 @@ so losses, F1 and weights must agree to ~1e-5.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -31,29 +25,7 @@ from nertune.distributed import (
 )
 from nertune.train import run_training
 
-from .helpers import make_sentences, tiny_overrides, write_conll
-
-REPO = Path(__file__).resolve().parents[1]
-SRC = Path(nertune.__file__).resolve().parents[1]
-
-# Runs nertune's CLI under a launcher; every process also saves its final weights to compare the ranks.
-WORKER = textwrap.dedent('''
-    import sys
-    import torch
-    import nertune.train
-    from nertune.cli import main
-
-    class DumpingTrainer(nertune.train.NerTrainer):
-        def train(self, *args, **kwargs):
-            result = super().train(*args, **kwargs)
-            model = self.accelerator.unwrap_model(self.model)
-            torch.save({n: p.detach().cpu() for n, p in model.state_dict().items()},
-                       f"{sys.argv[1]}/rank{self.args.process_index}.pt")
-            return result
-
-    nertune.train.NerTrainer = DumpingTrainer
-    sys.exit(main(["train", *sys.argv[2:]]))
-''')
+from .helpers import REPO, ddp_launch, ddp_overrides, launch_module, log_history
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -143,68 +115,19 @@ def test_shipped_accelerate_configs_load():
 # Real launches: two CPU processes over gloo
 
 
-@pytest.fixture(scope="module")
-def setup(tiny_model_dir, tmp_path_factory):
-    """A no-dropout copy of the tiny BERT and a corpus whose eval splits do not fill the last batches."""
-    tmp = tmp_path_factory.mktemp("ddp")
-    model_dir = tmp / "tiny-no-dropout"
-    shutil.copytree(tiny_model_dir, model_dir)
-    config = json.loads((model_dir / "config.json").read_text())
-    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
-    (model_dir / "config.json").write_text(json.dumps(config))
-    corpus = {
-        "train": write_conll(tmp / "train.conll", make_sentences(96, seed=1)),
-        "validation": write_conll(tmp / "dev.conll", make_sentences(37, seed=2)),  # 37, 41: not multiples of
-        "test": write_conll(tmp / "test.conll", make_sentences(41, seed=3)),  # 2 processes x 8 per batch
-    }
-    (tmp / "worker.py").write_text(WORKER)
-    (tmp / "recipe.yaml").write_text("report_to: none\n")  # the command line sets the rest
-    return tmp, model_dir, corpus
-
-
-def _overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
-    return tiny_overrides(model_dir, corpus, output_dir, "num_train_epochs=2", "global_batch_size=16",
-                          "per_device_eval_batch_size=8", "logging_steps=2", "save_strategy=no", *extra)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _launch(launcher: list[str], script: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", *launcher, str(script), *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
-
-
-def _ddp_launch(tmp: Path, overrides: list[str]) -> subprocess.CompletedProcess:
-    launcher = ["accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate/multi-gpu.yaml"),
-                "--num_processes", "2", "--main_process_port", str(_free_port())]
-    result = _launch(launcher, tmp / "worker.py", str(tmp), str(tmp / "recipe.yaml"), *overrides)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
-    return result
-
-
-def _history(run_dir: Path) -> list[dict]:
-    return json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
-
-
-def test_two_processes_reproduce_one(setup):
+def test_two_processes_reproduce_one(ddp_setup):
     from transformers import AutoModelForTokenClassification
 
-    tmp, model_dir, corpus = setup
-    single = run_training(load_recipe(None, _overrides(model_dir, corpus, tmp / "one")))
-    _ddp_launch(tmp, _overrides(model_dir, corpus, tmp / "two"))
+    tmp, model_dir, corpus = ddp_setup
+    single = run_training(load_recipe(None, ddp_overrides(model_dir, corpus, tmp / "one")))
+    ddp_launch(tmp, ddp_overrides(model_dir, corpus, tmp / "two"))
     double = json.loads((tmp / "two" / "metrics.json").read_text())
 
     assert (single["world_size"], double["world_size"]) == (1, 2)
     assert (double["per_device_train_batch_size"], double["gradient_accumulation_steps"]) == (8, 1)
     assert single["global_batch_size"] == double["global_batch_size"] == 16
     # Logged losses: the token mean over the global batch, not N times it.
-    one, two = _history(tmp / "one"), _history(tmp / "two")
+    one, two = log_history(tmp / "one"), log_history(tmp / "two")
     for key in ("loss", "eval_loss", "eval_f1"):
         a, b = [h[key] for h in one if key in h], [h[key] for h in two if key in h]
         assert len(a) == len(b) > 0 and a == pytest.approx(b, rel=1e-4, abs=1e-6), key
@@ -224,12 +147,12 @@ def test_two_processes_reproduce_one(setup):
     assert max((saved[name] - reference[name]).abs().max().item() for name in saved) < 1e-4
 
 
-def test_lora_under_two_processes(setup):
+def test_lora_under_two_processes(ddp_setup):
     from nertune.evaluation import run_evaluation
 
-    tmp, model_dir, corpus = setup
+    tmp, model_dir, corpus = ddp_setup
     out = tmp / "lora-two"
-    _ddp_launch(tmp, _overrides(model_dir, corpus, out, "lora.enabled=true", "lora.r=4", "learning_rate=2e-2"))
+    ddp_launch(tmp, ddp_overrides(model_dir, corpus, out, "lora.enabled=true", "lora.r=4", "learning_rate=2e-2"))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["adapter_size_bytes"] > 0
     rank0, rank1 = torch.load(tmp / "rank0.pt"), torch.load(tmp / "rank1.pt")
@@ -238,10 +161,10 @@ def test_lora_under_two_processes(setup):
     assert run_evaluation(out)["f1"] == pytest.approx(metrics["test_f1"])  # the saved adapter is the trained one
 
 
-def test_accelerate_cpu_flag_running_one_process_is_refused(setup):
-    tmp, model_dir, corpus = setup
-    result = _launch(["accelerate.commands.launch", "--cpu", "--num_processes", "2"], REPO / "scripts" / "train.py",
-                     str(tmp / "recipe.yaml"), *_overrides(model_dir, corpus, tmp / "cpu-flag"))
+def test_accelerate_cpu_flag_running_one_process_is_refused(ddp_setup):
+    tmp, model_dir, corpus = ddp_setup
+    result = launch_module(["accelerate.commands.launch", "--cpu", "--num_processes", "2"], REPO / "scripts" / "train.py",
+                     str(tmp / "recipe.yaml"), *ddp_overrides(model_dir, corpus, tmp / "cpu-flag"))
     assert result.returncode != 0
     assert "asked for 2 processes" in result.stderr and "torchrun --nproc_per_node 2" in result.stderr
     assert not (tmp / "cpu-flag" / "checkpoints").exists()  # refused before any training

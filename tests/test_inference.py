@@ -12,8 +12,7 @@ from nertune.cli import main
 from nertune.predictor import NerPredictor
 from nertune.words import split_words
 
-LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-
+from .helpers import LABELS, random_head_model
 
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
@@ -22,20 +21,6 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def random_head_model(directory, tiny_model_dir, labels, seed=0):
-    """The tiny encoder with a random classifier head, scaled up so its argmax varies from word to word."""
-    from transformers import AutoModelForTokenClassification, AutoTokenizer
-
-    torch.manual_seed(seed)
-    model = AutoModelForTokenClassification.from_pretrained(
-        tiny_model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)})
-    torch.nn.init.normal_(model.classifier.weight, std=1.0)
-    model.save_pretrained(directory)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")

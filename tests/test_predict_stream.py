@@ -20,8 +20,7 @@ from nertune.data import DataError, InputRecord, iter_prediction_input
 from nertune.prediction import run_prediction
 from nertune.prediction_stream import JSONL_DOCUMENT_GAP, document_chunks, resume_point
 
-from .conftest import CITIES, ORGS, PERSONS
-from .test_inference import LABELS, random_head_model
+from .helpers import CITIES, LABELS, ORGS, PERSONS, random_head_model
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = Path(nertune.__file__).resolve().parents[1]
