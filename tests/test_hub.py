@@ -128,7 +128,7 @@ def test_resolve_model_reference_through_the_offline_cache(trained_model_dir, ti
         assert text in message, message
     with pytest.raises(ModelNotFoundError, match=f"no snapshot of revision {'c' * 40}"):
         resolve_model_reference("someone/tiny-ner@" + "c" * 40)
-    with pytest.raises(ModelNotFoundError, match="no such local path"):
+    with pytest.raises(ModelNotFoundError, match="model directory not found"):
         resolve_model_reference("./runs/missing")
 
 
