@@ -108,7 +108,9 @@ def load_model_for_training(model_path: str, labels: list[str], keep_head: bool)
     if is_adapter_dir(model_path):
         if not keep_head:
             raise ValueError(f"{model_path} is a LoRA adapter: continue it with label_mismatch=error or extend")
-        return load_adapter_model(model_path).merge_and_unload().train()
+        merged = load_adapter_model(model_path).merge_and_unload()
+        merged.requires_grad_(True)  # peft froze the base weights; merged, all of them train
+        return merged.train()
     if keep_head:
         return AutoModelForTokenClassification.from_pretrained(model_path)
     label2id = {label: i for i, label in enumerate(labels)}
