@@ -56,7 +56,7 @@ def test_predict_serve_and_evaluate_a_hub_id_from_the_offline_cache(trained_mode
             assert response.status_code == 200, response.text
             answers[name] = response.json()
     assert answers["hub"] == answers["dir"]
-    assert {(e["label"], e["text"]) for e in answers["hub"]["entities"]} == {("PER", "mary"), ("LOC", "paris")}
+    assert {(e["type"], e["text"]) for e in answers["hub"]["entities"]} == {("PER", "mary"), ("LOC", "paris")}
 
     done = nertune("evaluate", "someone/tiny-ner", env=env)
     assert done.returncode == 0, done.stderr
