@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from transformers import DataCollatorForTokenClassification, TrainingArguments
@@ -18,9 +18,7 @@ from .modeling import load_for_inference
 from .schemes import parse_tag
 from .trainer import NerTrainer
 
-if TYPE_CHECKING:
-    from .train import PreparedData
-
+# `data` below is `train.PreparedData` (train.py imports this module, so it is not imported back).
 logger = logging.getLogger(__name__)
 
 
@@ -46,7 +44,7 @@ def types_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], 
                           strict=strict)["f1"]
 
 
-def evaluate_starting_model(args: TrainingArguments, data: PreparedData, model_path: str) -> list[list[str]]:
+def evaluate_starting_model(args: TrainingArguments, data: Any, model_path: str) -> list[list[str]]:
     """The fine-tuned model training starts from, predicting the new test split (its own labels and head)."""
     model = load_for_inference(model_path)
     start_id2label = dict(enumerate(data.start_labels))
@@ -65,7 +63,7 @@ def evaluate_starting_model(args: TrainingArguments, data: PreparedData, model_p
     return predicted
 
 
-def continued_run_metrics(start: str, data: PreparedData, before: Sequence[Sequence[str]],
+def continued_run_metrics(start: str, data: Any, before: Sequence[Sequence[str]],
                           after: Sequence[Sequence[str]], strict: bool) -> dict[str, Any]:
     """`continued_from`, `old_types`, `new_types`, `test_per_type_before`, and F1 over the old types (and
     the new ones) on the test split, before and after training."""
