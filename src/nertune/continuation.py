@@ -54,6 +54,7 @@ def evaluate_starting_model(args: TrainingArguments, data: Any, model_path: str)
     quiet_args.report_to = []  # a prediction, not a run: no logging integrations
     trainer = NerTrainer(
         model=model, args=quiet_args, head=head_of(model), processing_class=data.tokenizer,
+        eval_dataset=features,  # unused, but the Trainer wants one whenever the run's eval_strategy is set
         data_collator=DataCollatorForTokenClassification(
             data.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
     )
