@@ -184,3 +184,48 @@ def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_co
     predicted = [[line.split("\t")[2] for line in block.splitlines()] for block in blocks]
     assert len(predicted) == 40 and all(is_valid_sequence(tags, "BIOES") for tags in predicted)
     assert metrics["test_f1"] > 0.5
+
+
+@pytest.mark.slow
+def test_kept_model_is_the_best_validation_checkpoint_and_curves_are_drawn(tiny_model_dir, synthetic_corpus,
+                                                                          tmp_path):
+    from nertune.evaluation import run_evaluation
+
+    out = tmp_path / "best"
+    metrics = run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, out, "num_train_epochs=4",
+                                       "learning_rate=2e-3", "save_total_limit=1"))
+    state = json.loads((out / "trainer_state.json").read_text())
+    eval_f1 = [h["eval_f1"] for h in state["log_history"] if "eval_f1" in h]
+    assert len(eval_f1) == 4 and state["best_metric"] == max(eval_f1)
+    # The model written to the run dir scores the best F1 on validation, wherever that epoch was.
+    assert metrics["validation_f1"] == pytest.approx(state["best_metric"])
+    assert run_evaluation(out, ["split=validation"])["f1"] == pytest.approx(state["best_metric"])
+    png = (out / "learning_curves.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 1000
+
+
+@pytest.mark.slow
+def test_early_stopping_stops_when_validation_f1_cannot_improve(tiny_model_dir, synthetic_corpus, tmp_path):
+    out = tmp_path / "early"
+    # Learning rate 0: validation F1 stays where the first epoch put it, so patience 1 ends the run at epoch 2.
+    run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, out, "learning_rate=0", "num_train_epochs=6",
+                             "early_stopping_patience=1"))
+    state = json.loads((out / "trainer_state.json").read_text())
+    assert state["epoch"] == 2.0 and state["num_train_epochs"] == 6
+
+
+@pytest.mark.slow
+def test_report_to_auto_logs_tensorboard_under_the_run_dir(tiny_model_dir, synthetic_corpus, tmp_path, caplog):
+    import importlib.util
+    import logging
+
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "tb"
+    run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, out, "report_to=auto", "max_steps=4",
+                             "logging_steps=1", "eval_strategy=no", "save_strategy=no"))
+    assert not (out / "checkpoints" / "runs").exists()  # not the Trainer's default place
+    if importlib.util.find_spec("tensorboard") is None:
+        assert "tensorboard is not installed" in caplog.text
+        assert not (out / "tensorboard").exists()
+    else:
+        assert list((out / "tensorboard").glob("events.out.tfevents.*"))

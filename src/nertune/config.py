@@ -57,6 +57,13 @@ class DataConfig:
     # Rename entity TYPES of the data before use, e.g. {PERSON: PER, MISC: O} (O drops the type to O);
     # on the command line `data.label_map=PERSON:PER,MISC:O`. Used by `nertune evaluate` (cross-dataset tables).
     label_map: dict[str, str] | None = None
+    # Rehearsal when continuing: replay_ratio x (train sentences) sampled (split_seed) from an earlier run's
+    # training file, added to the training split only.
+    replay_file: str | None = None
+    replay_ratio: float = 0.5
+    # Column names of a Hub (or local `datasets`) dataset; None: `tokens`, and the first of ner_tags/tags/labels.
+    tokens_field: str | None = None
+    tags_field: str | None = None
 
 
 @dataclass
@@ -146,7 +153,8 @@ class Recipe:
     strict_metrics: bool = False  # seqeval strict mode (IOB2/BIOES)
     dataloader_num_workers: int = 0
 
-    # Continuing from a fine-tuned model whose labels differ: "error" or "reset" the classifier head.
+    # Continuing from a fine-tuned model whose labels differ: "error", "reset" the classifier head, or "extend"
+    # it (new labels appended, the old labels' weights kept).
     label_mismatch: str = "error"
 
     # Hugging Face Hub: push the finished run (model, tokenizer, model card, metrics; no checkpoints).
@@ -164,7 +172,7 @@ _CHOICES = {
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "eval_strategy": ("epoch", "steps", "no"),
     "save_strategy": ("epoch", "steps", "no", "best"),
-    "label_mismatch": ("error", "reset"),
+    "label_mismatch": ("error", "reset", "extend"),
     "head": ("linear", "crf"),
 }
 

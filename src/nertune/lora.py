@@ -91,6 +91,13 @@ def _read_info(adapter_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def adapter_base_reference(adapter_dir: str | Path) -> str:
+    """The base model as the adapter's training recipe named it (e.g. `pkg://...`), for a continued run's info."""
+    from peft import PeftConfig
+
+    return _read_info(Path(adapter_dir)).get("base_model") or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+
+
 def base_model_path(adapter_dir: str | Path) -> str:
     """The base model: the recipe's reference when it resolves here, else the path peft recorded."""
     from peft import PeftConfig
@@ -112,8 +119,9 @@ def adapter_config(adapter_dir: str | Path) -> PretrainedConfig:
     return AutoConfig.from_pretrained(base_model_path(adapter_dir), id2label=id2label, label2id=info["label2id"])
 
 
-def load_adapter_model(adapter_dir: str | Path):
-    """A fresh base model with the adapter (and its trained head) on top, in eval mode."""
+def load_adapter_model(adapter_dir: str | Path, trainable: bool = False):
+    """A fresh base model with the adapter (and its trained head) on top: in eval mode, or with `trainable`
+    the adapter's matrices and head trainable (continuing a LoRA run), the base frozen."""
     from peft import PeftModel
     from transformers.utils import logging as hf_logging
 
@@ -127,6 +135,8 @@ def load_adapter_model(adapter_dir: str | Path):
                                                                ignore_mismatched_sizes=True)
     finally:
         hf_logging.set_verbosity(verbosity)
+    if trainable:
+        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=True)
     return PeftModel.from_pretrained(base, str(adapter_dir)).eval()
 
 

@@ -75,32 +75,47 @@ def trained_labels(config) -> list[str] | None:
 
 
 def reconcile_labels(new_labels: list[str], model_path: str, label_mismatch: str = "error") -> tuple[list[str], bool]:
-    """Decide the label list when continuing from `model_path`.
+    """Decide the label list when continuing from `model_path` (a model dir, a LoRA adapter dir or a Hub name).
 
     Returns (labels, keep_head). A fine-tuned model whose labels cover the data keeps its head and its
     label order (so its predictions stay meaningful); labels it never saw are an error unless
-    `label_mismatch="reset"`, which starts a fresh head.
+    `label_mismatch="reset"` (a fresh head) or `"extend"`: the model's labels in their order, the new ones
+    appended, the head kept (`Head.extend_labels` grows it).
     """
-    old = trained_labels(AutoConfig.from_pretrained(model_path))
+    old = trained_labels(load_model_config(model_path))
     if old is None:
         return new_labels, False
     unseen = [label for label in new_labels if label not in old]
     if not unseen:
         return old, True
+    if label_mismatch == "extend":
+        logger.info("%s: extending its %d labels with %s; the old labels keep their ids and weights",
+                    model_path, len(old), unseen)
+        return old + unseen, True
     if label_mismatch == "reset":
         logger.warning("%s: labels %s are new to this model; starting a fresh classifier head", model_path, unseen)
         return new_labels, False
     raise ModelError(
         f"{model_path} was fine-tuned with labels {old}, but the data has labels it does not know: {unseen}. "
-        "Set label_mismatch=reset to train a new classifier head from this encoder."
+        "Set label_mismatch=extend to add them to its head (the old labels' weights kept), or "
+        "label_mismatch=reset to train a new classifier head from this encoder."
     )
 
 
 def load_model_for_training(model_path: str, labels: list[str], keep_head: bool):
+    """A token-classification model to train: with `keep_head`, the checkpoint's own head and labels (a
+    prefix of `labels` under label_mismatch=extend, grown by the head afterwards); else a fresh head for
+    `labels`. A LoRA adapter dir is merged into its base first (`lora.enabled=false`: train in full)."""
+    if is_adapter_dir(model_path):
+        if not keep_head:
+            raise ModelError(f"{model_path} is a LoRA adapter: continue it with label_mismatch=error or extend")
+        merged = load_adapter_model(model_path).merge_and_unload()
+        merged.requires_grad_(True)  # peft froze the base weights; merged, all of them train
+        return merged.train()
+    if keep_head:
+        return AutoModelForTokenClassification.from_pretrained(model_path)
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
-    if keep_head:
-        return AutoModelForTokenClassification.from_pretrained(model_path, id2label=id2label, label2id=label2id)
     return AutoModelForTokenClassification.from_pretrained(
         model_path, num_labels=len(labels), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
     )

@@ -33,26 +33,47 @@ from .evaluation import (
     write_json,
 )
 from .hub import check_hub_access, push_run, write_model_card
-from .lora import adapter_size_bytes, apply_lora, merge_adapter, save_adapter_info, trainable_parameters
+from .continuation import continued_run_metrics, evaluate_starting_model
+from .lora import (adapter_base_reference, adapter_size_bytes, apply_lora, load_adapter_model, merge_adapter,
+                   save_adapter_info, trainable_parameters)
 from .heads import head_for_recipe
 from .modeling import (
     is_adapter_dir,
+    load_model_config,
     load_model_for_training,
     load_tokenizer,
     reconcile_labels,
     resolve_model_path,
     resolve_precision,
+    trained_labels,
 )
+from .report import plot_learning_curves
 from .schemes import build_label_list
 from .trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
 
 
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files, under the run dir
+
+
 def _report_to(setting: str) -> list[str] | str:
     if setting == "auto":
-        return ["tensorboard"] if importlib.util.find_spec("tensorboard") else "none"
+        if importlib.util.find_spec("tensorboard"):
+            return ["tensorboard"]
+        logger.info("report_to=auto: tensorboard is not installed, so training logs go to trainer_state.json "
+                    "and learning_curves.png only")
+        return "none"
     return "none" if setting == "none" else [s.strip() for s in setting.split(",")]
+
+
+def _without_tensorboard(report_to: list[str] | str) -> tuple[list[str] | str, bool]:
+    """(the integrations the Trainer sets up itself, whether to add TensorBoard): the Trainer's own
+    TensorBoard callback would log under checkpoints/runs/<date>; `build_trainer` adds one for the run dir."""
+    if isinstance(report_to, str):
+        return report_to, False
+    others = [name for name in report_to if name != "tensorboard"]
+    return (others or "none"), len(others) < len(report_to)
 
 
 def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArguments:
@@ -87,7 +108,7 @@ def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArgument
         metric_for_best_model="f1",
         greater_is_better=True,
         logging_steps=recipe.logging_steps,
-        report_to=_report_to(recipe.report_to),
+        report_to=_without_tensorboard(_report_to(recipe.report_to))[0],
         dataloader_num_workers=recipe.dataloader_num_workers,
         use_cpu=not torch.cuda.is_available(),
         # Token mean over all processes (NerTrainer.compute_loss): gradients and logged loss as on one process.
@@ -132,6 +153,7 @@ class PreparedData:
     train_features: Any
     eval_features: dict[str, Any]
     gold: dict[str, list[list[str]]]
+    start_labels: list[str] | None = None  # the labels of the fine-tuned model training continues from
 
 
 def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
@@ -139,6 +161,7 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     splits, source_scheme = load_splits(recipe.data)
     scheme = recipe.data.train_scheme
     labels = build_label_list(splits["train"]["ner_tags"], scheme)
+    start_labels = trained_labels(load_model_config(model_path))
     labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
@@ -155,14 +178,30 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
     gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
     return PreparedData(splits, source_scheme, scheme, labels, keep_head, label2id, id2label, tokenizer,
-                        train_features, eval_features, gold)
+                        train_features, eval_features, gold, start_labels)
 
 
 def build_model(recipe: Recipe, model_path: str, data: PreparedData):
-    """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled."""
+    """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled.
+
+    From a fine-tuned model: its head continues (grown by the head when label_mismatch=extend adds labels).
+    From a LoRA adapter dir: with lora.enabled the same adapter trains further; without, it is merged into
+    its base and the whole model trains.
+    """
+    head = head_for_recipe(recipe, data.scheme)
+    extending = data.keep_head and len(data.labels) > len(data.start_labels or [])
+    if is_adapter_dir(model_path) and recipe.lora.enabled:
+        if extending:
+            raise ModelError(f"{model_path} is a LoRA adapter: extending its labels needs lora.enabled=false "
+                             "(merge it, then train in full)")
+        model = load_adapter_model(model_path, trainable=True)
+        head.attach(model.get_base_model(), model_path)
+        return model
     model = load_model_for_training(model_path, data.labels, data.keep_head)
     # Continuing a fine-tuned model whose head is kept continues the head's own saved scores too.
-    head_for_recipe(recipe, data.scheme).attach(model, model_path if data.keep_head else None)
+    head.attach(model, model_path if data.keep_head else None)
+    if extending:
+        head.extend_labels(model, data.start_labels, data.labels)
     if recipe.lora.enabled:
         model = apply_lora(model, recipe.lora)
     return model
@@ -172,6 +211,12 @@ def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, m
                   model_init=None) -> NerTrainer:
     """The NerTrainer of `run_training` (validation F1 as metric); `model_init` instead of `model` for HPO."""
     callbacks = []
+    if _without_tensorboard(_report_to(recipe.report_to))[1]:
+        from transformers.integrations import TensorBoardCallback
+
+        tensorboard = TensorBoardCallback()
+        tensorboard.logging_dir = str(Path(recipe.output_dir) / TENSORBOARD_DIR)
+        callbacks.append(tensorboard)
     if recipe.early_stopping_patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
     head = head_for_recipe(recipe, data.scheme)
@@ -214,10 +259,7 @@ def setup_run(recipe: Recipe) -> RunSetup:
     args = build_training_arguments(recipe, precision)
     check_world_size(args.world_size)
     is_main = args.process_index == 0
-    model_path = resolve_model_path(recipe.model_name_or_path)
-    if is_adapter_dir(model_path):
-        raise ModelError(f"{recipe.model_name_or_path} is a LoRA adapter; start from its base model, or from the "
-                         "merged model dir (lora.merge=true)")
+    model_path = resolve_model_path(recipe.model_name_or_path)  # a LoRA adapter dir continues (build_model)
     resume = _resume_checkpoint(recipe)
     hub_api = check_hub_access(recipe.hub_model_id) if recipe.push_to_hub and is_main else None
     data = prepare_data(recipe, model_path)
@@ -240,6 +282,7 @@ def run_training(recipe: Recipe) -> dict:
     splits, source_scheme, scheme, labels = data.splits, data.source_scheme, data.scheme, data.labels
     id2label, train_features, eval_features, gold = data.id2label, data.train_features, data.eval_features, data.gold
 
+    before = evaluate_starting_model(args, data, model_path) if data.start_labels is not None else None
     set_seed(recipe.seed)  # here: setting up N processes may draw random numbers; the new head must not differ
     model = build_model(recipe, model_path, data)
     trainable, total = trainable_parameters(model)
@@ -259,7 +302,9 @@ def run_training(recipe: Recipe) -> dict:
     if is_main:
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
         if recipe.lora.enabled:
-            save_adapter_info(output_dir, recipe.model_name_or_path, id2label)
+            base = adapter_base_reference(model_path) if is_adapter_dir(model_path) else recipe.model_name_or_path
+            save_adapter_info(output_dir, base, id2label)
+        plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
 
     metrics: dict = {
         "source_scheme": source_scheme,
@@ -298,6 +343,9 @@ def run_training(recipe: Recipe) -> dict:
         metrics[f"n_{name}_words_predicted"] = sum(len(p) for p in predicted)
         if name == "test" and is_main:
             write_conll_predictions(output_dir / "test_predictions.conll", splits[name], gold[name], predicted)
+        if name == "test" and before is not None:
+            metrics.update(continued_run_metrics(recipe.model_name_or_path, data, before, predicted,
+                                                 recipe.strict_metrics))
 
     if is_main:
         if recipe.lora.enabled and recipe.lora.merge:

@@ -156,7 +156,9 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
     sources: dict[str, str] = {}
     if data_cfg.dataset_name:
         splits.update(load_hub_dataset(data_cfg.dataset_name, data_cfg.dataset_config,
-                                       data_cfg.dataset_revision, label_names=data_cfg.label_names))
+                                       data_cfg.dataset_revision, label_names=data_cfg.label_names,
+                                       tokens_column_name=getattr(data_cfg, "tokens_field", None),
+                                       tag_column_name=getattr(data_cfg, "tags_field", None)))
     elif not data_cfg.train_file:
         raise DataError("no training data: set data.dataset_name or data.train_file")
     for split in ("train", "validation", "test"):
@@ -194,10 +196,50 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
                 "detected on train" if data_cfg.tag_scheme == "auto" else "from data.tag_scheme", target)
     for name, ds in splits.items():
         splits[name] = _convert_split(ds, name, source, target, sources.get(name))
+    if getattr(data_cfg, "replay_file", None):
+        splits["train"] = mix_replay(splits["train"], data_cfg, base_dir, target)
 
     splits = datasets.DatasetDict(splits)
     validate_splits(splits)
     return check_labels(splits, data_cfg.unseen_label_policy, sources), source
+
+
+def mix_replay(train: datasets.Dataset, data_cfg: Any, base_dir: str | Path, target: str) -> datasets.Dataset:
+    """Rehearsal: `data.replay_ratio` x len(train) sentences sampled (seed `data.split_seed`) from
+    `data.replay_file` (an earlier run's training file, any supported format, its scheme detected on itself
+    when tag_scheme is auto; `data.label_map` applies) appended to the training split.
+
+    Replayed rows keep their file's line numbers; their sentence ids follow train's and their documents are
+    marked `replay:` so document context never joins a replayed sentence to a new one.
+    """
+    ratio = data_cfg.replay_ratio
+    key = "data.replay_file"
+    path = resolve_data_path(data_cfg.replay_file, base_dir, key)
+    replay = _read_configured_file(path, data_cfg, key)
+    wanted = round(ratio * len(train))
+    if not 0 < ratio or wanted < 1:
+        raise DataError(f"data.replay_ratio={ratio}: must give at least one sentence of {len(train)} train "
+                        "sentences (e.g. 0.5)")
+    if wanted > len(replay):
+        raise DataError(f"data.replay_ratio={ratio} asks for {wanted} sentences ({ratio} x {len(train)} train), "
+                        f"but {key} has {len(replay)}; at most {len(replay) / len(train):.3f}", path)
+    replay = rename_entity_types(replay, getattr(data_cfg, "label_map", None), "replay")
+    try:
+        source = (schemes.detect_scheme(replay["ner_tags"]) if data_cfg.tag_scheme == "auto"
+                  else schemes.normalize_scheme(data_cfg.tag_scheme))
+    except ValueError as err:
+        raise DataError(f"{key}: {err}", path) from None
+    available = len(replay)
+    rows = sorted(random.Random(data_cfg.split_seed).sample(range(available), wanted))
+    replay = _convert_split(replay.select(rows), "replay", source, target, str(path))
+    offset = max(train["sentence_id"], default=-1) + 1
+    replay = replay.map(lambda batch: {
+        "sentence_id": [offset + i for i in batch["sentence_id"]],
+        "document_id": [f"replay:{d}" if d else "" for d in batch["document_id"]],
+    }, batched=True, desc="replay rows")
+    logger.info("rehearsal: %d of %d sentences of %s (replay_ratio %s, seed %d) added to %d train sentences",
+                wanted, available, path, ratio, data_cfg.split_seed, len(train))
+    return datasets.concatenate_datasets([train, replay.cast(train.features)])
 
 
 def _convert_split(ds: datasets.Dataset, name: str, source: str, target: str,

@@ -11,7 +11,9 @@ A head sits on a plain HF token-classification model (whose `logits` it reads) a
   and the split-wide token-mean loss computed from it;
 - `row_outputs` / `decode_words`: per-sub-token outputs of a forward pass, and the per-word (label id,
   score) decoded from them once windows are merged to one output per word;
-- `param_groups`: extra optimizer parameter groups (its own learning rate).
+- `param_groups`: extra optimizer parameter groups (its own learning rate);
+- `extend_labels`: new labels appended to a fine-tuned model's, every old label's weights kept
+  (`label_mismatch=extend`).
 """
 
 from __future__ import annotations
@@ -21,10 +23,24 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
+from ..errors import ModelError
 from ..schemes import normalize_scheme
 
 if TYPE_CHECKING:
     from ..config import Recipe
+
+
+_CLASSIFIER_NAMES = ("classifier", "score")  # the output layer of HF token-classification models
+
+
+def classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
+    """The output layer of a token-classification model (`classifier`, or `score` for some architectures)."""
+    model = unwrap_model(model)
+    for name in _CLASSIFIER_NAMES:
+        layer = getattr(model, name, None)
+        if isinstance(layer, torch.nn.Linear):
+            return layer
+    raise ModelError(f"{type(model).__name__}: no linear output layer named {' or '.join(_CLASSIFIER_NAMES)}")
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
@@ -65,6 +81,34 @@ class Head:
         """Set the head up on a loaded token-classification model for training and mark config.json;
         `model_path`: a model dir whose saved head scores to continue from (None: a fresh head)."""
         model.config.nertune_head = self.name
+
+    def extend_labels(self, model: torch.nn.Module, old_labels: Sequence[str], new_labels: Sequence[str]) -> None:
+        """Grow an attached head from `old_labels` (the model's, in its order) to `new_labels` (`old_labels`
+        followed by the new ones): every old label keeps its id and its weights exactly; new rows start as
+        the model's initialiser would start a fresh head."""
+        old_labels, new_labels = list(old_labels), list(new_labels)
+        if new_labels[:len(old_labels)] != old_labels:
+            raise ModelError(f"extending labels {old_labels}: the new list {new_labels} must start with them")
+        layer = classifier_layer(model)
+        if layer.out_features != len(old_labels):
+            raise ModelError(f"the classifier has {layer.out_features} outputs, not one per label of {old_labels}")
+        grown = torch.nn.Linear(layer.in_features, len(new_labels), bias=layer.bias is not None,
+                                device=layer.weight.device, dtype=layer.weight.dtype)
+        std = getattr(model.config, "initializer_range", 0.02)
+        with torch.no_grad():
+            grown.weight.normal_(0.0, std)
+            grown.weight[:len(old_labels)] = layer.weight
+            if layer.bias is not None:
+                grown.bias.zero_()
+                grown.bias[:len(old_labels)] = layer.bias
+        inner = unwrap_model(model)
+        for name in _CLASSIFIER_NAMES:
+            if getattr(inner, name, None) is layer:
+                setattr(inner, name, grown)
+        config = model.config
+        config.id2label = dict(enumerate(new_labels))
+        config.label2id = {label: i for i, label in enumerate(new_labels)}
+        config.num_labels = len(new_labels)
 
     def load(self, model: torch.nn.Module, model_path: str) -> None:
         """Load the head's own weights (beyond the HF model's) from a trained model dir; an error when missing."""

@@ -237,6 +237,19 @@ with the CRF.
         super().attach(model)
         model.config.nertune_crf_scheme = crf.scheme
 
+    def extend_labels(self, model: torch.nn.Module, old_labels: Sequence[str], new_labels: Sequence[str]) -> None:
+        """The emission layer grows as the linear head's; the CRF's start/end/transition scores grow with
+        zeros for the new labels, every entry among old labels kept."""
+        super().extend_labels(model, old_labels, new_labels)
+        old = model_crf(model)
+        n = len(old_labels)
+        grown = LinearChainCRF(list(new_labels), old.scheme).to(old.transitions.device)
+        with torch.no_grad():
+            grown.start_transitions[:n] = old.start_transitions
+            grown.end_transitions[:n] = old.end_transitions
+            grown.transitions[:n, :n] = old.transitions
+        unwrap_model(model).crf = grown
+
     def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
         if self.learning_rate is None:
             return []
