@@ -174,6 +174,22 @@ def test_token_budget_recipe_key_is_checked(tiny_model_dir):
         load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "max_tokens_per_batch=200"])
 
 
+@pytest.mark.slow
+def test_token_budget_trains_through_the_trainer(tiny_model_dir, synthetic_corpus, tmp_path):
+    from nertune.train import setup_run
+
+    recipe = load_recipe(None, tiny_overrides(tiny_model_dir, synthetic_corpus, tmp_path / "run",
+                                              "max_tokens_per_batch=128", "num_train_epochs=4", "eval_strategy=no",
+                                              "save_strategy=no"))
+    metrics = run_training(recipe)
+    lengths = [len(ids) for ids in setup_run(recipe).data.train_features["input_ids"]]
+    steps_per_epoch = len(TokenBudgetBatchSampler(lengths, 128, seed=recipe.seed))
+    assert steps_per_epoch < len(lengths) / 8  # short sentences: many more than 8 per optimizer step
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 * steps_per_epoch
+    assert metrics["test_f1"] > 0.8
+
+
 def test_shipped_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 
