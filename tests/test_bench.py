@@ -18,13 +18,24 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
         f"data.test_file={synthetic_corpus['test']}", "learning_rate=5e-3", "num_train_epochs=4",
         "per_device_train_batch_size=16", "warmup_ratio=0", "max_length=32", "window_overlap=8",
         "precision=fp32", length,
-    ])
+    ], target_eval_steps=5)
     on_disk = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert on_disk == result
-    for key in ("train_speedup", "inference_speedup", "f1_project", "f1_baseline", "entities_identical", "mfu"):
+    for key in ("train_speedup", "inference_speedup", "f1_project", "f1_baseline", "entities_identical", "mfu",
+                "time_to_target_speedup", "target_f1", "f1_baseline_run_ner_defaults", "time_to_target_s_baseline",
+                "time_to_target_s_project", "target_reached_step"):
         assert key in result
     assert result["entities_identical"] is True
     assert result["f1_project"] > 0.8 and result["f1_baseline"] > 0.8  # both learn the learnable corpus
     assert 0 < result["mfu"] < 1
     assert result["train_tokens_per_second_project"] > 0 and result["train_tokens_per_second_baseline"] > 0
-    assert "training samples/s" in (tmp_path / "bench" / "bench.md").read_text()
+    # Time to target: the project stops at its first evaluation that reaches the run_ner.py baseline's F1.
+    timeline = result["target_timeline"]
+    assert timeline and all(point["f1"] < result["target_f1"] for point in timeline[:-1])
+    assert timeline[-1]["f1"] >= result["target_f1"] and timeline[-1]["step"] == result["target_reached_step"]
+    assert result["target_reached_step"] % result["target_eval_steps"] == 0
+    assert 0 < result["time_to_target_s_project"] == timeline[-1]["train_seconds"]
+    assert result["time_to_target_speedup"] == pytest.approx(
+        result["time_to_target_s_baseline"] / result["time_to_target_s_project"])
+    table = (tmp_path / "bench" / "bench.md").read_text()
+    assert "training samples/s" in table and f"validation F1 {result['target_f1']:.4f}" in table

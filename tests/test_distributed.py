@@ -19,6 +19,7 @@ from nertune.config import RecipeError, load_recipe
 from nertune.distributed import (
     LaunchError,
     LengthGroupedEpochSampler,
+    TokenBudgetBatchSampler,
     accelerate_launch_num_processes,
     batch_layout,
     check_world_size,
@@ -96,6 +97,69 @@ def test_length_grouped_order_depends_on_seed_and_epoch_only():
     assert list(sampler) != first
     sampler.set_epoch(0)
     assert list(sampler) == first == list(LengthGroupedEpochSampler(16, lengths, seed=42))
+
+
+def test_token_budget_batches_respect_the_budget_and_cover_every_sentence_once():
+    lengths = [(i * 37) % 120 + 3 for i in range(500)]
+    sampler = TokenBudgetBatchSampler(lengths, 512, seed=42)
+    per_epoch = []
+    for epoch in (0, 1):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        per_epoch.append(batches)
+        assert len(batches) == len(sampler)
+        assert sorted(i for batch in batches for i in batch) == list(range(500))
+        assert all(len(batch) * max(lengths[i] for i in batch) <= 512 for batch in batches)
+        assert max(lengths[i] for i in batches[0]) == max(lengths)  # the longest first: memory fails early
+        assert len({len(batch) for batch in batches}) > 5  # many short sentences per step, few long ones
+        assert min(len(batch) for batch in batches) >= 2  # the last batch is evened out, never a straggler
+    assert per_epoch[0] != per_epoch[1]  # a new order every epoch, from the seed and epoch only
+    sampler.set_epoch(0)
+    assert list(sampler) == per_epoch[0] == list(TokenBudgetBatchSampler(lengths, 512, seed=42))
+    with pytest.raises(LaunchError, match="max_tokens_per_batch=300 is too small.*at least 488"):
+        TokenBudgetBatchSampler(lengths, 300, seed=42, dp_size=2)
+
+
+@pytest.mark.parametrize("world_size, accumulation", [(2, 1), (2, 2)])
+def test_token_budget_steps_are_the_same_on_one_and_n_processes(world_size, accumulation):
+    lengths = [(i * 13) % 40 + 2 for i in range(301)]
+    one = TokenBudgetBatchSampler(lengths, 400, seed=7)
+    ranks = [TokenBudgetBatchSampler(lengths, 400, seed=7, dp_size=world_size, grad_accum=accumulation, rank=r)
+             for r in range(world_size)]
+    for sampler in (one, *ranks):
+        sampler.set_epoch(3)
+    yielded = [list(sampler) for sampler in ranks]
+    assert len({len(batches) for batches in yielded}) == 1 == len({len(s) for s in ranks})
+    steps = len(one)
+    assert len(yielded[0]) == steps * accumulation
+    for step, batch in enumerate(one):
+        micro_batches = [yielded[r][step * accumulation + a] for r in range(world_size) for a in range(accumulation)]
+        assert all(micro_batches)  # no process idles in a step
+        assert sorted(i for m in micro_batches for i in m) == sorted(batch)
+
+
+def test_token_budget_recipe_key_is_checked(tiny_model_dir):
+    recipe = load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "max_tokens_per_batch=1024"])
+    assert recipe.max_tokens_per_batch == 1024
+    assert load_recipe(None, [f"model_name_or_path={tiny_model_dir}"]).max_tokens_per_batch is None
+    with pytest.raises(RecipeError, match="'max_tokens_per_batch' must be at least 2 x max_length = 256, got 200"):
+        load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "max_tokens_per_batch=200"])
+
+
+@pytest.mark.slow
+def test_token_budget_trains_through_the_trainer(tiny_model_dir, synthetic_corpus, tmp_path):
+    from nertune.train import setup_run
+
+    recipe = load_recipe(None, tiny_overrides(tiny_model_dir, synthetic_corpus, tmp_path / "run",
+                                              "max_tokens_per_batch=128", "num_train_epochs=4", "eval_strategy=no",
+                                              "save_strategy=no"))
+    metrics = run_training(recipe)
+    lengths = [len(ids) for ids in setup_run(recipe).data.train_features["input_ids"]]
+    steps_per_epoch = len(TokenBudgetBatchSampler(lengths, 128, seed=recipe.seed))
+    assert steps_per_epoch < len(lengths) / 8  # short sentences: many more than 8 per optimizer step
+    state = json.loads((tmp_path / "run" / "trainer_state.json").read_text())
+    assert state["global_step"] == 4 * steps_per_epoch
+    assert metrics["test_f1"] > 0.8
 
 
 def test_shipped_accelerate_configs_load():

@@ -7,8 +7,10 @@ In one process and one run, on the same model, data, hyperparameters and seed:
 (b) inference sentences/s: `NerPredictor` vs `pipeline("token-classification", aggregation_strategy="first")`
     at its best batch size, with a check that both find identical entities;
 (c) test entity F1 of both trained models, so speed is never bought with accuracy;
-(d) model FLOPs utilisation of the project's training against a matmul peak measured in this run.
-Both trainings skip evaluation and checkpoints, so the timings compare the same work.
+(d) model FLOPs utilisation of the project's training against a matmul peak measured in this run;
+(e) time to target (`bench_train.py`): the baseline with run_ner.py's defaults sets a validation F1, the
+    project's recipe is timed until it first reaches it.
+Both trainings of (a) skip evaluation and checkpoints, so the timings compare the same work.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from .bench_train import run_ner_recipe, time_to_target
 from .config import Recipe, load_recipe
 from .data import load_splits
 from .metrics import entity_metrics
@@ -45,8 +48,11 @@ def measure_matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 20
     return 2 * size**3 * repeats / (time.perf_counter() - started)
 
 
-def train_baseline(recipe: Recipe, splits, labels: list[str], output_dir: Path) -> dict:
-    """The transformers-examples recipe, kept plain on purpose: this is what we are measured against."""
+def train_baseline(recipe: Recipe, splits, labels: list[str], output_dir: Path,
+                   score_splits: tuple[str, ...] = ("test",)) -> dict:
+    """The transformers-examples recipe, kept plain on purpose: this is what we are measured against.
+
+    Returns samples/s, tokens/s, the training runtime and `<split>_f1` for each of `score_splits`."""
     from datasets import Dataset
     from transformers import (AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer,
                               TrainingArguments, set_seed)
@@ -68,7 +74,7 @@ def train_baseline(recipe: Recipe, splits, labels: list[str], output_dir: Path) 
         enc["labels"] = all_labels
         return Dataset.from_dict(dict(enc))
 
-    train, test = tokenize_and_align(splits["train"]), tokenize_and_align(splits["test"])
+    train = tokenize_and_align(splits["train"])
     model = AutoModelForTokenClassification.from_pretrained(
         model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id)
     args = TrainingArguments(
@@ -82,20 +88,22 @@ def train_baseline(recipe: Recipe, splits, labels: list[str], output_dir: Path) 
     trainer = Trainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                       data_collator=DataCollatorForTokenClassification(tokenizer))
     result = trainer.train()
-    output = trainer.predict(test)
-    predicted = []
-    for i, tags in enumerate(splits["test"]["ner_tags"]):
-        ids = output.predictions[i].argmax(-1)
-        words = ["O"] * len(tags)  # words cut off by truncation stay O: run_ner.py never scores them
-        first_positions = [p for p, label in enumerate(output.label_ids[i]) if label != -100]
-        for word, position in enumerate(first_positions):  # the k-th labelled sub-token starts word k
-            words[word] = labels[int(ids[position])]
-        predicted.append(words)
-    scores = entity_metrics(splits["test"]["ner_tags"], predicted)
     mean_tokens = sum(len(ids) for ids in train["input_ids"]) / len(train)
-    return {"train_samples_per_second": result.metrics["train_samples_per_second"],
-            "train_tokens_per_second": mean_tokens * result.metrics["train_samples_per_second"],
-            "train_runtime_s": result.metrics["train_runtime"], "test_f1": scores["f1"]}
+    metrics = {"train_samples_per_second": result.metrics["train_samples_per_second"],
+               "train_tokens_per_second": mean_tokens * result.metrics["train_samples_per_second"],
+               "train_runtime_s": result.metrics["train_runtime"]}
+    for name in score_splits:
+        output = trainer.predict(tokenize_and_align(splits[name]))
+        predicted = []
+        for i, tags in enumerate(splits[name]["ner_tags"]):
+            ids = output.predictions[i].argmax(-1)
+            words = ["O"] * len(tags)  # words cut off by truncation stay O: run_ner.py never scores them
+            first_positions = [p for p, label in enumerate(output.label_ids[i]) if label != -100]
+            for word, position in enumerate(first_positions):  # the k-th labelled sub-token starts word k
+                words[word] = labels[int(ids[position])]
+            predicted.append(words)
+        metrics[f"{name}_f1"] = entity_metrics(splits[name]["ner_tags"], predicted)["f1"]
+    return metrics
 
 
 def train_project(recipe: Recipe) -> dict:
@@ -168,7 +176,11 @@ def bench_inference(model_dir: str, sentences: list[list[str]], gold: list[list[
     return result
 
 
-def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> dict:
+def run_bench(recipe_path: str | None, overrides: list[str] | None = None, target_eval_steps: int = 20) -> dict:
+    """Run every comparison of the module docstring; write bench.json and bench.md, print the table.
+
+    `target_eval_steps`: optimizer steps between the project's validation evaluations while timing it to
+    the baseline's F1 (the time to target is exact up to that many steps)."""
     recipe = load_recipe(recipe_path or "recipes/quickstart.yaml",
                          ["output_dir=runs/bench", "eval_strategy=no", "save_strategy=no", "report_to=none",
                           "load_best_model_at_end=false", *(overrides or [])])
@@ -183,6 +195,10 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> di
     labels = build_label_list(splits["train"]["ner_tags"], recipe.data.train_scheme)
     baseline = train_baseline(recipe, splits, labels, out / "baseline")
     project = train_project(dataclasses.replace(recipe, output_dir=str(out / "project")))
+    run_ner = train_baseline(run_ner_recipe(recipe), splits, labels, out / "baseline-run-ner-defaults",
+                             score_splits=("validation", "test"))
+    to_target = time_to_target(dataclasses.replace(recipe, output_dir=str(out / "project-to-target")),
+                               run_ner["validation_f1"], target_eval_steps)
     inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]), list(splits["test"]["ner_tags"]))
 
     from transformers import AutoConfig
@@ -207,6 +223,16 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None) -> di
         "entities_identical": inference["entities_identical"],
         "sentences_with_different_entities": inference["sentences_with_different_entities"],
         "f1_project": project["test_f1"], "f1_baseline": baseline["test_f1"],
+        # Time to target: training seconds only (evaluation excluded on both sides).
+        "target_f1": run_ner["validation_f1"],
+        "f1_baseline_run_ner_defaults": run_ner["test_f1"],
+        "time_to_target_s_baseline": run_ner["train_runtime_s"],
+        "time_to_target_s_project": to_target["seconds"],
+        "target_reached_step": to_target["step"],
+        "target_eval_steps": target_eval_steps,
+        "time_to_target_speedup": (run_ner["train_runtime_s"] / to_target["seconds"]
+                                   if to_target["seconds"] else None),
+        "target_timeline": to_target["timeline"],
         **{key: inference[key] for key in ("int8_sentences_per_second", "int8_f1_change") if key in inference},
         "matmul_peak_flops": peak,
         "mfu": 6 * dense_params * tokens_per_second / peak,
@@ -228,6 +254,7 @@ def markdown_table(r: dict) -> str:
         f"{r['inference_sentences_per_second_pipeline']:.1f} (pipeline) | {r['inference_speedup']:.2f}x |",
         f"| test entity F1 | {r['f1_project']:.4f} | {r['f1_baseline']:.4f} | "
         f"{r['f1_project'] - r['f1_baseline']:+.4f} |",
+        _time_to_target_row(r),
         f"| identical entities (project vs pipeline, same words) | {r['entities_identical']} | | |",
         *([f"| int8 inference sentences/s (CPU option) | {r['int8_sentences_per_second']:.1f} | | "
            f"{r['int8_sentences_per_second'] / r['inference_sentences_per_second_pipeline']:.2f}x, "
@@ -235,3 +262,12 @@ def markdown_table(r: dict) -> str:
         f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
         "",
     ])
+
+
+def _time_to_target_row(r: dict) -> str:
+    label = (f"| training s to validation F1 {r['target_f1']:.4f} (baseline: run_ner.py defaults, its final F1; "
+             "evaluation excluded)")
+    if r["time_to_target_s_project"] is None:
+        return f"{label} | not reached | {r['time_to_target_s_baseline']:.1f} | - |"
+    return (f"{label} | {r['time_to_target_s_project']:.1f} (step {r['target_reached_step']}) | "
+            f"{r['time_to_target_s_baseline']:.1f} | {r['time_to_target_speedup']:.2f}x |")

@@ -138,6 +138,9 @@ class Recipe:
     seed: int = 42
     precision: str = "auto"  # auto | fp32 | bf16 | fp16
     group_by_length: bool = True
+    # Padded sub-tokens per optimizer step over all processes: similar-length sentences, many short ones per
+    # step (replaces the sentence count of global_batch_size for training). None: off.
+    max_tokens_per_batch: int | None = None
 
     # Evaluation, checkpoints, logging.
     eval_strategy: str = "epoch"  # epoch | steps | no
@@ -387,6 +390,9 @@ def _check_ranges(recipe: Recipe) -> None:
                 "gradient_accumulation_steps": recipe.gradient_accumulation_steps, "lora.r": recipe.lora.r}
     if recipe.global_batch_size is not None:
         positive["global_batch_size"] = recipe.global_batch_size
+    if recipe.max_tokens_per_batch is not None and recipe.max_tokens_per_batch < 2 * recipe.max_length:
+        raise RecipeError(f"recipe key 'max_tokens_per_batch' must be at least 2 x max_length = "
+                          f"{2 * recipe.max_length}, got {recipe.max_tokens_per_batch}")
     for key, value in positive.items():
         if value < 1:
             raise RecipeError(f"recipe key {key!r} must be at least 1, got {value}")

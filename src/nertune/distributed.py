@@ -3,7 +3,9 @@
 - `check_world_size`: refuse to run one process when the launcher was asked for several
   (`accelerate launch --cpu --num_processes 2` silently starts ONE process and tells it nothing);
 - `batch_layout`: a recipe's `global_batch_size` becomes per-device batch x accumulation x world size;
-- `LengthGroupedEpochSampler`: length-grouped shuffling whose order does not depend on the world size.
+- `LengthGroupedEpochSampler`: length-grouped shuffling whose order does not depend on the world size;
+- `TokenBudgetBatchSampler`: optimizer steps of similar-length sentences under a padded-token budget, the same
+  steps on any world size.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from pathlib import Path
 
 import torch
-from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 
 from .errors import NertuneError
 
@@ -138,3 +140,74 @@ class LengthGroupedEpochSampler(LengthGroupedSampler):
     def __iter__(self):
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
+def pack_token_budget(lengths: list[int], max_tokens: int, generator: torch.Generator) -> list[list[int]]:
+    """Global batches (lists of indices) of similar lengths whose padded size (count x longest) <= max_tokens.
+
+    Sentences are sorted by length (ties broken by `generator`) and packed greedily, so short sentences share
+    a batch many at a time. A last batch smaller than the one before it is evened out with it (both stay
+    under the budget), so no step is left with a sentence or two.
+    """
+    tie_break = torch.randperm(len(lengths), generator=generator).tolist()
+    order = sorted(range(len(lengths)), key=lambda i: (-lengths[i], tie_break[i]))
+    batches: list[list[int]] = []
+    for index in order:
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_tokens:
+            batches[-1].append(index)
+        else:
+            batches.append([index])
+    if len(batches) > 1 and len(batches[-1]) < len(batches[-2]):
+        merged = batches[-2] + batches[-1]
+        half = (len(merged) + 1) // 2  # the longer half keeps at most the sentences its batch had
+        batches[-2:] = [merged[:half], merged[half:]]
+    return batches
+
+
+class TokenBudgetBatchSampler(BatchRebalanceSampler):
+    """Optimizer steps of at most `max_tokens` padded tokens; the steps depend on the seed and epoch only.
+
+    Each epoch packs the sentences into global batches (`pack_token_budget`), shuffles their order (the
+    batch holding the longest sentence first, so memory fails on the first step if it fails at all), and
+    splits every global batch into `world_size x gradient_accumulation` micro-batches by dealing its
+    length-sorted sentences round-robin. Process `rank` yields its `grad_accum` micro-batches of each step,
+    so the optimizer sees the same sentences on 1 or N processes. A `BatchRebalanceSampler` subclass: the
+    Trainer passes it as the loader's `batch_sampler` and leaves it unsharded.
+    """
+
+    def __init__(self, lengths: list[int], max_tokens: int, seed: int, dp_size: int = 1, grad_accum: int = 1,
+                 rank: int = 0):
+        groups = dp_size * grad_accum
+        longest = max(lengths)
+        # Every global batch, the evened-out last one included, then holds at least one sentence per group.
+        if max_tokens < 2 * groups * longest:
+            raise LaunchError(
+                f"max_tokens_per_batch={max_tokens} is too small for {dp_size} process(es) x {grad_accum} "
+                f"accumulation step(s) with windows of up to {longest} sub-tokens: it must be at least "
+                f"{2 * groups * longest} (2 x processes x accumulation x longest window)")
+        self.lengths = list(lengths)
+        self.max_tokens = max_tokens
+        self.seed = seed
+        self.dp_size, self.grad_accum, self.rank = dp_size, grad_accum, rank
+        self.epoch = 0
+        # The number of batches depends on the sorted lengths only, not on how ties are broken.
+        self.num_global_batches = len(pack_token_budget(self.lengths, max_tokens, torch.Generator().manual_seed(0)))
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's optimizer steps, in order, each a list of sentence indices (the same on every rank)."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        batches = pack_token_budget(self.lengths, self.max_tokens, generator)
+        order = torch.randperm(len(batches), generator=generator).tolist()
+        first = order.index(0)  # batch 0 holds the longest sentence
+        order[0], order[first] = order[first], order[0]
+        return [batches[i] for i in order]
+
+    def __iter__(self):
+        groups = self.dp_size * self.grad_accum
+        for batch in self.global_batches():
+            # Group k is micro-batch slot k // dp_size of rank k % dp_size.
+            for slot in range(self.grad_accum):
+                yield batch[slot * self.dp_size + self.rank::groups]
+
+    def __len__(self) -> int:
+        return self.num_global_batches * self.grad_accum

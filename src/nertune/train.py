@@ -235,6 +235,7 @@ def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, m
                                              head, lambda: trainer.model),  # model_init builds it later
         callbacks=callbacks,
         head=head,
+        max_tokens_per_batch=recipe.max_tokens_per_batch,
     )
     return trainer
 

@@ -8,7 +8,7 @@ import torch
 from transformers import Trainer
 
 from .align import IGNORE_INDEX
-from .distributed import LengthGroupedEpochSampler
+from .distributed import LengthGroupedEpochSampler, TokenBudgetBatchSampler
 from .heads import Head, head_of
 
 
@@ -25,6 +25,8 @@ class NerTrainer(Trainer):
       restores the order and drops the rows it repeated to even out the last batch.
     - Training batches are length-grouped by the global batch with a seed-and-epoch order
       (`LengthGroupedEpochSampler`), so every optimizer step sees the same sentences on 1 or N processes.
+      With `max_tokens_per_batch`, an optimizer step is instead a padded-token budget of similar-length
+      sentences (`TokenBudgetBatchSampler`, same guarantee).
     - The training loss is the token mean over the whole optimizer step (all micro-batches, all
       processes). HF token-classification models take `num_items_in_batch` but ignore it and return
       their batch mean, which the Trainer then multiplies by the world size and does not divide by the
@@ -33,8 +35,10 @@ class NerTrainer(Trainer):
       `compute_metrics` as `token_loss`).
     """
 
-    def __init__(self, *args: Any, head: Head | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, head: Head | None = None, max_tokens_per_batch: int | None = None,
+                 **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.max_tokens_per_batch = max_tokens_per_batch
         self.head = head if head is not None else head_of(self.model)
         if self.preprocess_logits_for_metrics is None:
             self.preprocess_logits_for_metrics = self.head.preprocess_logits_for_metrics
@@ -46,9 +50,14 @@ class NerTrainer(Trainer):
     def _get_train_sampler(self, train_dataset=None):
         dataset = self.train_dataset if train_dataset is None else train_dataset
         # (The Trainer has already dropped our `length` column here: it is not a model input.)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        if self.max_tokens_per_batch is not None:
+            return TokenBudgetBatchSampler(
+                [len(ids) for ids in dataset["input_ids"]], self.max_tokens_per_batch, seed,
+                dp_size=self.args.world_size, grad_accum=self.args.gradient_accumulation_steps,
+                rank=self.args.process_index)
         if self.args.train_sampling_strategy == "group_by_length" and "input_ids" in getattr(dataset, "column_names", ()):
             global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
-            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
             return LengthGroupedEpochSampler(global_batch, [len(ids) for ids in dataset["input_ids"]], seed)
         return super()._get_train_sampler(train_dataset)
 
