@@ -23,8 +23,9 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     assert on_disk == result
     for key in ("train_speedup", "inference_speedup", "f1_project", "f1_baseline", "entities_identical", "mfu",
                 "time_to_target_speedup", "target_f1", "f1_baseline_run_ner_defaults", "time_to_target_s_baseline",
-                "time_to_target_s_project", "target_reached_step"):
+                "time_to_target_s_project", "target_reached_step", "serving_efficiency", "serving_latency_p50_ms"):
         assert key in result
+    assert result["serving_errors"] == 0 and result["serving_efficiency"] > 0
     assert result["entities_identical"] is True
     assert result["f1_project"] > 0.8 and result["f1_baseline"] > 0.8  # both learn the learnable corpus
     assert 0 < result["mfu"] < 1

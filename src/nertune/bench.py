@@ -200,6 +200,10 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None, targe
     to_target = time_to_target(dataclasses.replace(recipe, output_dir=str(out / "project-to-target")),
                                run_ner["validation_f1"], target_eval_steps)
     inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]), list(splits["test"]["ner_tags"]))
+    # 32 clients, one sentence per request, against the same predictor's offline batches.
+    from .serve_bench import bench_serving  # the `serve` extra
+
+    serving = bench_serving(str(out / "project"), [" ".join(tokens) for tokens in splits["test"]["tokens"]])
 
     from transformers import AutoConfig
 
@@ -234,6 +238,13 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None, targe
                                    if to_target["seconds"] else None),
         "target_timeline": to_target["timeline"],
         **{key: inference[key] for key in ("int8_sentences_per_second", "int8_f1_change") if key in inference},
+        "serving_efficiency": serving["serving_efficiency"],
+        "serving_sentences_per_second": serving["serving_sentences_per_second"],
+        "serving_offline_sentences_per_second": serving["offline_sentences_per_second"],
+        "serving_latency_p50_ms": serving["latency_p50_ms"],
+        "serving_latency_p95_ms": serving["latency_p95_ms"],
+        "serving_single_client_latency_ms": serving["single_client_latency_ms"],
+        "serving_errors": serving["errors"],
         "matmul_peak_flops": peak,
         "mfu": 6 * dense_params * tokens_per_second / peak,
     }
@@ -259,6 +270,9 @@ def markdown_table(r: dict) -> str:
         *([f"| int8 inference sentences/s (CPU option) | {r['int8_sentences_per_second']:.1f} | | "
            f"{r['int8_sentences_per_second'] / r['inference_sentences_per_second_pipeline']:.2f}x, "
            f"F1 {r['int8_f1_change']:+.4f} |"] if "int8_f1_change" in r else []),
+        *([f"| serving, 32 single-sentence clients (sentences/s) | {r['serving_sentences_per_second']:.1f} | "
+           f"{r['serving_offline_sentences_per_second']:.1f} (offline batches) | {r['serving_efficiency']:.2f}x, "
+           f"p50 {r['serving_latency_p50_ms']:.0f} ms, {r['serving_errors']} errors |"] if "serving_efficiency" in r else []),
         f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
         "",
     ])
