@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import random
 import socket
 import subprocess
@@ -245,3 +246,21 @@ def random_head_model(directory, tiny_model_dir, labels, seed=0):
     model.save_pretrained(directory)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)
     return directory
+
+
+def cache_snapshot(cache: Path, repo_id: str, commit: str, source: Path, ref: str | None = "main") -> Path:
+    """`source` as huggingface_hub lays out a downloaded snapshot: blobs, relative links to them, refs/<ref>."""
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    snapshot = repo / "snapshots" / commit
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    for file in sorted(source.rglob("*")):
+        if file.is_file() and "checkpoints" not in file.parts:
+            rel = file.relative_to(source)
+            blob = repo / "blobs" / f"{commit[:8]}-{rel.as_posix().replace('/', '-')}"
+            shutil.copy(file, blob)
+            (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
+            (snapshot / rel).symlink_to(os.path.relpath(blob, (snapshot / rel).parent))
+    if ref:
+        (repo / "refs").mkdir(exist_ok=True)
+        (repo / "refs" / ref).write_text(commit)
+    return snapshot

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from nertune.train import build_model, prepare_data, run_training
 
-from .conftest import make_sentences, tiny_recipe, write_conll
+from .helpers import make_sentences, tiny_recipe, write_conll
 
 pytestmark = pytest.mark.slow
 

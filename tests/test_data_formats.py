@@ -43,8 +43,8 @@ def test_txt_and_unknown_extensions_follow_one_rule_for_training_and_predict(tmp
     assert fmt == predict and (lines is not None) == (predict == "conll")
     if training == "text":
         # Training refuses what predict reads as plain text, saying how the file was read.
-        with pytest.raises(DataError, match=rf"data\.train_file: read as plain text from its content: line 1 "
-                                            rf".* does not end in a tag column.*data\.format=conll"):
+        with pytest.raises(DataError, match=r"data\.train_file: read as plain text from its content: line 1 "
+                                            r".* does not end in a tag column.*data\.format=conll"):
             data.read_split_file(path, key="data.train_file")
         assert [r.text for r in records] == content.splitlines()
     else:

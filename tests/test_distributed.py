@@ -9,12 +9,10 @@ so losses, F1 and weights must agree to ~1e-5.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
-import nertune
 from nertune.config import RecipeError, load_recipe
 from nertune.distributed import (
     LaunchError,
@@ -26,7 +24,7 @@ from nertune.distributed import (
 )
 from nertune.train import run_training
 
-from .helpers import REPO, ddp_launch, ddp_overrides, launch_module, log_history
+from .helpers import REPO, ddp_launch, ddp_overrides, launch_module, log_history, tiny_overrides
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -4,12 +4,10 @@ writes it; pushing tested at the network boundary (HfApi's HTTP-calling methods)
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,7 +16,7 @@ from huggingface_hub import HfApi, ModelCard
 from nertune.hub import HubError, ModelNotFoundError, check_hub_access, push_run, resolve_model_reference
 from nertune.modelcard import base_model_hub_id, render_model_card
 
-from .helpers import tiny_recipe
+from .helpers import cache_snapshot, tiny_recipe
 
 
 def card_metadata(card: str) -> dict:
@@ -83,24 +81,6 @@ def test_base_model_hub_ids():
         "google-bert/bert-base-cased"
     assert base_model_hub_id("/data/models/bert") is None and base_model_hub_id("./bert") is None
     assert base_model_hub_id("pkg://no_such_package_here/model") is None
-
-
-def cache_snapshot(cache: Path, repo_id: str, commit: str, source: Path, ref: str | None = "main") -> Path:
-    """`source` as huggingface_hub lays out a downloaded snapshot: blobs, relative links to them, refs/<ref>."""
-    repo = cache / f"models--{repo_id.replace('/', '--')}"
-    snapshot = repo / "snapshots" / commit
-    (repo / "blobs").mkdir(parents=True, exist_ok=True)
-    for file in sorted(source.rglob("*")):
-        if file.is_file() and "checkpoints" not in file.parts:
-            rel = file.relative_to(source)
-            blob = repo / "blobs" / f"{commit[:8]}-{rel.as_posix().replace('/', '-')}"
-            shutil.copy(file, blob)
-            (snapshot / rel).parent.mkdir(parents=True, exist_ok=True)
-            (snapshot / rel).symlink_to(os.path.relpath(blob, (snapshot / rel).parent))
-    if ref:
-        (repo / "refs").mkdir(exist_ok=True)
-        (repo / "refs" / ref).write_text(commit)
-    return snapshot
 
 
 def test_resolve_model_reference_through_the_offline_cache(trained_model_dir, tiny_model_dir, tmp_path,

@@ -16,8 +16,7 @@ import pytest
 from nertune.config import load_recipe
 from nertune.data import DataError, load_splits
 
-from .conftest import running_server
-from .test_hub import cache_snapshot
+from .helpers import cache_snapshot, running_server
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
