@@ -112,3 +112,13 @@ def test_the_recipe_offers_exactly_the_registered_heads():
     for name in HEADS:
         assert load_recipe(None, ["model_name_or_path=x", f"head={name}"]).head == name
         assert get_head(name).name == name
+
+
+def test_tests_share_one_helper_module():
+    """Tests import helpers from tests/helpers.py only: never from conftest.py or from another test module."""
+    offenders = []
+    for path in sorted((PACKAGE.parents[1] / "tests").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level and (node.module or "").split(".")[0] not in ("helpers",):
+                offenders.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
+    assert offenders == []
