@@ -1,8 +1,9 @@
 """A run directory, read once: what `nertune train` wrote and what evaluating, predicting and serving need.
 
 A run dir is a full model dir (`config.json`, weights) or a LoRA adapter dir (`adapter_config.json`,
-`nertune_adapter.json`), with its tokenizer and the resolved recipe (`recipe.yaml`; `config.yaml` in run
-dirs of older versions). Any HF token-classification checkpoint loads too: without a recipe, windows take
+`nertune_adapter.json`) or an ONNX export (`nertune export`: `config.json` and `model.onnx`, run by ONNX
+Runtime), with its tokenizer and the resolved recipe (`recipe.yaml`; `config.yaml` in run dirs of older
+versions). Any HF token-classification checkpoint loads too: without a recipe, windows take
 the recipe defaults and the scheme follows from the labels.
 """
 
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Recipe, RecipeError, load_recipe
+from .backends import ONNX_FILE
 from .heads import head_of
 from .hub import resolve_model_reference
 from .modeling import load_for_inference, load_model_config, load_tokenizer, trained_labels
@@ -49,6 +51,7 @@ class RunDir:
     max_length: int
     window_overlap: int
     context_size: int
+    is_onnx: bool = False  # an ONNX export: `model.onnx` holds the weights (`backends.OnnxBackend`)
 
     @property
     def labels(self) -> list[str]:
@@ -91,15 +94,22 @@ class RunDir:
         return cls(path=path, recipe_file=recipe_file, recipe=recipe, id2label=dict(enumerate(labels)),
                    scheme=scheme, head_name=head_of(config).name, is_adapter=adapter,
                    max_length=sizes.max_length, window_overlap=sizes.window_overlap,
-                   context_size=sizes.context_size)
+                   context_size=sizes.context_size, is_onnx=(path / ONNX_FILE).is_file())
 
     def recipe_with(self, overrides: Sequence[str] = ()) -> Recipe:
         """The saved recipe (defaults without one) for this model dir, with `key=value` overrides applied;
         raises `RecipeError` for a saved recipe that is not valid."""
         return load_recipe(self.recipe_file, [f"model_name_or_path={self.path}", *overrides])
 
+    def load_config(self):
+        """config.json (labels, head); for a LoRA adapter dir, the base model's config with the adapter's labels."""
+        return load_model_config(str(self.path))
+
     def load_model(self):
         """The model with its head, in eval mode (a LoRA adapter dir: on a fresh base model, not merged)."""
+        if self.is_onnx:
+            raise ValueError(f"{self.path} is an ONNX export ({ONNX_FILE}): it has no PyTorch weights; "
+                             "predict and serve run it with ONNX Runtime")
         return load_for_inference(str(self.path))
 
     def load_tokenizer(self):
