@@ -13,17 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from .heads import head_of
 from .modeling import cpu_supports_bf16, resolve_precision
+from .rundir import ONNX_FILE, RunDir
 
-if TYPE_CHECKING:
-    from .rundir import RunDir
-
-ONNX_FILE = "model.onnx"
 HEAD_WEIGHTS_DIR = "head_weights"  # holds a model.safetensors with the head's own tensors only
 ONNX_EXTRA_HINT = "pip install 'nertune[onnx]'"
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")

@@ -26,12 +26,12 @@ from typing import Any
 import torch
 
 from .align import encode_examples
-from .backends import HEAD_WEIGHTS_DIR, ONNX_EXTRA_HINT, ONNX_FILE, OnnxBackend, TorchBackend, padded_batches
+from .backends import HEAD_WEIGHTS_DIR, ONNX_EXTRA_HINT, OnnxBackend, TorchBackend, padded_batches
 from .data import DataError, load_split
 from .heads import head_of
 from .paths import RECIPE_FILE
 from .predictor import NerPredictor
-from .rundir import RunDir
+from .rundir import ONNX_FILE, RunDir
 from .schemes import tags_to_spans
 
 logger = logging.getLogger(__name__)

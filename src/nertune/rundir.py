@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Recipe, RecipeError, load_recipe
-from .backends import ONNX_FILE
 from .heads import head_of
 from .hub import resolve_model_reference
 from .modeling import load_for_inference, load_model_config, load_tokenizer, trained_labels
@@ -23,6 +22,8 @@ from .paths import is_adapter_dir, recipe_path
 from .schemes import normalize_scheme, parse_tag
 
 logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"  # the weights of an ONNX export (`nertune export`), run by `backends.OnnxBackend`
 
 
 def scheme_from_labels(labels: Sequence[str]) -> str:
