@@ -25,7 +25,7 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
                 "inference_speedup_int8", "inference_best_option", "inference_best_speedup"):
         assert key in result
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # the `onnx` extra
-        assert result["f1_onnx"] == pytest.approx(result["f1_fp32"], abs=0.005)
+        assert result["f1_onnx"] == pytest.approx(result["f1_pytorch"], abs=0.005)
         assert result["inference_speedup_onnx"] > 0 and 0 <= result["f1_onnx_int8"] <= 1
     assert result["entities_identical"] is True
     assert result["f1_project"] > 0.8 and result["f1_baseline"] > 0.8  # both learn the learnable corpus
@@ -37,7 +37,7 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
 def test_best_inference_option_keeps_f1_within_half_a_point():
     from nertune.bench import best_inference_option
 
-    inference = {"project_sentences_per_second": 100.0, "f1_fp32": 0.50,
+    inference = {"project_sentences_per_second": 100.0, "f1_pytorch": 0.50,
                  "int8_sentences_per_second": 130.0, "f1_int8": 0.496,  # -0.4 point: allowed
                  "onnx_sentences_per_second": 120.0, "f1_onnx": 0.50,
                  "onnx_int8_sentences_per_second": 200.0, "f1_onnx_int8": 0.49}  # -1 point: not a serving option
