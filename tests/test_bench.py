@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import pytest
@@ -23,9 +24,13 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     assert on_disk == result
     for key in ("train_speedup", "inference_speedup", "f1_project", "f1_baseline", "entities_identical", "mfu",
                 "time_to_target_speedup", "target_f1", "f1_baseline_run_ner_defaults", "time_to_target_s_baseline",
-                "time_to_target_s_project", "target_reached_step", "serving_efficiency", "serving_latency_p50_ms"):
+                "time_to_target_s_project", "target_reached_step", "serving_efficiency", "serving_latency_p50_ms",
+                "inference_speedup_int8", "inference_best_option", "inference_best_speedup"):
         assert key in result
     assert result["serving_errors"] == 0 and result["serving_efficiency"] > 0
+    if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # the `onnx` extra
+        assert result["f1_onnx"] == pytest.approx(result["f1_pytorch"], abs=0.005)
+        assert result["inference_speedup_onnx"] > 0 and 0 <= result["f1_onnx_int8"] <= 1
     assert result["entities_identical"] is True
     assert result["f1_project"] > 0.8 and result["f1_baseline"] > 0.8  # both learn the learnable corpus
     assert 0 < result["mfu"] < 1
@@ -40,3 +45,18 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
         result["time_to_target_s_baseline"] / result["time_to_target_s_project"])
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "training samples/s" in table and f"validation F1 {result['target_f1']:.4f}" in table
+
+
+def test_best_inference_option_keeps_f1_within_half_a_point():
+    from nertune.bench import best_inference_option
+
+    inference = {"project_sentences_per_second": 100.0, "f1_pytorch": 0.50,
+                 "int8_sentences_per_second": 130.0, "f1_int8": 0.496,  # -0.4 point: allowed
+                 "onnx_sentences_per_second": 120.0, "f1_onnx": 0.50,
+                 "onnx_int8_sentences_per_second": 200.0, "f1_onnx_int8": 0.49}  # -1 point: not a serving option
+    assert best_inference_option(inference) == ("pytorch_int8", 130.0)
+    inference["f1_int8"] = 0.494
+    assert best_inference_option(inference) == ("onnx", 120.0)
+    # Without test F1s nothing but fp32 PyTorch is known to be accurate.
+    assert best_inference_option({"project_sentences_per_second": 100.0, "onnx_sentences_per_second": 150.0}) == (
+        "pytorch", 100.0)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import tempfile
 import time
 from pathlib import Path
 
@@ -161,19 +162,69 @@ def bench_inference(model_dir: str, sentences: list[list[str]], gold: list[list[
             mismatches += 1
     result = {"pipeline_sentences_per_second": best, "project_sentences_per_second": ours_rate,
               "entities_identical": mismatches == 0, "sentences_with_different_entities": mismatches}
-    if device < 0:  # CPU serving option: dynamic int8, its speed and its F1 change on the corpus's own words
-        int8 = NerPredictor.from_pretrained(model_dir, batch_size=64, precision="int8")
-        int8.predict_words([["warm", "up"]])
-        started = time.perf_counter()
-        int8_tags = int8.predict_words([[w for w, _, _ in sentence] for sentence in words])
-        result["int8_sentences_per_second"] = len(texts) / (time.perf_counter() - started)
-        result["int8_tags_equal_fp32_fraction"] = sum(
-            [t for t, _ in a] == [t for t, _ in b] for a, b in zip(int8_tags, tagged)) / len(texts)
+    if device < 0:  # CPU serving options: their speed and their F1 on the corpus's own words
+        options = {"int8": NerPredictor.from_pretrained(model_dir, batch_size=64, precision="int8")}
+        with tempfile.TemporaryDirectory() as scratch:
+            options.update(onnx_predictors(model_dir, Path(scratch)))
+            for name, option in options.items():
+                rate, tags = timed_tags(option, words)
+                result[f"{name}_sentences_per_second"] = rate
+                if name == "int8":
+                    result["int8_tags_equal_fp32_fraction"] = sum(
+                        [t for t, _ in a] == [t for t, _ in b] for a, b in zip(tags, tagged)) / len(texts)
+                if gold is not None:
+                    result[f"f1_{name}"] = entity_metrics(gold, [[t for t, _ in s] for s in option.predict_words(sentences)])["f1"]
         if gold is not None:
-            fp32_f1 = entity_metrics(gold, [[t for t, _ in s] for s in predictor.predict_words(sentences)])["f1"]
-            int8_f1 = entity_metrics(gold, [[t for t, _ in s] for s in int8.predict_words(sentences)])["f1"]
-            result["int8_f1_change"] = int8_f1 - fp32_f1
+            result["f1_pytorch"] = entity_metrics(gold, [[t for t, _ in s] for s in predictor.predict_words(sentences)])["f1"]
+            result["int8_f1_change"] = result["f1_int8"] - result["f1_pytorch"]
     return result
+
+
+def timed_tags(predictor, words: list[list[tuple[str, int, int]]]) -> tuple[float, list]:
+    """Sentences/s of a warmed-up predictor on pre-split sentences, and its tags."""
+    predictor.predict_words([["warm", "up"]])
+    started = time.perf_counter()
+    tagged = predictor.predict_words([[w for w, _, _ in sentence] for sentence in words])
+    return len(words) / (time.perf_counter() - started), tagged
+
+
+def onnx_predictors(model_dir: str, scratch: Path) -> dict:
+    """ONNX Runtime predictors of the run (fp32 and dynamic int8 exports under `scratch`); none without the
+    `onnx` extra."""
+    from .export import export_run
+    from .predictor import NerPredictor
+
+    try:
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ModuleNotFoundError as e:
+        logger.info("no ONNX numbers: %s is not installed (pip install 'nertune[onnx]')", e.name)
+        return {}
+    predictors = {}
+    for name, quantize in (("onnx", None), ("onnx_int8", "int8")):
+        # The bench scores every option on the whole test split: the export's own parity check can stay small.
+        export_run(model_dir, scratch / name, quantize=quantize, max_parity_sentences=8)
+        predictors[name] = NerPredictor.from_pretrained(scratch / name, batch_size=64)
+    return predictors
+
+
+# Options scored against the PyTorch predictor at its default precision: (result key of sentences/s, of test F1).
+INFERENCE_OPTIONS = {"pytorch": ("project_sentences_per_second", "f1_pytorch"),
+                     "pytorch_int8": ("int8_sentences_per_second", "f1_int8"),
+                     "onnx": ("onnx_sentences_per_second", "f1_onnx"),
+                     "onnx_int8": ("onnx_int8_sentences_per_second", "f1_onnx_int8")}
+F1_TOLERANCE = 0.005  # half an F1 point: an option losing more is not a serving option
+
+
+def best_inference_option(inference: dict) -> tuple[str, float]:
+    """The fastest option (sentences/s) whose test F1 is within `F1_TOLERANCE` of the PyTorch predictor's at
+    its default precision (without test F1s, that predictor itself)."""
+    reference = inference.get("f1_pytorch")
+    candidates = {name: inference[rate] for name, (rate, f1) in INFERENCE_OPTIONS.items()
+                  if rate in inference and (name == "pytorch" or (
+                      reference is not None and f1 in inference and inference[f1] >= reference - F1_TOLERANCE))}
+    best = max(candidates, key=candidates.get)
+    return best, candidates[best]
 
 
 def run_bench(recipe_path: str | None, overrides: list[str] | None = None, target_eval_steps: int = 20) -> dict:
@@ -245,6 +296,7 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None, targe
         "serving_latency_p95_ms": serving["latency_p95_ms"],
         "serving_single_client_latency_ms": serving["single_client_latency_ms"],
         "serving_errors": serving["errors"],
+        **inference_options(inference),
         "matmul_peak_flops": peak,
         "mfu": 6 * dense_params * tokens_per_second / peak,
     }
@@ -252,6 +304,23 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None, targe
     table = markdown_table(result)
     (out / "bench.md").write_text(table, encoding="utf-8")
     print(table)
+    return result
+
+
+def inference_options(inference: dict) -> dict:
+    """Speedups over the pipeline of the CPU serving options, their F1, and the best one within half an F1 point."""
+    pipeline_rate = inference["pipeline_sentences_per_second"]
+    result = {}
+    if "int8_sentences_per_second" in inference:
+        result["inference_speedup_int8"] = inference["int8_sentences_per_second"] / pipeline_rate
+    for name in ("onnx", "onnx_int8"):
+        if f"{name}_sentences_per_second" in inference:
+            result[f"inference_sentences_per_second_{name}"] = inference[f"{name}_sentences_per_second"]
+            result[f"inference_speedup_{name}"] = inference[f"{name}_sentences_per_second"] / pipeline_rate
+    result.update({key: inference[key] for key in ("f1_pytorch", "f1_int8", "f1_onnx", "f1_onnx_int8") if key in inference})
+    best, rate = best_inference_option(inference)
+    result["inference_best_option"] = best
+    result["inference_best_speedup"] = rate / pipeline_rate
     return result
 
 
@@ -273,6 +342,13 @@ def markdown_table(r: dict) -> str:
         *([f"| serving, 32 single-sentence clients (sentences/s) | {r['serving_sentences_per_second']:.1f} | "
            f"{r['serving_offline_sentences_per_second']:.1f} (offline batches) | {r['serving_efficiency']:.2f}x, "
            f"p50 {r['serving_latency_p50_ms']:.0f} ms, {r['serving_errors']} errors |"] if "serving_efficiency" in r else []),
+        *([f"| ONNX Runtime inference sentences/s (CPU option) | {r['inference_sentences_per_second_onnx']:.1f} | | "
+           f"{r['inference_speedup_onnx']:.2f}x, F1 {r['f1_onnx'] - r['f1_pytorch']:+.4f} |",
+           f"| ONNX Runtime int8 inference sentences/s (CPU option) | {r['inference_sentences_per_second_onnx_int8']:.1f} | | "
+           f"{r['inference_speedup_onnx_int8']:.2f}x, F1 {r['f1_onnx_int8'] - r['f1_pytorch']:+.4f} |"]
+          if "f1_onnx_int8" in r else []),
+        f"| best inference option (F1 within 0.5 point) | {r['inference_best_option']} | | "
+        f"{r['inference_best_speedup']:.2f}x |",
         f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
         "",
     ])

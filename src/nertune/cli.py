@@ -156,8 +156,30 @@ def push_main(argv: list[str]) -> int:
     return 0
 
 
+def export_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nertune export", description="Export a run dir to ONNX: a run dir whose weights are model.onnx, "
+        "which `nertune predict` and `nertune serve` run with ONNX Runtime. Checks entities and logits against "
+        "PyTorch on the run's test split (else built-in sentences) and writes DIR/export_report.json.")
+    parser.add_argument("run_dir", help="a run directory written by `nertune train` (a LoRA adapter dir is merged)")
+    parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
+    parser.add_argument("--output", required=True, help="the new directory to write")
+    parser.add_argument("--quantize", choices=("int8",), default=None,
+                        help="dynamic int8 quantization (ONNX Runtime): smaller and faster on CPUs; the report "
+                             "says how many sentences changed")
+    parser.add_argument("--parity-sentences", type=int, default=1000,
+                        help="most test sentences the parity check reads")
+    args = parser.parse_args(argv)
+    from .export import export_run, format_report
+
+    report = export_run(args.run_dir, args.output, export_format=args.format, quantize=args.quantize,
+                        max_parity_sentences=args.parity_sentences)
+    print(format_report(report))
+    return 0
+
+
 COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main,
-            "bench": bench_main, "push": push_main, "hpo": hpo_main}
+            "bench": bench_main, "push": push_main, "hpo": hpo_main, "export": export_main}
 
 
 def main(argv: list[str] | None = None) -> int:

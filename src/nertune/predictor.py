@@ -20,9 +20,10 @@ from typing import Any
 import torch
 
 from .align import encode_examples, merge_window_predictions
+from .backends import Backend, TorchBackend, load_backend, padded_batches
 from .errors import ModelError, ModelNotFoundError, RequestError
 from .heads import head_of
-from .modeling import cpu_supports_bf16, resolve_precision, trained_labels
+from .modeling import trained_labels
 from .rundir import RunDir
 from .schemes import normalize_scheme, repair_tags, tags_to_spans
 from .words import split_words
@@ -54,17 +55,21 @@ class NerPredictor:
 
     Calls are serialized by a lock (neither the model nor a fast tokenizer is safe to share between
     threads), so one predictor can serve a threaded web server.
+
+    `model` is a PyTorch token-classification model or a `backends.Backend` (an ONNX Runtime session of an
+    exported run); the forward pass goes through it, everything else is the same for both.
     """
 
-    def __init__(self, model, tokenizer, *, scheme: str = "IOB2", max_length: int = 128,
+    def __init__(self, model: torch.nn.Module | Backend, tokenizer, *, scheme: str = "IOB2", max_length: int = 128,
                  window_overlap: int = 32, context_size: int = 0, batch_size: int = 32,
                  name: str = "model") -> None:
-        labels = trained_labels(model.config)
+        self.backend = model if isinstance(model, Backend) else TorchBackend(model)
+        labels = trained_labels(self.backend.config)
         if labels is None:
             raise ModelError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
         if batch_size < 1:
             raise RequestError(f"batch_size must be at least 1, got {batch_size}")
-        self.model = model.eval()
+        self.model = self.backend.head_model  # what the head decodes with: the torch model, or an export's head weights
         self.tokenizer = tokenizer
         self.labels = labels
         self.scheme = normalize_scheme(scheme)
@@ -74,8 +79,8 @@ class NerPredictor:
         self._warned_no_documents = False
         self.batch_size = batch_size
         self.name = name
-        self.head = head_of(model)  # config.json's nertune_head: how logits become word labels
-        self.device = next(model.parameters()).device
+        self.head = head_of(self.backend.config)  # config.json's nertune_head: how logits become word labels
+        self.device = self.backend.device
         self._lock = threading.Lock()
 
     @classmethod
@@ -88,22 +93,13 @@ class NerPredictor:
         labels have E-/S- prefixes, else IOB2 (`RunDir`).
         `precision="auto"` uses bf16 only where the hardware runs it natively (else fp16 on older GPUs,
         fp32 on CPUs); `"int8"` quantizes the linear layers dynamically for CPU serving.
+        An ONNX export (`nertune export`, `model.onnx`) runs with ONNX Runtime on the CPU, in the precision
+        it was exported with.
         """
         run = RunDir.load(model_dir)
-        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        precision = _inference_precision(precision, device)
+        backend = load_backend(run, device=device, precision=precision)
         tokenizer = run.load_tokenizer()
-        # A LoRA adapter dir loads onto a fresh base model and is merged: inference then costs what a plain model does.
-        model = run.load_model()
-        if run.is_adapter:
-            model = model.merge_and_unload()
-        if precision == "int8":
-            # Dynamic int8 for CPU serving: Linear weights quantized once, activations per batch (measured on the
-            # quickstart model: 1.24x the fp32 sentences/s, test F1 -0.003; `make bench` reports both).
-            model = torch.ao.quantization.quantize_dynamic(model.float(), {torch.nn.Linear}, dtype=torch.qint8)
-        else:
-            model = model.to(device=device, dtype=_DTYPES[precision])
-        return cls(model, tokenizer, scheme=run.scheme, max_length=run.max_length, window_overlap=run.window_overlap,
+        return cls(backend, tokenizer, scheme=run.scheme, max_length=run.max_length, window_overlap=run.window_overlap,
                    context_size=run.context_size, batch_size=batch_size, name=run.path.name)
 
     # -- words -> tags
@@ -146,26 +142,14 @@ class NerPredictor:
         return encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap,
                                document_ids=document_ids, context_size=self.context_size)
 
-    @torch.inference_mode()
     def _predict_rows(self, features: dict[str, list]) -> list[list]:
         """The head's output (`Head.row_outputs`) at every sub-token of every window."""
-        rows = features["input_ids"]
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in features]
-        pad_values = {"input_ids": self.tokenizer.pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
-        predictions: list = [None] * len(rows)
-        # Windows sorted by length and batched: a batch pads only to its own longest window.
-        order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
-        for first in range(0, len(order), self.batch_size):
-            batch_rows = order[first:first + self.batch_size]
-            width = len(rows[batch_rows[-1]])
-            batch = {}
-            for key in keys:
-                # Right padding, as in training: positions keep their index, the mask hides the pad.
-                padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
-                batch[key] = torch.tensor(padded, dtype=torch.long, device=self.device)
-            outputs = self.head.row_outputs(self.model(**batch).logits.float())
+        lengths = [len(row) for row in features["input_ids"]]
+        predictions: list = [None] * len(lengths)
+        for batch_rows, batch in padded_batches(features, self.tokenizer.pad_token_id, self.batch_size, self.device):
+            outputs = self.head.row_outputs(self.backend.logits(batch))
             for r, row in zip(batch_rows, outputs):
-                predictions[r] = row[:len(rows[r])]
+                predictions[r] = row[:lengths[r]]
         return predictions
 
     # -- entities

@@ -1,8 +1,9 @@
 """A run directory, read once: what `nertune train` wrote and what evaluating, predicting and serving need.
 
 A run dir is a full model dir (`config.json`, weights) or a LoRA adapter dir (`adapter_config.json`,
-`nertune_adapter.json`), with its tokenizer and the resolved recipe (`recipe.yaml`; `config.yaml` in run
-dirs of older versions). Any HF token-classification checkpoint loads too: without a recipe, windows take
+`nertune_adapter.json`) or an ONNX export (`nertune export`: `config.json` and `model.onnx`, run by ONNX
+Runtime), with its tokenizer and the resolved recipe (`recipe.yaml`; `config.yaml` in run dirs of older
+versions). Any HF token-classification checkpoint loads too: without a recipe, windows take
 the recipe defaults and the scheme follows from the labels.
 """
 
@@ -22,6 +23,8 @@ from .schemes import normalize_scheme, parse_tag
 from .errors import ModelError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
+
+ONNX_FILE = "model.onnx"  # the weights of an ONNX export (`nertune export`), run by `backends.OnnxBackend`
 
 
 def scheme_from_labels(labels: Sequence[str]) -> str:
@@ -50,6 +53,7 @@ class RunDir:
     max_length: int
     window_overlap: int
     context_size: int
+    is_onnx: bool = False  # an ONNX export: `model.onnx` holds the weights (`backends.OnnxBackend`)
 
     @property
     def labels(self) -> list[str]:
@@ -92,15 +96,22 @@ class RunDir:
         return cls(path=path, recipe_file=recipe_file, recipe=recipe, id2label=dict(enumerate(labels)),
                    scheme=scheme, head_name=head_of(config).name, is_adapter=adapter,
                    max_length=sizes.max_length, window_overlap=sizes.window_overlap,
-                   context_size=sizes.context_size)
+                   context_size=sizes.context_size, is_onnx=(path / ONNX_FILE).is_file())
 
     def recipe_with(self, overrides: Sequence[str] = ()) -> Recipe:
         """The saved recipe (defaults without one) for this model dir, with `key=value` overrides applied;
         raises `RecipeError` for a saved recipe that is not valid."""
         return load_recipe(self.recipe_file, [f"model_name_or_path={self.path}", *overrides])
 
+    def load_config(self):
+        """config.json (labels, head); for a LoRA adapter dir, the base model's config with the adapter's labels."""
+        return load_model_config(str(self.path))
+
     def load_model(self):
         """The model with its head, in eval mode (a LoRA adapter dir: on a fresh base model, not merged)."""
+        if self.is_onnx:
+            raise ValueError(f"{self.path} is an ONNX export ({ONNX_FILE}): it has no PyTorch weights; "
+                             "predict and serve run it with ONNX Runtime")
         return load_for_inference(str(self.path))
 
     def load_tokenizer(self):
