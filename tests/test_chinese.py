@@ -16,8 +16,7 @@ from nertune import data
 from nertune.cli import main
 from nertune.data import DataError
 
-from .helpers import running_server
-from .helpers import data_cfg, write
+from .helpers import data_cfg, running_server, write
 
 PERSONS = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "孙悦"]
 PLACES = ["北京", "上海", "广州", "深圳", "杭州", "成都"]

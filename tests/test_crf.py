@@ -12,7 +12,6 @@ import torch
 from nertune.heads.crf import CrfHead, LinearChainCRF, allowed_transitions, pack_labelled, viterbi_words
 from nertune.schemes import build_label_list, is_valid_sequence
 
-
 IOB2_LABELS = build_label_list([["B-PER", "B-LOC"]], "IOB2")  # O, B-LOC, I-LOC, B-PER, I-PER
 BIOES_LABELS = build_label_list([["S-PER", "S-LOC"]], "BIOES")
 
@@ -177,8 +176,8 @@ def crf_run(tiny_model_dir, tmp_path_factory):
 
 
 def test_crf_training_learns_saves_and_reloads(crf_run):
-    from nertune.predictor import NerPredictor
     from nertune.modeling import load_for_inference
+    from nertune.predictor import NerPredictor
 
     out, metrics, test_sentences = crf_run
     assert metrics["test_f1"] > 0.8 and metrics["validation_f1"] > 0.8, metrics

@@ -9,7 +9,6 @@ from nertune import data
 
 from .helpers import data_cfg, write
 
-
 CONLL2003_NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
 
 

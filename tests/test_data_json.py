@@ -11,7 +11,6 @@ from nertune.data import DataError
 
 from .helpers import write
 
-
 RECORDS = [
     {"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"], "document_id": "d1"},
     {"tokens": ["Peter", "Blackburn"], "tags": ["B-PER", "I-PER"]},

@@ -26,7 +26,6 @@ from nertune.train import run_training
 
 from .helpers import REPO, ddp_launch, ddp_overrides, launch_module, log_history, tiny_overrides
 
-
 # ---------------------------------------------------------------------------------------------------
 # Units
 

@@ -14,6 +14,7 @@ from nertune.words import split_words
 
 from .helpers import LABELS, random_head_model
 
+
 @pytest.fixture(autouse=True, scope="module")
 def one_thread():
     # Tiny models on a shared 2-core machine: a second thread only spins waiting for the first.

@@ -17,7 +17,6 @@ from nertune.schemes import (
     tags_to_spans,
 )
 
-
 # --- parse_tag -------------------------------------------------------------
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import random
 import pytest
 
 from nertune.config import load_recipe
-from nertune.heads.crf import allowed_transitions
 from nertune.data import load_splits, read_conll
+from nertune.heads.crf import allowed_transitions
 from nertune.metrics import entity_metrics, token_report
 from nertune.schemes import (
     SCHEMES,

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from .errors import MissingDependencyError, RequestError
 from .heads import head_of
 from .modeling import cpu_supports_bf16, resolve_precision
 from .rundir import ONNX_FILE, RunDir
@@ -33,7 +34,7 @@ def import_onnxruntime():
     try:
         import onnxruntime
     except ModuleNotFoundError:
-        raise ValueError(f"ONNX Runtime is not installed: {ONNX_EXTRA_HINT}") from None
+        raise MissingDependencyError(f"ONNX Runtime is not installed: {ONNX_EXTRA_HINT}") from None
     return onnxruntime
 
 
@@ -99,12 +100,12 @@ class TorchBackend(Backend):
 
 def _torch_precision(precision: str, device: torch.device) -> str:
     if precision == "int8" and device.type != "cpu":
-        raise ValueError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
+        raise RequestError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
     if device.type == "cpu":
         if precision == "int8":
             return precision
         if precision == "fp16":
-            raise ValueError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+            raise RequestError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
         if precision == "auto":  # resolve_precision would look at the GPU even when asked for the CPU
             return "bf16" if cpu_supports_bf16() else "fp32"
     return resolve_precision(precision)
@@ -155,9 +156,9 @@ class OnnxBackend(Backend):
                  threads: int | None = None) -> OnnxBackend:
         """The exported run's ONNX model; its precision is the one it was exported with (`--quantize`)."""
         if device is not None and torch.device(device).type != "cpu":
-            raise ValueError(f"{run.path} is an ONNX export, run by ONNX Runtime on the CPU; got device={device}")
+            raise RequestError(f"{run.path} is an ONNX export, run by ONNX Runtime on the CPU; got device={device}")
         if precision not in ("auto", "fp32"):
-            raise ValueError(f"{run.path} is an ONNX export: its precision was fixed at export time "
+            raise RequestError(f"{run.path} is an ONNX export: its precision was fixed at export time "
                              f"(`nertune export --quantize int8`); got precision={precision}")
         config = run.load_config()
         head_model = HeadWeights(config)
@@ -169,7 +170,7 @@ class OnnxBackend(Backend):
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         missing = [name for name in self.input_names if name not in batch]
         if missing:
-            raise ValueError(f"{self.onnx_file} needs inputs {missing} that the tokenizer did not produce")
+            raise RequestError(f"{self.onnx_file} needs inputs {missing} that the tokenizer did not produce")
         inputs = {name: batch[name].cpu().numpy() for name in self.input_names}
         (logits,) = self.session.run(["logits"], inputs)
         return torch.from_numpy(logits).float()

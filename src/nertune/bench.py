@@ -55,8 +55,13 @@ def train_baseline(recipe: Recipe, splits, labels: list[str], output_dir: Path,
 
     Returns samples/s, tokens/s, the training runtime and `<split>_f1` for each of `score_splits`."""
     from datasets import Dataset
-    from transformers import (AutoModelForTokenClassification, DataCollatorForTokenClassification, Trainer,
-                              TrainingArguments, set_seed)
+    from transformers import (
+        AutoModelForTokenClassification,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
 
     set_seed(recipe.seed)
     model_path = resolve_model_path(recipe.model_name_or_path)

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from pathlib import Path
-
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
 from .align import merge_window_predictions
 from .heads import Head
-from .errors import ModelError
 from .metrics import entity_metrics, format_entity_report, token_report
 from .schemes import repair_tags
 from .trainer import NerTrainer

@@ -28,6 +28,7 @@ import torch
 from .align import encode_examples
 from .backends import HEAD_WEIGHTS_DIR, ONNX_EXTRA_HINT, OnnxBackend, TorchBackend, padded_batches
 from .data import DataError, load_split
+from .errors import MissingDependencyError, RequestError
 from .heads import head_of
 from .paths import RECIPE_FILE
 from .predictor import NerPredictor
@@ -59,7 +60,7 @@ def _check_onnx_extra() -> None:
         try:
             __import__(module)
         except ModuleNotFoundError:
-            raise ValueError(f"nertune export needs {module}: {ONNX_EXTRA_HINT}") from None
+            raise MissingDependencyError(f"nertune export needs {module}: {ONNX_EXTRA_HINT}") from None
 
 
 def head_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -137,20 +138,20 @@ def export_run(run_dir: str | Path, output_dir: str | Path, export_format: str =
     """Export a run dir (full model, CRF head, or LoRA adapter: merged) to `output_dir` (see the module doc),
     check it against PyTorch, write `export_report.json` and return the report."""
     if export_format not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, got {export_format!r}")
+        raise RequestError(f"--format must be one of {FORMATS}, got {export_format!r}")
     if quantize is not None and quantize not in QUANTIZATIONS:
-        raise ValueError(f"--quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
+        raise RequestError(f"--quantize must be one of {QUANTIZATIONS}, got {quantize!r}")
     if max_parity_sentences < 1:
-        raise ValueError(f"the parity check needs at least 1 sentence, got {max_parity_sentences}")
+        raise RequestError(f"the parity check needs at least 1 sentence, got {max_parity_sentences}")
     _check_onnx_extra()
     run = RunDir.load(run_dir)
     if run.is_onnx:
-        raise ValueError(f"{run.path} is already an ONNX export ({ONNX_FILE}); export its PyTorch run dir")
+        raise RequestError(f"{run.path} is already an ONNX export ({ONNX_FILE}); export its PyTorch run dir")
     output = Path(output_dir)
     if output.resolve() == run.path.resolve():
-        raise ValueError(f"--output {output} is the run dir itself; choose a new directory")
+        raise RequestError(f"--output {output} is the run dir itself; choose a new directory")
     if output.exists() and any(output.iterdir()):
-        raise ValueError(f"--output {output} exists and is not empty; choose a new directory")
+        raise RequestError(f"--output {output} exists and is not empty; choose a new directory")
     output.mkdir(parents=True, exist_ok=True)
 
     reference = TorchBackend.from_run(run, device="cpu", precision="fp32")  # an adapter comes merged

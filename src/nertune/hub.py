@@ -14,11 +14,9 @@ import re
 from pathlib import Path
 
 from .assets import is_package_path, resolve_path
-from .paths import recipe_path
-from .modelcard import (HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card,
-                        write_model_card)
-
 from .errors import ModelNotFoundError, NertuneError, RequestError
+from .modelcard import HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card, write_model_card
+from .paths import recipe_path
 
 __all__ = ["HubError", "ModelNotFoundError", "resolve_model_reference", "check_hub_access", "check_run_dir",
            "files_to_upload", "push_run", "render_model_card", "write_model_card"]

@@ -16,9 +16,9 @@ from typing import Any
 import yaml
 
 from .assets import is_package_path, resolve_path
-from .paths import LEGACY_RECIPE_FILE, RECIPE_FILE, recipe_path
 from .errors import ModelError, ModelNotFoundError
 from .heads import get_head
+from .paths import LEGACY_RECIPE_FILE, RECIPE_FILE, recipe_path
 
 # A model repo id on the Hub: `owner/name`, or a legacy single name such as `bert-base-cased`.
 HUB_MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")

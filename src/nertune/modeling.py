@@ -11,7 +11,7 @@ import re
 import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 
-from .errors import ModelError, ModelNotFoundError, RequestError
+from .errors import ModelError, RequestError
 from .heads import head_of
 from .lora import adapter_config, load_adapter_model
 from .paths import is_adapter_dir, resolve_model_path

@@ -21,6 +21,7 @@ from .data import (
     prediction_input_format,
 )
 from .distributed import check_world_size
+from .errors import PathNotFoundError, RequestError
 from .prediction_stream import (
     JSONL_DOCUMENT_GAP,
     Chunk,
@@ -33,7 +34,6 @@ from .prediction_stream import (
     part_paths,
     resume_point,
 )
-from .errors import PathNotFoundError, RequestError
 from .predictor import NerPredictor
 from .rundir import load_run_recipe
 from .words import split_words

@@ -21,7 +21,7 @@ import torch
 
 from .align import encode_examples, merge_window_predictions
 from .backends import Backend, TorchBackend, load_backend, padded_batches
-from .errors import ModelError, ModelNotFoundError, RequestError
+from .errors import ModelError, RequestError
 from .heads import head_of
 from .modeling import trained_labels
 from .rundir import RunDir
@@ -32,22 +32,6 @@ logger = logging.getLogger(__name__)
 
 # --------------------------------------------------------------------------------------------
 # The predictor
-
-
-def _inference_precision(precision: str, device: torch.device) -> str:
-    if precision == "int8" and device.type != "cpu":
-        raise RequestError("precision=int8 (dynamic quantization) runs on the CPU only; use bf16 or fp16 on a GPU")
-    if device.type == "cpu":
-        if precision == "int8":
-            return precision
-        if precision == "fp16":
-            raise RequestError("precision=fp16 needs a CUDA device; use bf16 or fp32 on CPU")
-        if precision == "auto":  # resolve_precision would look at the GPU even when asked for the CPU
-            return "bf16" if cpu_supports_bf16() else "fp32"
-    return resolve_precision(precision)
-
-
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class NerPredictor:

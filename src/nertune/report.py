@@ -23,16 +23,16 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .schemes import InvalidTagError, normalize_scheme, parse_tag, tags_to_spans
+from .schemes import normalize_scheme, tags_to_spans
 
 __all__ = [
     "ERROR_KINDS",
-    
+
     "error_analysis",
     "bootstrap_f1_ci",
     "format_error_summary",

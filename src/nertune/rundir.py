@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import Recipe, RecipeError, load_recipe
+from .errors import ModelError, ModelNotFoundError
 from .heads import head_of
 from .hub import resolve_model_reference
 from .modeling import load_for_inference, load_model_config, load_tokenizer, trained_labels
 from .paths import is_adapter_dir, recipe_path
 from .schemes import normalize_scheme, parse_tag
-from .errors import ModelError, ModelNotFoundError
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ class RunDir:
     def load_model(self):
         """The model with its head, in eval mode (a LoRA adapter dir: on a fresh base model, not merged)."""
         if self.is_onnx:
-            raise ValueError(f"{self.path} is an ONNX export ({ONNX_FILE}): it has no PyTorch weights; "
+            raise ModelError(f"{self.path} is an ONNX export ({ONNX_FILE}): it has no PyTorch weights; "
                              "predict and serve run it with ONNX Runtime")
         return load_for_inference(str(self.path))
 

@@ -21,7 +21,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from .align import encode_split
 from .config import Recipe, RecipeError, save_recipe
-from .paths import RECIPE_FILE
+from .continuation import continued_run_metrics, evaluate_starting_model
 from .data import DataError, detect_language, load_splits
 from .distributed import batch_layout, check_world_size
 from .errors import ModelError
@@ -32,11 +32,17 @@ from .evaluation import (
     write_conll_predictions,
     write_json,
 )
-from .hub import check_hub_access, push_run, write_model_card
-from .continuation import continued_run_metrics, evaluate_starting_model
-from .lora import (adapter_base_reference, adapter_size_bytes, apply_lora, load_adapter_model, merge_adapter,
-                   save_adapter_info, trainable_parameters)
 from .heads import head_for_recipe
+from .hub import check_hub_access, push_run, write_model_card
+from .lora import (
+    adapter_base_reference,
+    adapter_size_bytes,
+    apply_lora,
+    load_adapter_model,
+    merge_adapter,
+    save_adapter_info,
+    trainable_parameters,
+)
 from .modeling import (
     is_adapter_dir,
     load_model_config,
@@ -47,6 +53,7 @@ from .modeling import (
     resolve_precision,
     trained_labels,
 )
+from .paths import RECIPE_FILE
 from .report import plot_learning_curves
 from .schemes import build_label_list
 from .trainer import NerTrainer

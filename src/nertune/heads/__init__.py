@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from ..errors import RecipeError
 from .base import Head, unwrap_model
 from .crf import CrfHead
 from .linear import LinearHead
-from ..errors import RecipeError
 
 if TYPE_CHECKING:
     from ..config import Recipe

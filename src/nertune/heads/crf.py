@@ -27,9 +27,9 @@ import torch
 from torch import nn
 
 from ..align import IGNORE_INDEX
+from ..errors import ModelError
 from ..schemes import is_valid_sequence, normalize_scheme, parse_tag
 from .base import Head, unwrap_model
-from ..errors import ModelError
 
 if TYPE_CHECKING:
     from ..config import Recipe
