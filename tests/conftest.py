@@ -57,8 +57,9 @@ def trained_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     from nertune.train import run_training
 
     root = tmp_path_factory.mktemp("trained")
-    recipe = tiny_recipe(tiny_model_dir, write_corpus(root), root / "run", "max_steps=80", "eval_strategy=no",
-                         "save_strategy=no")
+    recipe = tiny_recipe(
+        tiny_model_dir, write_corpus(root), root / "run", "max_steps=80", "eval_strategy=no", "save_strategy=no"
+    )
     metrics = run_training(recipe)
     assert metrics["test_f1"] == 1.0, metrics
     return root / "run"

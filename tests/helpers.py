@@ -64,12 +64,22 @@ def write_conll(path: Path, sentences, delimiter: str = "\t", docstart: bool = F
 def tiny_overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
     """`key=value` overrides that train the tiny BERT on a synthetic corpus in seconds; `extra` ones win."""
     return [
-        f"model_name_or_path={model_dir}", f"output_dir={output_dir}",
-        f"data.train_file={corpus['train']}", f"data.validation_file={corpus['validation']}",
+        f"model_name_or_path={model_dir}",
+        f"output_dir={output_dir}",
+        f"data.train_file={corpus['train']}",
+        f"data.validation_file={corpus['validation']}",
         f"data.test_file={corpus['test']}",
-        "learning_rate=5e-3", "num_train_epochs=6", "per_device_train_batch_size=16", "warmup_ratio=0.0",
-        "max_length=32", "window_overlap=8", "logging_steps=5", "report_to=none", "precision=fp32",
-        "save_total_limit=1", *extra,
+        "learning_rate=5e-3",
+        "num_train_epochs=6",
+        "per_device_train_batch_size=16",
+        "warmup_ratio=0.0",
+        "max_length=32",
+        "window_overlap=8",
+        "logging_steps=5",
+        "report_to=none",
+        "precision=fp32",
+        "save_total_limit=1",
+        *extra,
     ]
 
 
@@ -94,8 +104,14 @@ def build_tiny_model(seed: int = 0):
     """A 2-layer, 32-wide randomly initialised BERT encoder for `build_tiny_tokenizer`'s vocabulary."""
     from transformers import BertConfig, BertModel
 
-    config = BertConfig(vocab_size=len(TINY_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config = BertConfig(
+        vocab_size=len(TINY_VOCAB),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=128,
+    )
     torch.manual_seed(seed)
     return BertModel(config)
 
@@ -109,8 +125,10 @@ def write_tiny_model_dir(directory: Path) -> Path:
 
 def write_corpus(directory: Path, sizes: tuple[int, int, int] = (240, 40, 40)) -> dict[str, Path]:
     """train/validation/test CoNLL files of the synthetic corpus (seeds 1, 2, 3)."""
-    return {name: write_conll(directory / f"{name}.conll", make_sentences(n, seed=seed))
-            for name, n, seed in zip(("train", "validation", "test"), sizes, (1, 2, 3))}
+    return {
+        name: write_conll(directory / f"{name}.conll", make_sentences(n, seed=seed))
+        for name, n, seed in zip(("train", "validation", "test"), sizes, (1, 2, 3))
+    }
 
 
 @contextlib.contextmanager
@@ -121,8 +139,11 @@ def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[s
 
     port = free_port()
     src = str(SRC)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-           "OMP_NUM_THREADS": "1"}  # a tiny model on a shared CPU
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
+        "OMP_NUM_THREADS": "1",
+    }  # a tiny model on a shared CPU
     command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
     # Output to a file, not a pipe: nobody reads a pipe while the tests run, and a full one blocks the server.
     with open(log_path, "w") as log:
@@ -182,7 +203,7 @@ def many_sentences(n: int, types=("PER", "LOC")) -> str:
 # Real multi-process launches: two CPU processes over gloo.
 
 # Runs nertune's CLI under a launcher; every process also saves its final weights to compare the ranks.
-DDP_WORKER = textwrap.dedent('''
+DDP_WORKER = textwrap.dedent("""
     import sys
     import torch
     import nertune.train
@@ -198,12 +219,21 @@ DDP_WORKER = textwrap.dedent('''
 
     nertune.train.NerTrainer = DumpingTrainer
     sys.exit(main(["train", *sys.argv[2:]]))
-''')
+""")
 
 
 def ddp_overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
-    return tiny_overrides(model_dir, corpus, output_dir, "num_train_epochs=2", "global_batch_size=16",
-                          "per_device_eval_batch_size=8", "logging_steps=2", "save_strategy=no", *extra)
+    return tiny_overrides(
+        model_dir,
+        corpus,
+        output_dir,
+        "num_train_epochs=2",
+        "global_batch_size=16",
+        "per_device_eval_batch_size=8",
+        "logging_steps=2",
+        "save_strategy=no",
+        *extra,
+    )
 
 
 def free_port() -> int:
@@ -213,15 +243,33 @@ def free_port() -> int:
 
 
 def launch_module(launcher: list[str], script: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-           "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", *launcher, str(script), *args], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+    return subprocess.run(
+        [sys.executable, "-m", *launcher, str(script), *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def ddp_launch(tmp: Path, overrides: list[str]) -> subprocess.CompletedProcess:
-    launcher = ["accelerate.commands.launch", "--config_file", str(REPO / "recipes/accelerate/multi-gpu.yaml"),
-                "--num_processes", "2", "--main_process_port", str(free_port())]
+    launcher = [
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "recipes/accelerate/multi-gpu.yaml"),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(free_port()),
+    ]
     result = launch_module(launcher, tmp / "worker.py", str(tmp), str(tmp / "recipe.yaml"), *overrides)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
@@ -240,8 +288,11 @@ def random_head_model(directory, tiny_model_dir, labels, seed=0):
 
     torch.manual_seed(seed)
     model = AutoModelForTokenClassification.from_pretrained(
-        tiny_model_dir, num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)})
+        tiny_model_dir,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
     torch.nn.init.normal_(model.classifier.weight, std=1.0)
     model.save_pretrained(directory)
     AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(directory)

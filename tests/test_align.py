@@ -11,8 +11,9 @@ from nertune.align import IGNORE_INDEX, encode_examples, encode_split, merge_win
 
 def test_first_subtoken_carries_the_label_others_ignored(tiny_tokenizer):
     # "parisian" -> paris ##ian ; "johns" -> john ##s
-    enc = encode_examples([["johns", "lives", "in", "parisian"]], tiny_tokenizer, max_length=32,
-                          label_ids=[[1, 0, 0, 3]])
+    enc = encode_examples(
+        [["johns", "lives", "in", "parisian"]], tiny_tokenizer, max_length=32, label_ids=[[1, 0, 0, 3]]
+    )
     assert len(enc["input_ids"]) == 1
     tokens = tiny_tokenizer.convert_ids_to_tokens(enc["input_ids"][0])
     assert tokens == ["[CLS]", "john", "##s", "lives", "in", "paris", "##ian", "[SEP]"]
@@ -25,10 +26,12 @@ def test_all_subtokens_mode_continues_with_inside_label(tiny_tokenizer):
 
     labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
     label2id = {label: i for i, label in enumerate(labels)}
-    split = Dataset.from_dict({"tokens": [["johns", "lives", "in", "parisian"]],
-                               "ner_tags": [["B-PER", "O", "O", "B-LOC"]]})
-    features = encode_split(split, tiny_tokenizer, max_length=32, window_overlap=4, label2id=label2id,
-                            label_all_subtokens=True)
+    split = Dataset.from_dict(
+        {"tokens": [["johns", "lives", "in", "parisian"]], "ner_tags": [["B-PER", "O", "O", "B-LOC"]]}
+    )
+    features = encode_split(
+        split, tiny_tokenizer, max_length=32, window_overlap=4, label2id=label2id, label_all_subtokens=True
+    )
     # john=B-PER, ##s=I-PER (never a second B-), paris=B-LOC, ##ian=I-LOC
     assert features["labels"][0] == [-100, 1, 2, 0, 0, 3, 4, -100]
 
@@ -44,8 +47,13 @@ def test_word_without_subtokens_becomes_unknown_not_lost(tiny_tokenizer):
 def test_long_sentence_keeps_every_word(tiny_tokenizer, n_words, max_length, overlap):
     rng = random.Random(n_words)
     words = [rng.choice(["john", "parisian", "lives", "in", "rome", "walked"]) for _ in range(n_words)]
-    enc = encode_examples([words], tiny_tokenizer, max_length=max_length, window_overlap=overlap,
-                          label_ids=[[i % 5 for i in range(n_words)]])
+    enc = encode_examples(
+        [words],
+        tiny_tokenizer,
+        max_length=max_length,
+        window_overlap=overlap,
+        label_ids=[[i % 5 for i in range(n_words)]],
+    )
     assert len(enc["input_ids"]) > 1
     assert all(len(ids) <= max_length for ids in enc["input_ids"])
     covered = {w for row in enc["word_index"] for w in row if w >= 0}
@@ -54,8 +62,9 @@ def test_long_sentence_keeps_every_word(tiny_tokenizer, n_words, max_length, ove
     if overlap:
         assert all(enc["word_start"][i + 1] < enc["word_end"][i] for i in range(len(enc["input_ids"]) - 1))
     # Merge: predicting each sub-token's own word index must give back exactly 0..n-1.
-    merged = merge_window_predictions(enc["word_index"], enc["example_index"], enc["word_start"],
-                                      enc["word_end"], enc["word_index"], [n_words])
+    merged = merge_window_predictions(
+        enc["word_index"], enc["example_index"], enc["word_start"], enc["word_end"], enc["word_index"], [n_words]
+    )
     assert merged == [list(range(n_words))]
 
 
@@ -80,6 +89,7 @@ def test_plan_windows_single_huge_word_gets_its_own_window():
 
 # -- document context (context_size)
 
+
 def _tokens(tokenizer, ids):
     return tokenizer.convert_ids_to_tokens(ids)
 
@@ -88,8 +98,9 @@ def test_context_comes_from_the_same_document_only_and_is_never_labelled(tiny_to
     sentences = [["john", "lives"], ["in", "paris"], ["mary", "works"], ["at", "nasa"], ["rome", "."]]
     documents = ["a", "a", "a", "b", ""]
     labels = [[1, 0], [0, 3], [1, 0], [0, 2], [3, 0]]
-    enc = encode_examples(sentences, tiny_tokenizer, max_length=32, label_ids=labels, document_ids=documents,
-                          context_size=8)
+    enc = encode_examples(
+        sentences, tiny_tokenizer, max_length=32, label_ids=labels, document_ids=documents, context_size=8
+    )
     rows = [_tokens(tiny_tokenizer, ids) for ids in enc["input_ids"]]
     assert rows[0] == ["[CLS]", "john", "lives", "in", "paris", "mary", "works", "[SEP]"]
     assert rows[1] == ["[CLS]", "john", "lives", "in", "paris", "mary", "works", "[SEP]"]
@@ -106,16 +117,44 @@ def test_context_is_whole_words_within_context_size_and_max_length(tiny_tokenize
     # johns = john ##s, parisian = paris ##ian: a side never ends inside a word.
     sentences = [["johns", "lives", "in", "parisian"], ["rome"], ["parisian", "visited", "johns"]]
     enc = encode_examples(sentences, tiny_tokenizer, max_length=32, document_ids=["d"] * 3, context_size=3)
-    assert _tokens(tiny_tokenizer, enc["input_ids"][1]) == ["[CLS]", "in", "paris", "##ian", "rome", "paris", "##ian",
-                                                            "visited", "[SEP]"]
+    assert _tokens(tiny_tokenizer, enc["input_ids"][1]) == [
+        "[CLS]",
+        "in",
+        "paris",
+        "##ian",
+        "rome",
+        "paris",
+        "##ian",
+        "visited",
+        "[SEP]",
+    ]
     # max_length leaves room for 3 sub-tokens: half each, but the right side cannot use its half
     # (the next word has 2 sub-tokens), so the left side takes it.
     enc = encode_examples(sentences, tiny_tokenizer, max_length=6, document_ids=["d"] * 3, context_size=5)
-    assert _tokens(tiny_tokenizer, enc["input_ids"][enc["example_index"].index(1)]) == ["[CLS]", "in", "paris", "##ian", "rome", "[SEP]"]
+    assert _tokens(tiny_tokenizer, enc["input_ids"][enc["example_index"].index(1)]) == [
+        "[CLS]",
+        "in",
+        "paris",
+        "##ian",
+        "rome",
+        "[SEP]",
+    ]
     # The first sentence of a document has no left context: the right side gets all the room.
     enc = encode_examples(sentences, tiny_tokenizer, max_length=12, document_ids=["d"] * 3, context_size=5)
-    assert _tokens(tiny_tokenizer, enc["input_ids"][0]) == ["[CLS]", "john", "##s", "lives", "in", "paris", "##ian",
-                                                            "rome", "paris", "##ian", "visited", "[SEP]"]
+    assert _tokens(tiny_tokenizer, enc["input_ids"][0]) == [
+        "[CLS]",
+        "john",
+        "##s",
+        "lives",
+        "in",
+        "paris",
+        "##ian",
+        "rome",
+        "paris",
+        "##ian",
+        "visited",
+        "[SEP]",
+    ]
 
 
 @pytest.mark.parametrize("max_length, context_size", [(16, 4), (32, 12), (64, 30), (12, 11)])
@@ -126,18 +165,27 @@ def test_context_never_costs_a_word_or_a_label(tiny_tokenizer, max_length, conte
     documents = [rng.choice(["x", "y", ""]) for _ in sentences]
     labels = [[rng.randrange(5) for _ in words] for words in sentences]
     plain = encode_examples(sentences, tiny_tokenizer, max_length, 4, labels)
-    enc = encode_examples(sentences, tiny_tokenizer, max_length, 4, labels, document_ids=documents,
-                          context_size=context_size)
+    enc = encode_examples(
+        sentences, tiny_tokenizer, max_length, 4, labels, document_ids=documents, context_size=context_size
+    )
     assert all(len(ids) <= max_length for ids in enc["input_ids"])
     # The same windows, the same labelled sub-tokens in the same order: context only adds -100 around them.
     for key in ("example_index", "word_start", "word_end"):
         assert enc[key] == plain[key]
     for row in range(len(enc["input_ids"])):
         assert [w for w in enc["word_index"][row] if w >= 0] == [w for w in plain["word_index"][row] if w >= 0]
-        assert [x for x in enc["labels"][row] if x != IGNORE_INDEX] == [x for x in plain["labels"][row] if x != IGNORE_INDEX]
+        assert [x for x in enc["labels"][row] if x != IGNORE_INDEX] == [
+            x for x in plain["labels"][row] if x != IGNORE_INDEX
+        ]
     assert sum(map(len, enc["input_ids"])) > sum(map(len, plain["input_ids"]))  # and some context was added
-    merged = merge_window_predictions(enc["word_index"], enc["example_index"], enc["word_start"], enc["word_end"],
-                                      enc["word_index"], [len(s) for s in sentences])
+    merged = merge_window_predictions(
+        enc["word_index"],
+        enc["example_index"],
+        enc["word_start"],
+        enc["word_end"],
+        enc["word_index"],
+        [len(s) for s in sentences],
+    )
     assert merged == [list(range(len(s))) for s in sentences]
 
 

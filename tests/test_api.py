@@ -19,8 +19,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_import_nertune_stays_cheap():
     code = "import sys, nertune; print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": ""},
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
 
@@ -36,8 +41,9 @@ def test_bad_input_through_the_api_is_a_nertune_error(tmp_path):
 def test_train_then_predict_evaluate_and_tag_in_memory(tiny_model_dir, synthetic_corpus, tmp_path):
     recipe = load_recipe(None, tiny_overrides(tiny_model_dir, synthetic_corpus, tmp_path / "run"))
     # Keyword settings override the recipe; `__` is the dot of a nested key.
-    metrics = train(recipe, max_steps=60, eval_strategy="no", save_strategy="no",
-                    data__test_file=synthetic_corpus["test"])
+    metrics = train(
+        recipe, max_steps=60, eval_strategy="no", save_strategy="no", data__test_file=synthetic_corpus["test"]
+    )
     assert metrics["test_f1"] >= 0.95
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["test_f1"] == metrics["test_f1"]
     assert load_recipe(tmp_path / "run" / "recipe.yaml").max_steps == 60

@@ -26,7 +26,9 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
-                base = ".".join(package.split(".")[:len(package.split(".")) - node.level + 1] + ([base] if base else []))
+                base = ".".join(
+                    package.split(".")[: len(package.split(".")) - node.level + 1] + ([base] if base else [])
+                )
             # `from nertune import schemes` imports the module nertune.schemes; `from .x import y`, the module x.
             submodules = [f"{base}.{alias.name}" for alias in node.names if f"{base}.{alias.name}" in modules]
             targets = submodules or [base]
@@ -52,7 +54,7 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         path.append(node)
         for nxt in sorted(graph.get(node, ())):
             if state.get(nxt) == 1:
-                return path[path.index(nxt):] + [nxt]
+                return path[path.index(nxt) :] + [nxt]
             if nxt not in state and (cycle := visit(nxt)):
                 return cycle
         path.pop()
@@ -89,17 +91,27 @@ def _code_without_comments_and_docstrings(path: Path) -> str:
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body:
             first = node.body[0]
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
                 docstrings.add((first.lineno, first.col_offset))
-    kept = [tok.string for tok in tokenize.generate_tokens(io.StringIO(source).readline)
-            if tok.type != tokenize.COMMENT and not (tok.type == tokenize.STRING and tok.start in docstrings)]
+    kept = [
+        tok.string
+        for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+        if tok.type != tokenize.COMMENT and not (tok.type == tokenize.STRING and tok.start in docstrings)
+    ]
     return " ".join(kept)
 
 
 def test_only_heads_and_the_recipe_schema_know_the_crf():
     allowed = {PACKAGE / "config.py"} | set((PACKAGE / "heads").rglob("*.py"))
-    offenders = [str(p.relative_to(PACKAGE)) for p in sorted(PACKAGE.rglob("*.py"))
-                 if p not in allowed and "crf" in _code_without_comments_and_docstrings(p).lower()]
+    offenders = [
+        str(p.relative_to(PACKAGE))
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p not in allowed and "crf" in _code_without_comments_and_docstrings(p).lower()
+    ]
     assert offenders == []
     assert "crf" in _code_without_comments_and_docstrings(PACKAGE / "heads" / "crf.py")  # the check reads code
 
@@ -119,6 +131,10 @@ def test_tests_share_one_helper_module():
     offenders = []
     for path in sorted((PACKAGE.parents[1] / "tests").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.ImportFrom) and node.level and (node.module or "").split(".")[0] not in ("helpers",):
+            if (
+                isinstance(node, ast.ImportFrom)
+                and node.level
+                and (node.module or "").split(".")[0] not in ("helpers",)
+            ):
                 offenders.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
     assert offenders == []

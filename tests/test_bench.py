@@ -13,19 +13,46 @@ from nertune.bench import run_bench
 @pytest.mark.slow
 @pytest.mark.parametrize("length", ["num_train_epochs=4", "max_steps=60"])  # MFU and tokens/s hold for both
 def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp_path, length):
-    result = run_bench(None, [
-        f"model_name_or_path={tiny_model_dir}", f"output_dir={tmp_path / 'bench'}",
-        f"data.train_file={synthetic_corpus['train']}", f"data.validation_file={synthetic_corpus['validation']}",
-        f"data.test_file={synthetic_corpus['test']}", "learning_rate=5e-3", "num_train_epochs=4",
-        "per_device_train_batch_size=16", "warmup_ratio=0", "max_length=32", "window_overlap=8",
-        "precision=fp32", length,
-    ], target_eval_steps=5)
+    result = run_bench(
+        None,
+        [
+            f"model_name_or_path={tiny_model_dir}",
+            f"output_dir={tmp_path / 'bench'}",
+            f"data.train_file={synthetic_corpus['train']}",
+            f"data.validation_file={synthetic_corpus['validation']}",
+            f"data.test_file={synthetic_corpus['test']}",
+            "learning_rate=5e-3",
+            "num_train_epochs=4",
+            "per_device_train_batch_size=16",
+            "warmup_ratio=0",
+            "max_length=32",
+            "window_overlap=8",
+            "precision=fp32",
+            length,
+        ],
+        target_eval_steps=5,
+    )
     on_disk = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert on_disk == result
-    for key in ("train_speedup", "inference_speedup", "f1_project", "f1_baseline", "entities_identical", "mfu",
-                "time_to_target_speedup", "target_f1", "f1_baseline_run_ner_defaults", "time_to_target_s_baseline",
-                "time_to_target_s_project", "target_reached_step", "serving_efficiency", "serving_latency_p50_ms",
-                "inference_speedup_int8", "inference_best_option", "inference_best_speedup"):
+    for key in (
+        "train_speedup",
+        "inference_speedup",
+        "f1_project",
+        "f1_baseline",
+        "entities_identical",
+        "mfu",
+        "time_to_target_speedup",
+        "target_f1",
+        "f1_baseline_run_ner_defaults",
+        "time_to_target_s_baseline",
+        "time_to_target_s_project",
+        "target_reached_step",
+        "serving_efficiency",
+        "serving_latency_p50_ms",
+        "inference_speedup_int8",
+        "inference_best_option",
+        "inference_best_speedup",
+    ):
         assert key in result
     assert result["serving_errors"] == 0 and result["serving_efficiency"] > 0
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # the `onnx` extra
@@ -42,21 +69,30 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     assert result["target_reached_step"] % result["target_eval_steps"] == 0
     assert 0 < result["time_to_target_s_project"] == timeline[-1]["train_seconds"]
     assert result["time_to_target_speedup"] == pytest.approx(
-        result["time_to_target_s_baseline"] / result["time_to_target_s_project"])
+        result["time_to_target_s_baseline"] / result["time_to_target_s_project"]
+    )
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "training samples/s" in table and f"validation F1 {result['target_f1']:.4f}" in table
 
 
 def test_best_inference_option_keeps_f1_within_half_a_point():
-    from nertune.bench import best_inference_option
+    from nertune.bench_inference import best_inference_option
 
-    inference = {"project_sentences_per_second": 100.0, "f1_pytorch": 0.50,
-                 "int8_sentences_per_second": 130.0, "f1_int8": 0.496,  # -0.4 point: allowed
-                 "onnx_sentences_per_second": 120.0, "f1_onnx": 0.50,
-                 "onnx_int8_sentences_per_second": 200.0, "f1_onnx_int8": 0.49}  # -1 point: not a serving option
+    inference = {
+        "project_sentences_per_second": 100.0,
+        "f1_pytorch": 0.50,
+        "int8_sentences_per_second": 130.0,
+        "f1_int8": 0.496,  # -0.4 point: allowed
+        "onnx_sentences_per_second": 120.0,
+        "f1_onnx": 0.50,
+        "onnx_int8_sentences_per_second": 200.0,
+        "f1_onnx_int8": 0.49,
+    }  # -1 point: not a serving option
     assert best_inference_option(inference) == ("pytorch_int8", 130.0)
     inference["f1_int8"] = 0.494
     assert best_inference_option(inference) == ("onnx", 120.0)
     # Without test F1s nothing but fp32 PyTorch is known to be accurate.
     assert best_inference_option({"project_sentences_per_second": 100.0, "onnx_sentences_per_second": 150.0}) == (
-        "pytorch", 100.0)
+        "pytorch",
+        100.0,
+    )

@@ -99,8 +99,17 @@ def test_cluener_json_and_char_bmes_give_the_same_dataset(tmp_path):
     assert (scheme_bmes, scheme_json) == ("BMES", "IOB2")
     assert from_bmes["train"]["tokens"] == from_json["train"]["tokens"] == [list(text) for text, _ in sentences]
     assert from_bmes["train"]["ner_tags"] == from_json["train"]["ner_tags"]
-    assert from_json["train"]["ner_tags"][-1] == ["B-NAME", "I-NAME", "O", "B-NAME", "I-NAME", "O",
-                                                  "B-LOC", "I-LOC", "O"]
+    assert from_json["train"]["ner_tags"][-1] == [
+        "B-NAME",
+        "I-NAME",
+        "O",
+        "B-NAME",
+        "I-NAME",
+        "O",
+        "B-LOC",
+        "I-LOC",
+        "O",
+    ]
     assert from_json["train"]["line"][:2] == [1, 2]
 
 
@@ -112,15 +121,22 @@ def test_cluener_test_split_without_labels_is_predict_input(tmp_path):
         data.read_split_file(path)
 
 
-@pytest.mark.parametrize("bad_line, line_no, what", [
-    ("S-NAME", 1, "a tag without its character"),
-    ("B-LOC", 5, "a tag without its character"),
-    ("北", 5, "a character without its tag"),
-    ("。", 9, "a character without its tag"),
-])
+@pytest.mark.parametrize(
+    "bad_line, line_no, what",
+    [
+        ("S-NAME", 1, "a tag without its character"),
+        ("B-LOC", 5, "a tag without its character"),
+        ("北", 5, "a character without its tag"),
+        ("。", 9, "a character without its tag"),
+    ],
+)
 def test_every_malformed_bmes_line_names_file_and_line(tmp_path, bad_line, line_no, what):
-    lines = write_char_bmes(tmp_path / "ok.char.bmes", [("张伟住在北京。", [(0, 2, "NAME"), (4, 6, "LOC")])] * 2
-                            ).read_bytes().decode().split("\r\n")
+    lines = (
+        write_char_bmes(tmp_path / "ok.char.bmes", [("张伟住在北京。", [(0, 2, "NAME"), (4, 6, "LOC")])] * 2)
+        .read_bytes()
+        .decode()
+        .split("\r\n")
+    )
     lines[line_no - 1] = bad_line
     path = write(tmp_path, "train.char.bmes", "\r\n".join(lines))
     with pytest.raises(DataError) as err:
@@ -132,13 +148,17 @@ def test_every_malformed_bmes_line_names_file_and_line(tmp_path, bad_line, line_
 def test_gbk_file_reads_with_data_encoding_and_utf8_error_says_gb18030(tmp_path):
     sentences = make_sentences(6, seed=3)
     path = write_char_bmes(tmp_path / "train.char.bmes", sentences, encoding="gbk")
-    with pytest.raises(DataError, match=r"train\.char\.bmes:\d+: not valid utf-8 .*looks like GB18030/GBK: "
-                                        r"set data\.encoding=gb18030$"):
+    with pytest.raises(
+        DataError,
+        match=r"train\.char\.bmes:\d+: not valid utf-8 .*looks like GB18030/GBK: "
+        r"set data\.encoding=gb18030$",
+    ):
         data.read_split_file(path)
     for encoding in ("gb18030", "gbk"):
         assert data.check_encoding(encoding) == encoding
-        splits, _ = data.load_splits(data_cfg(train_file=str(path), encoding=encoding, validation_ratio=0.0,
-                                              test_ratio=0.0))
+        splits, _ = data.load_splits(
+            data_cfg(train_file=str(path), encoding=encoding, validation_ratio=0.0, test_ratio=0.0)
+        )
         assert splits["train"]["tokens"] == [list(text) for text, _ in sentences]
 
 
@@ -187,14 +207,17 @@ def test_a_tagged_invisible_token_is_still_a_word(tmp_path):
     assert data.read_split_file(path)["tokens"] == [["hi", "\u200b", "you"]]
 
 
-@pytest.mark.parametrize("tokens, language", [
-    ([list("张伟住在北京。"), ["DOTA2", "比", "赛"]], "zh"),
-    ([["東", "京", "に", "住", "ん", "で", "い", "ま", "す"]], "ja"),
-    ([["서울에", "삽니다"]], "ko"),
-    ([["กรุงเทพ", "มหานคร"]], "th"),
-    ([["John", "lives", "in", "Paris"]], None),
-    ([["123", "!"]], None),
-])
+@pytest.mark.parametrize(
+    "tokens, language",
+    [
+        ([list("张伟住在北京。"), ["DOTA2", "比", "赛"]], "zh"),
+        ([["東", "京", "に", "住", "ん", "で", "い", "ま", "す"]], "ja"),
+        ([["서울에", "삽니다"]], "ko"),
+        ([["กรุงเทพ", "มหานคร"]], "th"),
+        ([["John", "lives", "in", "Paris"]], None),
+        ([["123", "!"]], None),
+    ],
+)
 def test_detect_language_by_script(tokens, language):
     assert data.detect_language(tokens) == language
 
@@ -211,8 +234,14 @@ def chinese_model_dir(tmp_path_factory) -> Path:
     chars = dict.fromkeys("".join(PERSONS + PLACES + ORGS) + FILLER)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
     BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=64)
+    config = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=64,
+    )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(directory)
     return directory
@@ -225,15 +254,30 @@ def chinese_run(tmp_path_factory, chinese_model_dir) -> tuple[Path, dict]:
     from nertune.train import run_training
 
     root = tmp_path_factory.mktemp("zh-run")
-    files = {name: write_char_bmes(root / f"{name}.char.bmes", make_sentences(n, seed))
-             for name, n, seed in (("train", 300, 1), ("dev", 40, 2), ("test", 40, 3))}
-    recipe = load_recipe(None, [
-        f"model_name_or_path={chinese_model_dir}", f"output_dir={root / 'run'}",
-        f"data.train_file={files['train']}", f"data.validation_file={files['dev']}",
-        f"data.test_file={files['test']}", "learning_rate=5e-3", "num_train_epochs=5", "warmup_ratio=0",
-        "per_device_train_batch_size=16", "eval_strategy=no", "save_strategy=no", "report_to=none",
-        "precision=fp32", "max_length=32", "window_overlap=8",
-    ])
+    files = {
+        name: write_char_bmes(root / f"{name}.char.bmes", make_sentences(n, seed))
+        for name, n, seed in (("train", 300, 1), ("dev", 40, 2), ("test", 40, 3))
+    }
+    recipe = load_recipe(
+        None,
+        [
+            f"model_name_or_path={chinese_model_dir}",
+            f"output_dir={root / 'run'}",
+            f"data.train_file={files['train']}",
+            f"data.validation_file={files['dev']}",
+            f"data.test_file={files['test']}",
+            "learning_rate=5e-3",
+            "num_train_epochs=5",
+            "warmup_ratio=0",
+            "per_device_train_batch_size=16",
+            "eval_strategy=no",
+            "save_strategy=no",
+            "report_to=none",
+            "precision=fp32",
+            "max_length=32",
+            "window_overlap=8",
+        ],
+    )
     return root / "run", run_training(recipe)
 
 
@@ -267,7 +311,7 @@ def test_predict_raw_chinese_text_with_character_offsets(chinese_run, tmp_path, 
     assert results[0]["words"] == list(TEXT)
     assert entity_tuples(results[1]) == [("NAME", "王芳", 0, 2), ("NAME", "李娜", 3, 5), ("LOC", "成都", 7, 9)]
     for text, result in zip(texts, results):
-        assert all(text[e["start"]:e["end"]] == e["text"] for e in result["entities"])
+        assert all(text[e["start"] : e["end"]] == e["text"] for e in result["entities"])
 
 
 @pytest.mark.slow
@@ -312,8 +356,9 @@ def test_zh_recipe_reads_char_bmes_and_cluener_files_given_on_the_command_line(t
     assert recipe.learning_rate in (3e-5, 5e-5) and recipe.per_device_train_batch_size == 32
     bmes = write_char_bmes(tmp_path / "train.char.bmes", make_sentences(20, seed=4))
     cluener = write_cluener(tmp_path / "dev.json", make_sentences(5, seed=5))
-    recipe = load_recipe(recipe_file, [f"data.train_file={bmes}", f"data.validation_file={cluener}",
-                                       f"data.test_file={cluener}"])
+    recipe = load_recipe(
+        recipe_file, [f"data.train_file={bmes}", f"data.validation_file={cluener}", f"data.test_file={cluener}"]
+    )
     splits, source = data.load_splits(recipe.data)
     assert source == "BMES" and len(splits["validation"]) == 5
     assert data.detect_language(splits["train"]["tokens"]) == "zh"

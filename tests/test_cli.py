@@ -29,8 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "scripts" / "train.py"), *args], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
 
 
 def test_recipe_typo_is_one_line_with_a_suggestion():
@@ -49,16 +54,23 @@ def test_malformed_training_file_names_file_and_line(tmp_path):
 
 
 def test_missing_model_path_is_one_line(tmp_path):
-    result = run_cli("recipes/quickstart.yaml", f"model_name_or_path={tmp_path / 'nope'}",
-                     f"output_dir={tmp_path / 'out'}")
+    result = run_cli(
+        "recipes/quickstart.yaml", f"model_name_or_path={tmp_path / 'nope'}", f"output_dir={tmp_path / 'out'}"
+    )
     assert result.returncode == 2 and "does not exist" in result.stderr and "Traceback" not in result.stderr
 
 
 def run_module(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     """`python -m nertune.cli ARGS`, or `python -c CODE` with ARGS as argv, in a real subprocess."""
     command = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "nertune.cli", *args]
-    return subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT,
-                          env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"})
+    return subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src"), "HF_HUB_OFFLINE": "1"},
+    )
 
 
 def test_bad_arguments_exit_2_from_argparse():
@@ -68,10 +80,12 @@ def test_bad_arguments_exit_2_from_argparse():
 
 def test_a_bug_exits_1_with_its_traceback(tmp_path):
     """Anything that is not a NertuneError is a bug: the traceback is printed, exit code 1."""
-    bug = ("import sys\nimport nertune.config\n"
-           "def load_recipe(*args, **kwargs):\n    raise RuntimeError('a bug in load_recipe')\n"
-           "nertune.config.load_recipe = load_recipe\n"
-           "from nertune.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n")
+    bug = (
+        "import sys\nimport nertune.config\n"
+        "def load_recipe(*args, **kwargs):\n    raise RuntimeError('a bug in load_recipe')\n"
+        "nertune.config.load_recipe = load_recipe\n"
+        "from nertune.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n"
+    )
     result = run_module("recipes/quickstart.yaml", code=bug)
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "RuntimeError: a bug in load_recipe" in result.stderr
@@ -89,8 +103,21 @@ def test_a_nertune_error_from_any_module_is_one_line(monkeypatch, capsys):
     assert "error: model path 'x' does not exist" in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("error", [RecipeError, DataError, InvalidTagError, HubError, LaunchError, ModelError,
-                                   ModelNotFoundError, PathNotFoundError, RequestError, MissingDependencyError])
+@pytest.mark.parametrize(
+    "error",
+    [
+        RecipeError,
+        DataError,
+        InvalidTagError,
+        HubError,
+        LaunchError,
+        ModelError,
+        ModelNotFoundError,
+        PathNotFoundError,
+        RequestError,
+        MissingDependencyError,
+    ],
+)
 def test_every_bad_input_error_is_a_nertune_error(error):
     assert issubclass(error, NertuneError) and issubclass(error, ValueError)
 

@@ -20,8 +20,16 @@ def write(tmp_path, text: str) -> Path:
 
 def test_yaml_values_and_overrides_including_dotted_keys(tmp_path):
     path = write(tmp_path, "model_name_or_path: m\nlearning_rate: 2e-4\ndata:\n  train_file: a.conll\n")
-    recipe = load_recipe(path, ["num_train_epochs=5", "data.validation_file=b.conll", "precision=fp32",
-                                "data.label_names=[O, B-PER]", "early_stopping_patience=none"])
+    recipe = load_recipe(
+        path,
+        [
+            "num_train_epochs=5",
+            "data.validation_file=b.conll",
+            "precision=fp32",
+            "data.label_names=[O, B-PER]",
+            "early_stopping_patience=none",
+        ],
+    )
     assert recipe.learning_rate == pytest.approx(2e-4)  # PyYAML reads 2e-4 as a string; we do not
     assert recipe.num_train_epochs == 5.0
     assert recipe.data.train_file == "a.conll" and recipe.data.validation_file == "b.conll"
@@ -30,16 +38,19 @@ def test_yaml_values_and_overrides_including_dotted_keys(tmp_path):
     assert recipe.output_dir == str(Path("runs") / "r")  # default: runs/<recipe stem>
 
 
-@pytest.mark.parametrize("override, message", [
-    ("learnig_rate=1", "did you mean 'learning_rate'"),
-    ("data.trian_file=x", "did you mean 'data.train_file'"),
-    ("max_length=abc", "'max_length': expected an integer"),
-    ("max_length=12.5", "'max_length': expected an integer"),
-    ("group_by_length=maybe", "expected true or false"),
-    ("precision=fp8", "must be one of"),
-    ("data=3", "is a section"),
-    ("no_equals_sign", "not of the form key=value"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("learnig_rate=1", "did you mean 'learning_rate'"),
+        ("data.trian_file=x", "did you mean 'data.train_file'"),
+        ("max_length=abc", "'max_length': expected an integer"),
+        ("max_length=12.5", "'max_length': expected an integer"),
+        ("group_by_length=maybe", "expected true or false"),
+        ("precision=fp8", "must be one of"),
+        ("data=3", "is a section"),
+        ("no_equals_sign", "not of the form key=value"),
+    ],
+)
 def test_bad_overrides_name_the_key(tmp_path, override, message):
     path = write(tmp_path, "model_name_or_path: m\n")
     with pytest.raises(RecipeError, match=message):
@@ -77,9 +88,21 @@ def test_every_shipped_recipe_loads_and_pins_every_hyperparameter(recipe_file):
     flat = set()
     for key, value in content.items():  # sections (data:, lora:) become dotted keys
         flat |= {f"{key}.{sub}" for sub in value} if isinstance(value, dict) else {key}
-    for key in ("model_name_or_path", "output_dir", "max_length", "num_train_epochs", "learning_rate",
-                "per_device_train_batch_size", "seed", "precision", "eval_strategy", "save_strategy",
-                "warmup_ratio", "weight_decay", "data.tag_scheme"):
+    for key in (
+        "model_name_or_path",
+        "output_dir",
+        "max_length",
+        "num_train_epochs",
+        "learning_rate",
+        "per_device_train_batch_size",
+        "seed",
+        "precision",
+        "eval_strategy",
+        "save_strategy",
+        "warmup_ratio",
+        "weight_decay",
+        "data.tag_scheme",
+    ):
         assert key in flat, f"{recipe_file.name} does not pin {key}"
     assert set(flat) <= set(all_keys())
 
@@ -88,9 +111,16 @@ def test_overrides_as_a_mapping_of_python_values(tmp_path):
     """The Python API passes recipe keys as values, not strings; they are checked like the command line's."""
     from nertune.config import apply_overrides
 
-    recipe = load_recipe(None, {"model_name_or_path": "x", "data.train_file": tmp_path / "t.conll",
-                                "learning_rate": 1e-4, "lora.target_modules": ["query", "value"],
-                                "data.label_map": {"PERSON": "PER"}})
+    recipe = load_recipe(
+        None,
+        {
+            "model_name_or_path": "x",
+            "data.train_file": tmp_path / "t.conll",
+            "learning_rate": 1e-4,
+            "lora.target_modules": ["query", "value"],
+            "data.label_map": {"PERSON": "PER"},
+        },
+    )
     assert recipe.data.train_file == str(tmp_path / "t.conll") and recipe.learning_rate == 1e-4
     assert recipe.lora.target_modules == ["query", "value"] and recipe.data.label_map == {"PERSON": "PER"}
     changed = apply_overrides(recipe, {"max_length": 96})

@@ -41,8 +41,10 @@ def write_documents(path: Path, documents) -> Path:
 @pytest.fixture(scope="module")
 def document_corpus(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("documents")
-    return {name: write_documents(root / f"{name}.conll", make_documents(n, seed))
-            for name, n, seed in (("train", 300, 1), ("validation", 40, 2), ("test", 60, 3))}
+    return {
+        name: write_documents(root / f"{name}.conll", make_documents(n, seed))
+        for name, n, seed in (("train", 300, 1), ("validation", 40, 2), ("test", 60, 3))
+    }
 
 
 def _train(tiny_model_dir, corpus, output_dir, context_size: int) -> dict:
@@ -87,9 +89,14 @@ def test_predict_conll_documents_and_jsonl_document_ids(tmp_path, context_run, c
     gold = _target_types(documents)
     # CoNLL with -DOCSTART- lines: each document's sentences are each other's context.
     unlabelled = tmp_path / "in.conll"
-    unlabelled.write_text("\n".join(
-        line for sentences in documents
-        for line in ["-DOCSTART-", "", *(w for tokens, _ in sentences for w in [*tokens, ""])]), encoding="utf-8")
+    unlabelled.write_text(
+        "\n".join(
+            line
+            for sentences in documents
+            for line in ["-DOCSTART-", "", *(w for tokens, _ in sentences for w in [*tokens, ""])]
+        ),
+        encoding="utf-8",
+    )
     run_prediction(run_dir, unlabelled, tmp_path / "out.jsonl")
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(results) == 60
@@ -97,14 +104,21 @@ def test_predict_conll_documents_and_jsonl_document_ids(tmp_path, context_run, c
 
     # JSONL: sentences sharing a document_id, interleaved with another document's, and more records than
     # one prediction chunk holds (batch_size=1: chunks of 16), so no document may be cut in two.
-    records = [{"id": f"{d}-{s}", "text": " ".join(tokens), "document_id": d}
-               for d, sentences in enumerate(documents) for s, (tokens, _) in enumerate(sentences)]
+    records = [
+        {"id": f"{d}-{s}", "text": " ".join(tokens), "document_id": d}
+        for d, sentences in enumerate(documents)
+        for s, (tokens, _) in enumerate(sentences)
+    ]
     records = records[0::2] + records[1::2]
     (tmp_path / "in.jsonl").write_text("\n".join(json.dumps(r) for r in records), encoding="utf-8")
     run_prediction(run_dir, tmp_path / "in.jsonl", tmp_path / "out2.jsonl", batch_size=1)
     results = {r["id"]: r for r in map(json.loads, (tmp_path / "out2.jsonl").read_text().splitlines())}
-    predicted = [results[f"{d}-{s}"]["entities"][0]["type"] for d, sentences in enumerate(documents)
-                 for s, (tokens, _) in enumerate(sentences) if tokens[1] == "said"]
+    predicted = [
+        results[f"{d}-{s}"]["entities"][0]["type"]
+        for d, sentences in enumerate(documents)
+        for s, (tokens, _) in enumerate(sentences)
+        if tokens[1] == "said"
+    ]
     assert predicted == gold
 
     # Without document ids the model still answers, says why it may do worse, and guesses the targets.
@@ -115,8 +129,12 @@ def test_predict_conll_documents_and_jsonl_document_ids(tmp_path, context_run, c
         run_prediction(run_dir, tmp_path / "in3.jsonl", tmp_path / "out3.jsonl")
     assert "trained with document context (context_size=12) but the input has no documents" in caplog.text
     results = {r["id"]: r for r in map(json.loads, (tmp_path / "out3.jsonl").read_text().splitlines())}
-    guessed = [(results[f"{d}-{s}"]["entities"] or [{"type": None}])[0]["type"] for d, sentences in enumerate(documents)
-               for s, (tokens, _) in enumerate(sentences) if tokens[1] == "said"]
+    guessed = [
+        (results[f"{d}-{s}"]["entities"] or [{"type": None}])[0]["type"]
+        for d, sentences in enumerate(documents)
+        for s, (tokens, _) in enumerate(sentences)
+        if tokens[1] == "said"
+    ]
     assert guessed != gold
 
 
@@ -151,8 +169,15 @@ def test_crf_head_reads_the_context_too(tmp_path, tiny_model_dir, document_corpu
     from nertune.predictor import NerPredictor
     from nertune.train import run_training
 
-    recipe = tiny_recipe(tiny_model_dir, document_corpus, tmp_path / "run", "context_size=12", "num_train_epochs=8",
-                         "head=crf", "crf_learning_rate=0.02")
+    recipe = tiny_recipe(
+        tiny_model_dir,
+        document_corpus,
+        tmp_path / "run",
+        "context_size=12",
+        "num_train_epochs=8",
+        "head=crf",
+        "crf_learning_rate=0.02",
+    )
     assert run_training(recipe)["test_f1"] >= 0.97
     predictor = NerPredictor.from_pretrained(tmp_path / "run", device="cpu", precision="fp32")
     documents = make_documents(20, seed=5)
@@ -169,16 +194,31 @@ def test_predict_cli_text_documents(tmp_path, context_run, capsys):
     run_dir, _ = context_run
     documents = make_documents(10, seed=13)
     source = tmp_path / "documents.txt"  # one sentence per line, a blank line (or several) between documents
-    source.write_text("\n\n\n".join("\n".join(" ".join(t) for t, _ in sentences) for sentences in documents) + "\n",
-                      encoding="utf-8")
-    assert main(["predict", str(run_dir), "--input", str(source), "--output", str(tmp_path / "out.jsonl"),
-                 "--documents"]) == 0
+    source.write_text(
+        "\n\n\n".join("\n".join(" ".join(t) for t, _ in sentences) for sentences in documents) + "\n", encoding="utf-8"
+    )
+    assert (
+        main(["predict", str(run_dir), "--input", str(source), "--output", str(tmp_path / "out.jsonl"), "--documents"])
+        == 0
+    )
     results = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
     assert len(results) == len(source.read_text().splitlines())  # blank lines keep their place, as empty results
     assert [r["entities"][0]["type"] for r in results if r["words"][1:2] == ["said"]] == _target_types(documents)
 
-    assert main(["predict", str(run_dir), "--input", str(tmp_path / "out.jsonl"), "--output",
-                 str(tmp_path / "again.jsonl"), "--documents"]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(run_dir),
+                "--input",
+                str(tmp_path / "out.jsonl"),
+                "--output",
+                str(tmp_path / "again.jsonl"),
+                "--documents",
+            ]
+        )
+        == 2
+    )
     assert "--documents is for text input; jsonl input marks documents itself" in capsys.readouterr().err
 
 

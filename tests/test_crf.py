@@ -50,7 +50,8 @@ def test_viterbi_matches_brute_force(seed):
             best = max(candidates, key=lambda c: _path_score(crf, emissions[b], c, constrained))
             assert len(paths[b]) == n
             assert _path_score(crf, emissions[b], paths[b], constrained) == pytest.approx(
-                _path_score(crf, emissions[b], best, constrained), abs=1e-4)
+                _path_score(crf, emissions[b], best, constrained), abs=1e-4
+            )
             if constrained:
                 assert is_valid_sequence([labels[i] for i in paths[b]], "IOB2")
 
@@ -60,17 +61,22 @@ def test_constrained_viterbi_is_the_best_valid_sequence(scheme, labels):
     """Exhaustive on short sequences: the mask encodes exactly `is_valid_sequence`."""
     crf = _random_crf(labels, scheme, 0)
     for n in (1, 2, 3):
-        valid = [c for c in itertools.product(range(len(labels)), repeat=n)
-                 if is_valid_sequence([labels[i] for i in c], scheme)]
-        for trial in range(5):
+        valid = [
+            c
+            for c in itertools.product(range(len(labels)), repeat=n)
+            if is_valid_sequence([labels[i] for i in c], scheme)
+        ]
+        for _ in range(5):
             emissions = torch.randn(1, n, len(labels)) * 3
             (path,) = crf.decode(emissions)
             best = max(valid, key=lambda c: _path_score(crf, emissions[0], c))
             assert _path_score(crf, emissions[0], path) == pytest.approx(_path_score(crf, emissions[0], best), abs=1e-4)
 
 
-@pytest.mark.parametrize("scheme,labels", [("IOB2", IOB2_LABELS), ("BIOES", BIOES_LABELS),
-                                           ("BILOU", build_label_list([["U-PER", "U-LOC"]], "BILOU"))])
+@pytest.mark.parametrize(
+    "scheme,labels",
+    [("IOB2", IOB2_LABELS), ("BIOES", BIOES_LABELS), ("BILOU", build_label_list([["U-PER", "U-LOC"]], "BILOU"))],
+)
 def test_constrained_decoding_never_emits_an_invalid_sequence(scheme, labels):
     crf = _random_crf(labels, scheme, 1)
     with torch.no_grad():  # transitions that favour invalid moves: the mask must still win
@@ -125,8 +131,10 @@ def test_pack_labelled_drops_unlabelled_rows():
     labels = torch.tensor([[-100, 1, -100, 2], [-100, -100, -100, -100]])
     emissions, tags, mask = pack_labelled(torch.randn(2, 4, 3), labels)
     assert emissions.shape == (1, 2, 3) and tags.tolist() == [[1, 2]] and mask.tolist() == [[True, True]]
-    assert float(LinearChainCRF(["O", "B-X", "I-X"]).neg_log_likelihood(torch.randn(1, 3, 3),
-                                                                     torch.full((1, 3), -100))) == 0.0
+    assert (
+        float(LinearChainCRF(["O", "B-X", "I-X"]).neg_log_likelihood(torch.randn(1, 3, 3), torch.full((1, 3), -100)))
+        == 0.0
+    )
 
 
 def test_viterbi_words_handles_empty_and_uneven_sentences():
@@ -169,8 +177,9 @@ def crf_run(tiny_model_dir, tmp_path_factory):
         "validation": write_conll(tmp / "dev.conll", make_sentences(40, seed=2)),
         "test": write_conll(tmp / "test.conll", test_sentences),
     }
-    recipe = tiny_recipe(tiny_model_dir, corpus, tmp / "out", "head=crf", "num_train_epochs=4",
-                         "crf_learning_rate=0.02")
+    recipe = tiny_recipe(
+        tiny_model_dir, corpus, tmp / "out", "head=crf", "num_train_epochs=4", "crf_learning_rate=0.02"
+    )
     metrics = run_training(recipe)
     return tmp / "out", metrics, test_sentences
 
@@ -195,8 +204,11 @@ def test_crf_training_learns_saves_and_reloads(crf_run):
     tokens = [t for t, _ in test_sentences]
     predicted = [[tag for tag, _ in s] for s in predictor.predict_words(tokens)]
     # Identical to the training run's own test predictions (Trainer + predict_split on the same weights).
-    written = [line.split("\t")[2] for line in (out / "test_predictions.conll").read_text().splitlines()
-               if line.strip() and not line.startswith("-DOCSTART-")]
+    written = [
+        line.split("\t")[2]
+        for line in (out / "test_predictions.conll").read_text().splitlines()
+        if line.strip() and not line.startswith("-DOCSTART-")
+    ]
     assert [tag for s in predicted for tag in s] == written
     for sentence in predicted:
         assert is_valid_sequence(sentence, "IOB2")
@@ -235,9 +247,11 @@ def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
 
     out, _, _ = crf_run
     model = load_for_inference(str(out)).train()
-    trainer = NerTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4,
-                                                             report_to="none", use_cpu=True),
-                         head=CrfHead("IOB2", learning_rate=0.01))
+    trainer = NerTrainer(
+        model=model,
+        args=TrainingArguments(output_dir=str(tmp_path), learning_rate=1e-4, report_to="none", use_cpu=True),
+        head=CrfHead("IOB2", learning_rate=0.01),
+    )
     optimizer = trainer.create_optimizer()
     crf_ids = {id(p) for p in model.crf.parameters()}
     (crf_group,) = [g for g in optimizer.param_groups if g.get("nertune_head")]
@@ -245,8 +259,7 @@ def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
     others = [p for g in optimizer.param_groups if not g.get("nertune_head") for p in g["params"]]
     assert not crf_ids & {id(p) for p in others} and len(others) == len(list(model.parameters())) - 3
     # Without its own learning rate the CRF trains with the encoder's; the head read from config.json has none.
-    default = NerTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none",
-                                                             use_cpu=True))
+    default = NerTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True))
     assert isinstance(default.head, CrfHead) and default.head.learning_rate is None
     assert not any(g.get("nertune_head") for g in default.create_optimizer().param_groups)
 
@@ -299,5 +312,6 @@ def test_crf_under_two_processes_reproduces_one(ddp_setup):
     rank0, rank1 = torch.load(tmp / "rank0.pt"), torch.load(tmp / "rank1.pt")
     assert "crf.transitions" in rank0 and all(torch.equal(rank0[name], rank1[name]) for name in rank0)
     assert double["test_f1"] == pytest.approx(single["test_f1"], abs=1e-9)
-    assert (tmp / "crf-two" / "test_predictions.conll").read_text() == \
-        (tmp / "crf-one" / "test_predictions.conll").read_text()
+    assert (tmp / "crf-two" / "test_predictions.conll").read_text() == (
+        tmp / "crf-one" / "test_predictions.conll"
+    ).read_text()

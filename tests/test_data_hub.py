@@ -13,28 +13,35 @@ CONLL2003_NAMES = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B
 
 
 def fake_conll2003() -> datasets.DatasetDict:
-    features = datasets.Features({
-        "id": datasets.Value("string"),
-        "tokens": datasets.List(datasets.Value("string")),
-        "pos_tags": datasets.List(datasets.ClassLabel(names=["NN", "NNP", "VBZ"])),
-        "chunk_tags": datasets.List(datasets.ClassLabel(names=["O", "B-NP", "B-VP"])),
-        "ner_tags": datasets.List(datasets.ClassLabel(names=CONLL2003_NAMES)),
-    })
+    features = datasets.Features(
+        {
+            "id": datasets.Value("string"),
+            "tokens": datasets.List(datasets.Value("string")),
+            "pos_tags": datasets.List(datasets.ClassLabel(names=["NN", "NNP", "VBZ"])),
+            "chunk_tags": datasets.List(datasets.ClassLabel(names=["O", "B-NP", "B-VP"])),
+            "ner_tags": datasets.List(datasets.ClassLabel(names=CONLL2003_NAMES)),
+        }
+    )
 
     def split(rows):
-        return datasets.Dataset.from_dict({
-            "id": [str(i) for i in range(len(rows))],
-            "tokens": [r[0] for r in rows],
-            "pos_tags": [[1] * len(r[0]) for r in rows],
-            "chunk_tags": [[1] * len(r[0]) for r in rows],
-            "ner_tags": [r[1] for r in rows],
-        }, features=features)
+        return datasets.Dataset.from_dict(
+            {
+                "id": [str(i) for i in range(len(rows))],
+                "tokens": [r[0] for r in rows],
+                "pos_tags": [[1] * len(r[0]) for r in rows],
+                "chunk_tags": [[1] * len(r[0]) for r in rows],
+                "ner_tags": [r[1] for r in rows],
+            },
+            features=features,
+        )
 
-    return datasets.DatasetDict({
-        "train": split([(["EU", "rejects", "German"], [3, 0, 7]), (["Peter", "in", "Bonn"], [1, 0, 5])]),
-        "validation": split([(["Brussels"], [5])]),
-        "test": split([(["Bonn", "Peter"], [5, 1])]),
-    })
+    return datasets.DatasetDict(
+        {
+            "train": split([(["EU", "rejects", "German"], [3, 0, 7]), (["Peter", "in", "Bonn"], [1, 0, 5])]),
+            "validation": split([(["Brussels"], [5])]),
+            "test": split([(["Bonn", "Peter"], [5, 1])]),
+        }
+    )
 
 
 @pytest.fixture
@@ -61,8 +68,11 @@ def test_load_hub_dataset_converts_classlabels(fake_hub):
 
 def test_load_hub_dataset_maps_dev_split_name(monkeypatch):
     raw = fake_conll2003()
-    monkeypatch.setattr(datasets, "load_dataset", lambda *a, **k: datasets.DatasetDict(
-        {"train": raw["train"], "dev": raw["validation"]}))
+    monkeypatch.setattr(
+        datasets,
+        "load_dataset",
+        lambda *a, **k: datasets.DatasetDict({"train": raw["train"], "dev": raw["validation"]}),
+    )
     assert set(data.load_hub_dataset("x")) == {"train", "validation"}
 
 
@@ -73,4 +83,3 @@ def test_load_splits_from_hub_with_local_test_file(fake_hub, tmp_path):
     assert scheme == "IOB2"
     assert splits["validation"]["tokens"] == [["Brussels"]]
     assert splits["test"]["tokens"] == [["Paris"]]
-

@@ -75,31 +75,58 @@ def test_json_array_errors_name_record_index(tmp_path):
 def test_span_annotated_jsonl_doccano_spacy_prodigy(tmp_path):
     # Doccano sequence-labelling export (label: [[start, end, type]]), spaCy-style entities, Prodigy spans
     # with a trailing space inside an entity, and Doccano's newer start_offset/end_offset objects.
-    path = write(tmp_path, "annotations.jsonl", "\n".join(json.dumps(r) for r in [
-        {"id": 7, "text": "John Smith lives in New York.", "label": [[0, 10, "PER"], [20, 28, "LOC"]]},
-        {"text": "Nothing here", "entities": []},
-        {"text": "Visit Paris ", "spans": [{"start": 6, "end": 12, "label": "LOC"}]},
-        {"text": "Ask Siemens", "entities": [{"start_offset": 4, "end_offset": 11, "label": "ORG"}],
-         "document_id": "d1"},
-    ]))
+    path = write(
+        tmp_path,
+        "annotations.jsonl",
+        "\n".join(
+            json.dumps(r)
+            for r in [
+                {"id": 7, "text": "John Smith lives in New York.", "label": [[0, 10, "PER"], [20, 28, "LOC"]]},
+                {"text": "Nothing here", "entities": []},
+                {"text": "Visit Paris ", "spans": [{"start": 6, "end": 12, "label": "LOC"}]},
+                {
+                    "text": "Ask Siemens",
+                    "entities": [{"start_offset": 4, "end_offset": 11, "label": "ORG"}],
+                    "document_id": "d1",
+                },
+            ]
+        ),
+    )
     ds = data.read_split_file(path)
-    assert ds["tokens"] == [["John", "Smith", "lives", "in", "New", "York", "."], ["Nothing", "here"],
-                            ["Visit", "Paris"], ["Ask", "Siemens"]]
-    assert ds["ner_tags"] == [["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"], ["O", "O"], ["O", "B-LOC"],
-                              ["O", "B-ORG"]]
+    assert ds["tokens"] == [
+        ["John", "Smith", "lives", "in", "New", "York", "."],
+        ["Nothing", "here"],
+        ["Visit", "Paris"],
+        ["Ask", "Siemens"],
+    ]
+    assert ds["ner_tags"] == [
+        ["B-PER", "I-PER", "O", "O", "B-LOC", "I-LOC", "O"],
+        ["O", "O"],
+        ["O", "B-LOC"],
+        ["O", "B-ORG"],
+    ]
     assert ds["document_id"] == ["", "", "", "d1"] and ds["line"] == [1, 2, 3, 4]
 
 
-@pytest.mark.parametrize("record, message", [
-    ({"text": "Visit #Paris", "label": [[7, 12, "LOC"]]}, "entity [7, 12) 'LOC' 'Paris' cuts the word "
-                                                          "'#Paris' at [6, 12); fix the span, or set data.span_alignment=expand"),
-    ({"text": "John Smith", "label": [[0, 10, "PER"], [5, 10, "PER"]]}, "overlaps another entity at the word 'Smith'"),
-    ({"text": "John", "label": [[0, 9, "PER"]]}, "entity [0, 9) 'PER' is not inside the text (4 characters)"),
-    ({"text": "John", "label": [[0, 4, "B PER"]]}, "an entity type must be a non-empty word without spaces"),
-    ({"text": "John", "label": ["positive"]}, "'label': expected [start, end, type]"),
-    ({"text": "John"}, "a record with 'text' needs its entity spans under one of ['entities', 'spans', 'label']"),
-    ({"txt": "John"}, "missing field 'tokens' (or 'text' with entity spans)"),
-])
+@pytest.mark.parametrize(
+    "record, message",
+    [
+        (
+            {"text": "Visit #Paris", "label": [[7, 12, "LOC"]]},
+            "entity [7, 12) 'LOC' 'Paris' cuts the word "
+            "'#Paris' at [6, 12); fix the span, or set data.span_alignment=expand",
+        ),
+        (
+            {"text": "John Smith", "label": [[0, 10, "PER"], [5, 10, "PER"]]},
+            "overlaps another entity at the word 'Smith'",
+        ),
+        ({"text": "John", "label": [[0, 9, "PER"]]}, "entity [0, 9) 'PER' is not inside the text (4 characters)"),
+        ({"text": "John", "label": [[0, 4, "B PER"]]}, "an entity type must be a non-empty word without spaces"),
+        ({"text": "John", "label": ["positive"]}, "'label': expected [start, end, type]"),
+        ({"text": "John"}, "a record with 'text' needs its entity spans under one of ['entities', 'spans', 'label']"),
+        ({"txt": "John"}, "missing field 'tokens' (or 'text' with entity spans)"),
+    ],
+)
 def test_bad_span_records_name_the_line_and_the_span(tmp_path, record, message):
     path = write(tmp_path, "bad.jsonl", json.dumps(record) + "\n")
     with pytest.raises(DataError) as err:
@@ -113,8 +140,10 @@ def test_span_alignment_expand_takes_whole_words(tmp_path):
     assert ds["tokens"] == [["Visit", "#Paris", "today"]] and ds["ner_tags"] == [["O", "B-LOC", "O"]]
 
 
-CLUENER_RECORD = {"text": "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。",
-                  "label": {"name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}}}
+CLUENER_RECORD = {
+    "text": "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。",
+    "label": {"name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}},
+}
 
 
 def test_cluener_record_reads_as_characters_and_iob2_tags(tmp_path):
@@ -130,17 +159,27 @@ def test_cluener_record_reads_as_characters_and_iob2_tags(tmp_path):
     assert data.read_split_file(empty)["ner_tags"] == [["O", "O"]]
 
 
-@pytest.mark.parametrize("label, message", [
-    ({"name": {"叶老": [[9, 11]]}},
-     "'name' mention '叶老' at [9, 11] (end inclusive) does not match the text there: '叶老桂'"),
-    ({"name": {"叶老桂": [[30, 32]]}},
-     "'name' mention '叶老桂' at [30, 32] (end inclusive) is not inside the text (32 characters)"),
-    ({"name": {"叶老桂": [[11, 9]]}}, "at [11, 9] (end inclusive) is not inside the text"),
-    ({"name": {"叶老桂": [[9, 11]]}, "title": {"老桂博士": [[10, 13]]}}, "overlaps another entity at the word '老'"),
-    ({"name": {"叶老桂": [9, 11]}}, "expected [start, end] integer offsets (end inclusive), got 9"),
-    ({"name": {"叶老桂": []}}, "'name' mention '叶老桂' needs a list of [start, end] offsets"),
-    ({"name": ["叶老桂"]}, "type 'name' must map each mention to its [[start, end], ...] offsets"),
-])
+@pytest.mark.parametrize(
+    "label, message",
+    [
+        (
+            {"name": {"叶老": [[9, 11]]}},
+            "'name' mention '叶老' at [9, 11] (end inclusive) does not match the text there: '叶老桂'",
+        ),
+        (
+            {"name": {"叶老桂": [[30, 32]]}},
+            "'name' mention '叶老桂' at [30, 32] (end inclusive) is not inside the text (32 characters)",
+        ),
+        ({"name": {"叶老桂": [[11, 9]]}}, "at [11, 9] (end inclusive) is not inside the text"),
+        (
+            {"name": {"叶老桂": [[9, 11]]}, "title": {"老桂博士": [[10, 13]]}},
+            "overlaps another entity at the word '老'",
+        ),
+        ({"name": {"叶老桂": [9, 11]}}, "expected [start, end] integer offsets (end inclusive), got 9"),
+        ({"name": {"叶老桂": []}}, "'name' mention '叶老桂' needs a list of [start, end] offsets"),
+        ({"name": ["叶老桂"]}, "type 'name' must map each mention to its [[start, end], ...] offsets"),
+    ],
+)
 def test_bad_cluener_spans_name_file_line_and_mention(tmp_path, label, message):
     good = json.dumps(CLUENER_RECORD, ensure_ascii=False)
     bad = json.dumps({"text": CLUENER_RECORD["text"], "label": label}, ensure_ascii=False)

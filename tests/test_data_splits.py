@@ -15,8 +15,13 @@ from .helpers import data_cfg, many_sentences, write
 
 def sentences_dataset(n: int, docs: list[str] | None = None) -> datasets.Dataset:
     return datasets.Dataset.from_dict(
-        {"tokens": [[f"w{i}"] for i in range(n)], "ner_tags": [["O"]] * n,
-         "document_id": docs or [""] * n, "sentence_id": list(range(n)), "line": [0] * n},
+        {
+            "tokens": [[f"w{i}"] for i in range(n)],
+            "ner_tags": [["O"]] * n,
+            "document_id": docs or [""] * n,
+            "sentence_id": list(range(n)),
+            "line": [0] * n,
+        },
         features=data.FEATURES,
     )
 
@@ -63,7 +68,7 @@ def test_validate_splits_rejects_empty_split():
 
 
 def test_unseen_label_error_names_split_label_and_file_line(tmp_path):
-    train = write(tmp_path, "train.txt", many_sentences(5))
+    write(tmp_path, "train.txt", many_sentences(5))
     dev = write(tmp_path, "dev.txt", "a O\n\nb O\nParis B-GPE\n")
     cfg = data_cfg(train_file="train.txt", validation_file="dev.txt", test_ratio=0)
     with pytest.raises(DataError) as err:
@@ -76,8 +81,7 @@ def test_unseen_label_error_names_split_label_and_file_line(tmp_path):
 def test_unseen_label_policy_o_maps_and_warns(tmp_path, caplog):
     write(tmp_path, "train.txt", many_sentences(5))
     write(tmp_path, "dev.txt", "Paris B-GPE\nCity I-GPE\nBob B-PER\n")
-    cfg = data_cfg(train_file="train.txt", validation_file="dev.txt", test_ratio=0,
-                   unseen_label_policy="O")
+    cfg = data_cfg(train_file="train.txt", validation_file="dev.txt", test_ratio=0, unseen_label_policy="O")
     with caplog.at_level(logging.WARNING, logger="nertune.data"):
         splits, _ = data.load_splits(cfg, base_dir=tmp_path)
     assert splits["validation"]["ner_tags"] == [["O", "O", "B-PER"]]
@@ -122,8 +126,7 @@ def test_load_splits_repairs_invalid_iob2_with_a_warning(tmp_path, caplog):
 
 def test_load_splits_declared_scheme_and_bioes_target(tmp_path):
     write(tmp_path, "train.txt", "Peter B-PER\nBlackburn I-PER\nsaid O\n")
-    cfg = data_cfg(train_file="train.txt", validation_ratio=0, test_ratio=0,
-                   tag_scheme="IOB2", train_scheme="BIOES")
+    cfg = data_cfg(train_file="train.txt", validation_ratio=0, test_ratio=0, tag_scheme="IOB2", train_scheme="BIOES")
     splits, scheme = data.load_splits(cfg, base_dir=tmp_path)
     assert scheme == "IOB2"
     assert splits["train"]["ner_tags"] == [["B-PER", "E-PER", "O"]]
@@ -147,8 +150,14 @@ def test_load_splits_needs_training_data_and_existing_files(tmp_path):
 def test_label_map_renames_types_in_every_split_for_training(tmp_path):
     train = tmp_path / "train.conll"
     train.write_text("Ann\tB-PERSON\nin\tO\nRome\tB-LOCATION\n\nMay\tB-DATE\n\nBob\tB-PERSON\n\n", encoding="utf-8")
-    splits, _ = data.load_splits(data_cfg(train_file=str(train), validation_file=str(train), test_file=str(train),
-                                     label_map={"PERSON": "PER", "LOCATION": "LOC", "DATE": "O"}))
+    splits, _ = data.load_splits(
+        data_cfg(
+            train_file=str(train),
+            validation_file=str(train),
+            test_file=str(train),
+            label_map={"PERSON": "PER", "LOCATION": "LOC", "DATE": "O"},
+        )
+    )
     for name in ("train", "validation", "test"):
         assert splits[name]["ner_tags"][0] == ["B-PER", "O", "B-LOC"] and splits[name]["ner_tags"][1] == ["O"]
     with pytest.raises(DataError, match="'O' is not an entity type"):

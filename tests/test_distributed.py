@@ -30,15 +30,18 @@ from .helpers import REPO, ddp_launch, ddp_overrides, launch_module, log_history
 # Units
 
 
-@pytest.mark.parametrize("per_device, global_batch, world_size, expected", [
-    (16, None, 4, (16, 1)),  # no global batch: the recipe as it is (the global batch grows with the world)
-    (16, 16, 1, (16, 1)),
-    (16, 16, 2, (8, 1)),
-    (16, 64, 1, (16, 4)),
-    (16, 64, 2, (16, 2)),
-    (16, 48, 2, (12, 2)),  # 24 per process: the fewest micro-batches of at most 16 that divide it
-    (4, 6, 2, (3, 1)),
-])
+@pytest.mark.parametrize(
+    "per_device, global_batch, world_size, expected",
+    [
+        (16, None, 4, (16, 1)),  # no global batch: the recipe as it is (the global batch grows with the world)
+        (16, 16, 1, (16, 1)),
+        (16, 16, 2, (8, 1)),
+        (16, 64, 1, (16, 4)),
+        (16, 64, 2, (16, 2)),
+        (16, 48, 2, (12, 2)),  # 24 per process: the fewest micro-batches of at most 16 that divide it
+        (4, 6, 2, (3, 1)),
+    ],
+)
 def test_batch_layout_keeps_the_global_batch(per_device, global_batch, world_size, expected):
     micro, accumulation = batch_layout(per_device, 1, global_batch, world_size)
     assert (micro, accumulation) == expected
@@ -50,28 +53,46 @@ def test_batch_layout_and_recipe_errors(tiny_model_dir):
     with pytest.raises(LaunchError, match="global_batch_size=10 cannot be split evenly over 4 processes"):
         batch_layout(16, 1, 10, 4)
     with pytest.raises(RecipeError, match="exclude each other"):
-        load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "global_batch_size=32",
-                           "gradient_accumulation_steps=2"])
+        load_recipe(
+            None, [f"model_name_or_path={tiny_model_dir}", "global_batch_size=32", "gradient_accumulation_steps=2"]
+        )
     with pytest.raises(RecipeError, match="global_batch_size"):
         load_recipe(None, [f"model_name_or_path={tiny_model_dir}", "global_batch_size=0"])
 
 
-@pytest.mark.parametrize("cmdline, expected", [
-    (["/venv/bin/python", "/venv/bin/accelerate", "launch", "--cpu", "--num_processes", "2", "train.py", "r.yaml"], 2),
-    (["/venv/bin/accelerate", "launch", "--num-processes=3", "train.py"], 3),
-    (["python", "-m", "accelerate.commands.launch", "--num_processes", "4", "train.py"], 4),
-    (["python", "-m", "accelerate.commands.accelerate_cli", "launch", "--num_processes", "5", "t.py"], 5),
-    (["/venv/bin/python", "scripts/train.py", "--num_processes", "2"], None),  # not accelerate
-    (["bash", "-c", "make train"], None),
-])
+@pytest.mark.parametrize(
+    "cmdline, expected",
+    [
+        (
+            [
+                "/venv/bin/python",
+                "/venv/bin/accelerate",
+                "launch",
+                "--cpu",
+                "--num_processes",
+                "2",
+                "train.py",
+                "r.yaml",
+            ],
+            2,
+        ),
+        (["/venv/bin/accelerate", "launch", "--num-processes=3", "train.py"], 3),
+        (["python", "-m", "accelerate.commands.launch", "--num_processes", "4", "train.py"], 4),
+        (["python", "-m", "accelerate.commands.accelerate_cli", "launch", "--num_processes", "5", "t.py"], 5),
+        (["/venv/bin/python", "scripts/train.py", "--num_processes", "2"], None),  # not accelerate
+        (["bash", "-c", "make train"], None),
+    ],
+)
 def test_accelerate_launch_command_line_is_read(cmdline, expected):
     assert accelerate_launch_num_processes(cmdline) == expected
 
 
 def test_accelerate_config_file_num_processes_is_read(tmp_path):
     config = tmp_path / "cpu.yaml"
-    config.write_text("compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 3\n"
-                      "use_cpu: true\nmixed_precision: 'no'\n")
+    config.write_text(
+        "compute_environment: LOCAL_MACHINE\ndistributed_type: MULTI_CPU\nnum_processes: 3\n"
+        "use_cpu: true\nmixed_precision: 'no'\n"
+    )
     assert accelerate_launch_num_processes(["accelerate", "launch", "--config_file", str(config), "t.py"]) == 3
 
 
@@ -121,8 +142,10 @@ def test_token_budget_batches_respect_the_budget_and_cover_every_sentence_once()
 def test_token_budget_steps_are_the_same_on_one_and_n_processes(world_size, accumulation):
     lengths = [(i * 13) % 40 + 2 for i in range(301)]
     one = TokenBudgetBatchSampler(lengths, 400, seed=7)
-    ranks = [TokenBudgetBatchSampler(lengths, 400, seed=7, dp_size=world_size, grad_accum=accumulation, rank=r)
-             for r in range(world_size)]
+    ranks = [
+        TokenBudgetBatchSampler(lengths, 400, seed=7, dp_size=world_size, grad_accum=accumulation, rank=r)
+        for r in range(world_size)
+    ]
     for sampler in (one, *ranks):
         sampler.set_epoch(3)
     yielded = [list(sampler) for sampler in ranks]
@@ -147,9 +170,18 @@ def test_token_budget_recipe_key_is_checked(tiny_model_dir):
 def test_token_budget_trains_through_the_trainer(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.train import setup_run
 
-    recipe = load_recipe(None, tiny_overrides(tiny_model_dir, synthetic_corpus, tmp_path / "run",
-                                              "max_tokens_per_batch=128", "num_train_epochs=4", "eval_strategy=no",
-                                              "save_strategy=no"))
+    recipe = load_recipe(
+        None,
+        tiny_overrides(
+            tiny_model_dir,
+            synthetic_corpus,
+            tmp_path / "run",
+            "max_tokens_per_batch=128",
+            "num_train_epochs=4",
+            "eval_strategy=no",
+            "save_strategy=no",
+        ),
+    )
     metrics = run_training(recipe)
     lengths = [len(ids) for ids in setup_run(recipe).data.train_features["input_ids"]]
     steps_per_epoch = len(TokenBudgetBatchSampler(lengths, 128, seed=recipe.seed))
@@ -164,8 +196,12 @@ def test_shipped_accelerate_configs_load():
 
     kinds = {path.stem: load_config_from_file(str(path)) for path in (REPO / "recipes" / "accelerate").glob("*.yaml")}
     assert {name: str(c.distributed_type).split(".")[-1] for name, c in kinds.items()} == {
-        "single-device": "NO", "multi-gpu": "MULTI_GPU", "fsdp": "FSDP", "deepspeed-zero2": "DEEPSPEED",
-        "multi-node": "MULTI_GPU"}
+        "single-device": "NO",
+        "multi-gpu": "MULTI_GPU",
+        "fsdp": "FSDP",
+        "deepspeed-zero2": "DEEPSPEED",
+        "multi-node": "MULTI_GPU",
+    }
     assert not any(c.use_cpu for c in kinds.values())  # use_cpu would make accelerate start one process
     assert kinds["multi-node"].num_machines > 1
     ds_file = REPO / kinds["deepspeed-zero2"].deepspeed_config["deepspeed_config_file"]
@@ -195,8 +231,11 @@ def test_two_processes_reproduce_one(ddp_setup):
     assert double["train_loss"] == pytest.approx(single["train_loss"], rel=1e-4)
     # Every sentence scored exactly once (no duplicates from the padded last batches), same scores.
     for split in ("validation", "test"):
-        assert double[f"n_{split}_words_predicted"] == double[f"n_{split}_words_in_input"] == \
-            single[f"n_{split}_words_in_input"]
+        assert (
+            double[f"n_{split}_words_predicted"]
+            == double[f"n_{split}_words_in_input"]
+            == single[f"n_{split}_words_in_input"]
+        )
         assert double[f"{split}_f1"] == pytest.approx(single[f"{split}_f1"], abs=1e-9)
     assert (tmp / "two" / "test_predictions.conll").read_text() == (tmp / "one" / "test_predictions.conll").read_text()
     # Both ranks hold the same weights; the saved model is rank 0's, and the one-process model up to float sums.
@@ -224,8 +263,12 @@ def test_lora_under_two_processes(ddp_setup):
 
 def test_accelerate_cpu_flag_running_one_process_is_refused(ddp_setup):
     tmp, model_dir, corpus = ddp_setup
-    result = launch_module(["accelerate.commands.launch", "--cpu", "--num_processes", "2"], REPO / "scripts" / "train.py",
-                     str(tmp / "recipe.yaml"), *ddp_overrides(model_dir, corpus, tmp / "cpu-flag"))
+    result = launch_module(
+        ["accelerate.commands.launch", "--cpu", "--num_processes", "2"],
+        REPO / "scripts" / "train.py",
+        str(tmp / "recipe.yaml"),
+        *ddp_overrides(model_dir, corpus, tmp / "cpu-flag"),
+    )
     assert result.returncode != 0
     assert "asked for 2 processes" in result.stderr and "torchrun --nproc_per_node 2" in result.stderr
     assert not (tmp / "cpu-flag" / "checkpoints").exists()  # refused before any training

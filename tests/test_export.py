@@ -35,8 +35,10 @@ def exported_dir(trained_model_dir, tmp_path_factory):
 
 
 def small_corpus(directory):
-    return {name: write_conll(directory / f"{name}.conll", make_sentences(n, seed=seed))
-            for name, n, seed in (("train", 120, 1), ("validation", 20, 2), ("test", 30, 3))}
+    return {
+        name: write_conll(directory / f"{name}.conll", make_sentences(n, seed=seed))
+        for name, n, seed in (("train", 120, 1), ("validation", 20, 2), ("test", 30, 3))
+    }
 
 
 def test_export_writes_a_run_dir_with_identical_entities(exported_dir, trained_model_dir):
@@ -51,7 +53,11 @@ def test_export_writes_a_run_dir_with_identical_entities(exported_dir, trained_m
     original = RunDir.load(trained_model_dir)
     assert run.is_onnx and not original.is_onnx
     assert (run.labels, run.scheme, run.max_length, run.window_overlap) == (
-        original.labels, original.scheme, original.max_length, original.window_overlap)
+        original.labels,
+        original.scheme,
+        original.max_length,
+        original.window_overlap,
+    )
     with pytest.raises(ValueError, match="ONNX export"):
         run.load_model()
 
@@ -59,13 +65,32 @@ def test_export_writes_a_run_dir_with_identical_entities(exported_dir, trained_m
 def test_predict_on_exported_dir_writes_the_same_file(exported_dir, trained_model_dir, tmp_path):
     source = tmp_path / "input.txt"
     # The long line is windowed at max_length=32: windows merge the same way on both backends.
-    source.write_text("john lives in paris .\nmary works at nasa in oslo today .\n"
-                      + " ".join(["bob visited the rome ."] * 12) + "\n", encoding="utf-8")
+    source.write_text(
+        "john lives in paris .\nmary works at nasa in oslo today .\n"
+        + " ".join(["bob visited the rome ."] * 12)
+        + "\n",
+        encoding="utf-8",
+    )
     outputs = {}
     for name, model_dir in (("pytorch", trained_model_dir), ("onnx", exported_dir)):
         outputs[name] = tmp_path / f"{name}.jsonl"
-        assert main(["predict", str(model_dir), "--input", str(source), "--output", str(outputs[name]),
-                     "--device", "cpu", "--precision", "fp32"]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(model_dir),
+                    "--input",
+                    str(source),
+                    "--output",
+                    str(outputs[name]),
+                    "--device",
+                    "cpu",
+                    "--precision",
+                    "fp32",
+                ]
+            )
+            == 0
+        )
     pytorch_rows = [json.loads(line) for line in outputs["pytorch"].read_text().splitlines()]
     onnx_rows = [json.loads(line) for line in outputs["onnx"].read_text().splitlines()]
     assert len(onnx_rows) == 3
@@ -73,7 +98,8 @@ def test_predict_on_exported_dir_writes_the_same_file(exported_dir, trained_mode
     for ours, theirs in zip(pytorch_rows, onnx_rows):
         assert ours["tags"] == theirs["tags"]
         assert [(e["type"], e["start"], e["end"]) for e in ours["entities"]] == [
-            (e["type"], e["start"], e["end"]) for e in theirs["entities"]]
+            (e["type"], e["start"], e["end"]) for e in theirs["entities"]
+        ]
         for a, b in zip(ours["entities"], theirs["entities"]):
             assert a["score"] == pytest.approx(b["score"], abs=1e-5)
     assert {(e["type"], e["text"]) for e in onnx_rows[0]["entities"]} == {("PER", "john"), ("LOC", "paris")}
@@ -102,8 +128,18 @@ def test_crf_head_exports_with_its_transitions(tiny_model_dir, tmp_path):
     from nertune.train import run_training
 
     corpus = small_corpus(tmp_path)
-    run_training(tiny_recipe(tiny_model_dir, corpus, tmp_path / "crf", "head=crf", "max_steps=30",
-                             "crf_learning_rate=0.05", "eval_strategy=no", "save_strategy=no"))
+    run_training(
+        tiny_recipe(
+            tiny_model_dir,
+            corpus,
+            tmp_path / "crf",
+            "head=crf",
+            "max_steps=30",
+            "crf_learning_rate=0.05",
+            "eval_strategy=no",
+            "save_strategy=no",
+        )
+    )
     report = export_run(tmp_path / "crf", tmp_path / "crf-onnx")
     assert report["head"] == "crf" and report["entities_identical"] is True, report
     assert (tmp_path / "crf-onnx" / "head_weights" / "model.safetensors").is_file()
@@ -113,7 +149,8 @@ def test_crf_head_exports_with_its_transitions(tiny_model_dir, tmp_path):
     assert exported.model.crf.transitions.abs().sum() > 0  # the learned scores, not a fresh CRF
     sentences = [t for t, _ in make_sentences(20, seed=7)]
     assert [[t for t, _ in s] for s in exported.predict_words(sentences)] == [
-        [t for t, _ in s] for s in reference.predict_words(sentences)]
+        [t for t, _ in s] for s in reference.predict_words(sentences)
+    ]
 
 
 def test_int8_export_reports_changed_sentences(trained_model_dir, tmp_path, capsys):
@@ -138,8 +175,19 @@ def test_lora_adapter_dir_is_merged_on_export(tiny_model_dir, tmp_path):
     from nertune.train import run_training
 
     corpus = small_corpus(tmp_path)
-    run_training(tiny_recipe(tiny_model_dir, corpus, tmp_path / "lora", "lora.enabled=true", "lora.r=4",
-                             "lora.alpha=8", "max_steps=10", "eval_strategy=no", "save_strategy=no"))
+    run_training(
+        tiny_recipe(
+            tiny_model_dir,
+            corpus,
+            tmp_path / "lora",
+            "lora.enabled=true",
+            "lora.r=4",
+            "lora.alpha=8",
+            "max_steps=10",
+            "eval_strategy=no",
+            "save_strategy=no",
+        )
+    )
     adapter_dir = tmp_path / "lora"
     assert RunDir.load(adapter_dir).is_adapter
     report = export_run(adapter_dir, tmp_path / "lora-onnx")

@@ -12,17 +12,32 @@ from .helpers import tiny_recipe
 
 pytest.importorskip("optuna")
 
-SPACE = ["hpo.n_trials=3", "hpo.learning_rate=[1e-3,1e-2]", "hpo.per_device_train_batch_size=8,16",
-         "hpo.warmup_ratio=[0.0,0.2]", "hpo.weight_decay=[0.0,0.1]", "hpo.num_train_epochs=[1,2]"]
+SPACE = [
+    "hpo.n_trials=3",
+    "hpo.learning_rate=[1e-3,1e-2]",
+    "hpo.per_device_train_batch_size=8,16",
+    "hpo.warmup_ratio=[0.0,0.2]",
+    "hpo.weight_decay=[0.0,0.1]",
+    "hpo.num_train_epochs=[1,2]",
+]
 
 
 @pytest.mark.slow
-def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(tiny_model_dir, synthetic_corpus, tmp_path,
-                                                                       capsys):
+def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(
+    tiny_model_dir, synthetic_corpus, tmp_path, capsys
+):
     from nertune.hpo import run_hpo
 
-    recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "run", "max_steps=6", "eval_strategy=steps",
-                         "eval_steps=3", "hpo.pruning=true", *SPACE)
+    recipe = tiny_recipe(
+        tiny_model_dir,
+        synthetic_corpus,
+        tmp_path / "run",
+        "max_steps=6",
+        "eval_strategy=steps",
+        "eval_steps=3",
+        "hpo.pruning=true",
+        *SPACE,
+    )
     summary = run_hpo(recipe)
     out = tmp_path / "run" / "hpo"
     rows = list(csv.DictReader((out / "trials.csv").open()))
@@ -49,26 +64,38 @@ def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(tiny_model
 def test_lora_dimensions_reach_the_model(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.hpo import run_hpo
 
-    recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "lora", "max_steps=2", "eval_strategy=no",
-                         "lora.enabled=true", "lora.target_modules=query,value", "hpo.n_trials=2",
-                         "hpo.lora_r=2,4", "hpo.lora_alpha=4,8")
+    recipe = tiny_recipe(
+        tiny_model_dir,
+        synthetic_corpus,
+        tmp_path / "lora",
+        "max_steps=2",
+        "eval_strategy=no",
+        "lora.enabled=true",
+        "lora.target_modules=query,value",
+        "hpo.n_trials=2",
+        "hpo.lora_r=2,4",
+        "hpo.lora_alpha=4,8",
+    )
     summary = run_hpo(recipe)
     best = load_recipe(tmp_path / "lora" / "hpo" / "best_recipe.yaml")
     assert best.lora.enabled and best.lora.r in (2, 4) and best.lora.alpha in (4, 8)
     assert best.lora.r == summary["best_params"]["lora_r"]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("hpo.learning_rate=[1e-2,1e-3]", "low < high"),
-    ("hpo.num_train_epochs=[3,1]", "low < high"),
-    ("hpo.learning_rate=[1e-3]", r"\[low, high\]"),
-    ("hpo.learning_rate=[0,1e-3]", "log scale"),
-    ("hpo.warmup_ratio=[0.1,1.5]", r"\[0, 1\)"),
-    ("hpo.lerning_rate=[1e-5,1e-3]", "did you mean 'hpo.learning_rate'"),
-    ("hpo.lora_r=4,8", "lora.enabled"),
-    ("hpo.per_device_train_batch_size=[]", "non-empty"),
-    ("hpo.n_trials=0", "at least 1"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("hpo.learning_rate=[1e-2,1e-3]", "low < high"),
+        ("hpo.num_train_epochs=[3,1]", "low < high"),
+        ("hpo.learning_rate=[1e-3]", r"\[low, high\]"),
+        ("hpo.learning_rate=[0,1e-3]", "log scale"),
+        ("hpo.warmup_ratio=[0.1,1.5]", r"\[0, 1\)"),
+        ("hpo.lerning_rate=[1e-5,1e-3]", "did you mean 'hpo.learning_rate'"),
+        ("hpo.lora_r=4,8", "lora.enabled"),
+        ("hpo.per_device_train_batch_size=[]", "non-empty"),
+        ("hpo.n_trials=0", "at least 1"),
+    ],
+)
 def test_bad_space_is_a_clear_recipe_error(override, message):
     with pytest.raises(RecipeError, match=message):
         load_recipe(None, ["model_name_or_path=x", override])
@@ -95,8 +122,14 @@ def test_workers_share_one_study_through_rdb_storage(tiny_model_dir, synthetic_c
     """Two `nertune hpo` workers with the same hpo.storage/hpo.study_name add to one study (here one after another)."""
     from nertune.hpo import run_hpo
 
-    shared = [f"hpo.storage=sqlite:///{tmp_path / 'hpo.db'}", "hpo.study_name=shared", "hpo.n_trials=1",
-              "hpo.learning_rate=[1e-3,1e-2]", "max_steps=2", "eval_strategy=no"]
+    shared = [
+        f"hpo.storage=sqlite:///{tmp_path / 'hpo.db'}",
+        "hpo.study_name=shared",
+        "hpo.n_trials=1",
+        "hpo.learning_rate=[1e-3,1e-2]",
+        "max_steps=2",
+        "eval_strategy=no",
+    ]
     run_hpo(tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "w1", *shared))
     summary = run_hpo(tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "w2", *shared))
     assert summary["n_trials"] == 2
@@ -120,8 +153,17 @@ def test_a_trial_sets_recipe_keys_and_training_arguments():
     optuna = pytest.importorskip("optuna")
     from nertune.hpo import apply_params, searched, suggest, training_arguments_of
 
-    recipe = load_recipe(None, ["model_name_or_path=x", "lora.enabled=true", "hpo.lora_r=4", "hpo.lora_alpha=32",
-                                "hpo.num_train_epochs=[2,3]", "hpo.warmup_ratio=[0.1,0.2]"])
+    recipe = load_recipe(
+        None,
+        [
+            "model_name_or_path=x",
+            "lora.enabled=true",
+            "hpo.lora_r=4",
+            "hpo.lora_alpha=32",
+            "hpo.num_train_epochs=[2,3]",
+            "hpo.warmup_ratio=[0.1,0.2]",
+        ],
+    )
     assert searched(recipe.hpo) == ["num_train_epochs", "warmup_ratio", "lora_r", "lora_alpha"]
     params = suggest(optuna.create_study().ask(), recipe.hpo)
     trial_recipe = apply_params(recipe, params)
@@ -129,7 +171,9 @@ def test_a_trial_sets_recipe_keys_and_training_arguments():
     assert isinstance(trial_recipe.num_train_epochs, float) and 0.1 <= trial_recipe.warmup_ratio <= 0.2
     assert recipe.lora.r == 8  # the recipe itself is unchanged
     # LoRA values reach the model through model_init; the rest through the Trainer's arguments.
-    assert training_arguments_of(params) == {"num_train_epochs": params["num_train_epochs"],
-                                              "warmup_steps": params["warmup_ratio"]}
+    assert training_arguments_of(params) == {
+        "num_train_epochs": params["num_train_epochs"],
+        "warmup_steps": params["warmup_ratio"],
+    }
     with pytest.raises(RecipeError, match="unknown searched parameter"):
         apply_params(recipe, {"dropout": 0.1})

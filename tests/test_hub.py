@@ -29,8 +29,9 @@ def run_card_python(card: str) -> list:
     block = re.search(r"```python\n(.*?)```", card, re.DOTALL)
     assert block, card
     namespace: dict = {}
-    exec(block.group(1).replace('ner("Barack Obama visited Paris")', 'result = ner("john lives in paris .")'),
-         namespace)
+    exec(
+        block.group(1).replace('ner("Barack Obama visited Paris")', 'result = ner("john lives in paris .")'), namespace
+    )
     return namespace["result"]
 
 
@@ -40,16 +41,24 @@ def test_model_card_has_valid_metadata_metrics_and_usage(trained_model_dir):
     assert meta["pipeline_tag"] == "token-classification" and meta["library_name"] == "transformers"
     results = meta["model-index"][0]["results"]
     assert {r["dataset"]["split"] for r in results} == {"validation", "test"}
-    test_f1 = next(m["value"] for r in results if r["dataset"]["split"] == "test" for m in r["metrics"]
-                   if m["type"] == "f1")
+    test_f1 = next(
+        m["value"] for r in results if r["dataset"]["split"] == "test" for m in r["metrics"] if m["type"] == "f1"
+    )
     assert test_f1 == 1.0  # the fixture asserts the tiny model is perfect on the synthetic test split
     assert "base_model" not in meta  # a local path is not a Hub repo id; the Hub would reject it
-    for text in ("| PER |", "| LOC |", "pipeline(\"token-classification\", model=\"someone/tiny-ner\"",
-                 "nertune predict someone/tiny-ner", "nertune serve someone/tiny-ner", "learning_rate",
-                 "Intended use and limitations", "Hardware",
-                 # files named after their split: the dataset is named after their folder
-                 f"on **{trained_model_dir.parent.name}** (train: `train.conll`; validation: `validation.conll`; "
-                 "test: `test.conll`)"):
+    for text in (
+        "| PER |",
+        "| LOC |",
+        'pipeline("token-classification", model="someone/tiny-ner"',
+        "nertune predict someone/tiny-ner",
+        "nertune serve someone/tiny-ner",
+        "learning_rate",
+        "Intended use and limitations",
+        "Hardware",
+        # files named after their split: the dataset is named after their folder
+        f"on **{trained_model_dir.parent.name}** (train: `train.conll`; validation: `validation.conll`; "
+        "test: `test.conll`)",
+    ):
         assert text in card, text
     assert "CRF" not in card and "LoRA" not in card
     # The usage shown works: the card of the local run dir, run as written.
@@ -77,14 +86,15 @@ def test_card_names_the_real_base_model_and_dataset(trained_model_dir, tmp_path)
 def test_base_model_hub_ids():
     assert base_model_hub_id("bert-base-cased") == "bert-base-cased"
     assert base_model_hub_id("someone/tiny-ner@v1") == "someone/tiny-ner"
-    assert base_model_hub_id("/data/hf/hub/models--google-bert--bert-base-cased/snapshots/abc/") == \
-        "google-bert/bert-base-cased"
+    assert (
+        base_model_hub_id("/data/hf/hub/models--google-bert--bert-base-cased/snapshots/abc/")
+        == "google-bert/bert-base-cased"
+    )
     assert base_model_hub_id("/data/models/bert") is None and base_model_hub_id("./bert") is None
     assert base_model_hub_id("pkg://no_such_package_here/model") is None
 
 
-def test_resolve_model_reference_through_the_offline_cache(trained_model_dir, tiny_model_dir, tmp_path,
-                                                           monkeypatch):
+def test_resolve_model_reference_through_the_offline_cache(trained_model_dir, tiny_model_dir, tmp_path, monkeypatch):
     cache = tmp_path / "hf-cache"
     latest = cache_snapshot(cache, "someone/tiny-ner", "a" * 40, trained_model_dir)
     older = cache_snapshot(cache, "someone/tiny-ner", "b" * 40, tiny_model_dir, ref=None)
@@ -145,8 +155,16 @@ def test_push_uploads_model_card_and_reports_but_no_checkpoints(trained_run_copy
     push_run(trained_run_copy, "someone/tiny-ner", api=api)
     (_, repo, kwargs), (_, commit_repo, files, message) = api.calls
     assert repo == commit_repo == "someone/tiny-ner" and kwargs["exist_ok"] is True
-    assert {"config.json", "model.safetensors", "tokenizer.json", "README.md", "metrics.json", "recipe.yaml",
-            "report.txt", "test_predictions.conll"} <= set(files)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "README.md",
+        "metrics.json",
+        "recipe.yaml",
+        "report.txt",
+        "test_predictions.conll",
+    } <= set(files)
     assert not any(f.startswith("checkpoints/") for f in files)
     assert message.startswith("nertune: test entity F1 1.0000")
     # The card that would be validated by the Hub parses as a model card with eval results.
@@ -175,25 +193,40 @@ def test_push_fails_clearly_without_token_or_hub(trained_run_copy, monkeypatch):
 
 
 def test_push_cli_error_is_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "nertune.cli", "push", str(tmp_path), "--repo-id", "a/b"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "nertune.cli", "push", str(tmp_path), "--repo-id", "a/b"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "not a finished run directory" in result.stderr and "Traceback" not in result.stderr
 
 
-@pytest.mark.parametrize("kind", [[], ["head=crf"], ["lora.enabled=true", "lora.merge=true"]],
-                         ids=["full", "crf", "lora"])
-def test_every_run_has_a_card_and_push_to_hub_fails_before_training(kind, trained_model_dir, tiny_model_dir,
-                                                                     synthetic_corpus, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "kind", [[], ["head=crf"], ["lora.enabled=true", "lora.merge=true"]], ids=["full", "crf", "lora"]
+)
+def test_every_run_has_a_card_and_push_to_hub_fails_before_training(
+    kind, trained_model_dir, tiny_model_dir, synthetic_corpus, tmp_path, monkeypatch
+):
     from nertune.config import load_recipe
     from nertune.train import run_training
 
     assert card_metadata((trained_model_dir / "README.md").read_text())["model-index"]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr("huggingface_hub.get_token", lambda: "hf_fake")  # a token is configured
-    recipe = load_recipe(None, [f"model_name_or_path={tiny_model_dir}", f"output_dir={tmp_path / 'run'}",
-                                f"data.train_file={synthetic_corpus['train']}", "push_to_hub=true",
-                                "hub_model_id=someone/tiny-ner", "report_to=none", *kind])
+    recipe = load_recipe(
+        None,
+        [
+            f"model_name_or_path={tiny_model_dir}",
+            f"output_dir={tmp_path / 'run'}",
+            f"data.train_file={synthetic_corpus['train']}",
+            "push_to_hub=true",
+            "hub_model_id=someone/tiny-ner",
+            "report_to=none",
+            *kind,
+        ],
+    )
     with pytest.raises(HubError, match="cannot be reached"):
         run_training(recipe)
     assert not (tmp_path / "run" / "checkpoints").exists() and not (tmp_path / "run" / "model.safetensors").exists()
@@ -210,21 +243,40 @@ def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthet
     monkeypatch.setattr("huggingface_hub.get_token", lambda: "hf_fake")
     monkeypatch.setattr("huggingface_hub.HfApi", RecordingApi)
     run = tmp_path / "run"
-    recipe = tiny_recipe(base, synthetic_corpus, run, "lora.enabled=true", "lora.merge=true", "learning_rate=2e-2",
-                         "push_to_hub=true", "hub_model_id=someone/tiny-ner-lora")
+    recipe = tiny_recipe(
+        base,
+        synthetic_corpus,
+        run,
+        "lora.enabled=true",
+        "lora.merge=true",
+        "learning_rate=2e-2",
+        "push_to_hub=true",
+        "hub_model_id=someone/tiny-ner-lora",
+    )
     metrics = run_training(recipe)
     assert metrics["hub_commit"].startswith("https://huggingface.co/")
     (_, repo, _), (_, _, files, _) = RecordingApi.last.calls
     assert repo == "someone/tiny-ner-lora"
-    assert {"adapter_config.json", "adapter_model.safetensors", "nertune_adapter.json", "tokenizer.json",
-            "README.md", "metrics.json", "recipe.yaml", "report.txt", "merged/config.json",
-            "merged/model.safetensors", "merged/tokenizer.json"} <= set(files)
+    assert {
+        "adapter_config.json",
+        "adapter_model.safetensors",
+        "nertune_adapter.json",
+        "tokenizer.json",
+        "README.md",
+        "metrics.json",
+        "recipe.yaml",
+        "report.txt",
+        "merged/config.json",
+        "merged/model.safetensors",
+        "merged/tokenizer.json",
+    } <= set(files)
     assert "config.json" not in files and not any(f.startswith("checkpoints/") for f in files)
     uploaded = RecordingApi.last.uploaded
     assert json.loads(uploaded["adapter_config.json"])["base_model_name_or_path"] == "someone/tiny-bert"
     assert json.loads((run / "adapter_config.json").read_text())["base_model_name_or_path"] == str(base)
-    assert json.loads(uploaded["nertune_adapter.json"])["id2label"] == {str(i): label for i, label in
-                                                                         enumerate(metrics["labels"])}
+    assert json.loads(uploaded["nertune_adapter.json"])["id2label"] == {
+        str(i): label for i, label in enumerate(metrics["labels"])
+    }
 
     card = uploaded["README.md"].decode()
     meta = card_metadata(card)
@@ -251,8 +303,7 @@ def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthet
         push_run(run, "someone/tiny-ner-lora", api=RecordingApi())
 
 
-def test_crf_run_pushes_its_crf_weights_and_card_says_pipeline_ignores_them(tiny_model_dir, synthetic_corpus,
-                                                                            tmp_path):
+def test_crf_run_pushes_its_crf_weights_and_card_says_pipeline_ignores_them(tiny_model_dir, synthetic_corpus, tmp_path):
     from safetensors import safe_open
 
     from nertune.train import run_training

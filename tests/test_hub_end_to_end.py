@@ -22,8 +22,9 @@ SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
 def nertune(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nertune.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "nertune.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 @pytest.mark.slow
@@ -41,8 +42,7 @@ def test_predict_serve_and_evaluate_a_hub_id_from_the_offline_cache(trained_mode
 
     outputs = {}
     for name, model in (("hub", "someone/tiny-ner"), ("dir", str(trained_model_dir))):
-        done = nertune("predict", model, "--input", str(text), "--output", str(tmp_path / f"{name}.jsonl"),
-                       env=env)
+        done = nertune("predict", model, "--input", str(text), "--output", str(tmp_path / f"{name}.jsonl"), env=env)
         assert done.returncode == 0, done.stderr
         outputs[name] = [json.loads(line) for line in (tmp_path / f"{name}.jsonl").read_text().splitlines()]
     assert outputs["hub"] == outputs["dir"]
@@ -65,10 +65,13 @@ def test_predict_serve_and_evaluate_a_hub_id_from_the_offline_cache(trained_mode
 
 def other_column_dataset(path: Path) -> Path:
     names = ["O", "B-PER", "B-LOC"]
-    features = datasets.Features({"words": datasets.List(datasets.Value("string")),
-                                  "entities": datasets.List(datasets.ClassLabel(names=names))})
-    rows = {"words": [["mary", "lives", "in", "paris"], ["bob", "visited", "rome"]],
-            "entities": [[1, 0, 0, 2], [1, 0, 2]]}
+    features = datasets.Features(
+        {"words": datasets.List(datasets.Value("string")), "entities": datasets.List(datasets.ClassLabel(names=names))}
+    )
+    rows = {
+        "words": [["mary", "lives", "in", "paris"], ["bob", "visited", "rome"]],
+        "entities": [[1, 0, 0, 2], [1, 0, 2]],
+    }
     dataset = datasets.Dataset.from_dict(rows, features=features)
     datasets.DatasetDict({"train": dataset, "validation": dataset, "test": dataset}).save_to_disk(str(path))
     return path
@@ -76,8 +79,15 @@ def other_column_dataset(path: Path) -> Path:
 
 def test_dataset_columns_named_by_tokens_field_and_tags_field(tmp_path):
     source = other_column_dataset(tmp_path / "saved")
-    recipe = load_recipe(None, ["model_name_or_path=unused", f"data.dataset_name={source}", "data.tokens_field=words",
-                                "data.tags_field=entities"])
+    recipe = load_recipe(
+        None,
+        [
+            "model_name_or_path=unused",
+            f"data.dataset_name={source}",
+            "data.tokens_field=words",
+            "data.tags_field=entities",
+        ],
+    )
     splits, scheme = load_splits(recipe.data)
     assert splits["train"]["tokens"][0] == ["mary", "lives", "in", "paris"]
     assert splits["train"]["ner_tags"][1] == ["B-PER", "O", "B-LOC"]
@@ -85,4 +95,8 @@ def test_dataset_columns_named_by_tokens_field_and_tags_field(tmp_path):
     with pytest.raises(DataError, match=r"no 'tokens' column .*'words'.*set data\.tokens_field"):
         load_splits(load_recipe(None, ["model_name_or_path=unused", f"data.dataset_name={source}"]).data)
     with pytest.raises(DataError, match=r"no tag column .*'entities'.*set data\.tags_field"):
-        load_splits(load_recipe(None, ["model_name_or_path=unused", f"data.dataset_name={source}", "data.tokens_field=words"]).data)
+        load_splits(
+            load_recipe(
+                None, ["model_name_or_path=unused", f"data.dataset_name={source}", "data.tokens_field=words"]
+            ).data
+        )

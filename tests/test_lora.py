@@ -19,8 +19,9 @@ LORA = ["lora.enabled=true", "lora.r=4", "lora.alpha=8", "lora.merge=true"]
 
 
 def tiny_lora_recipe(model_dir, corpus, output_dir, *extra: str):
-    return tiny_recipe(model_dir, corpus, output_dir, "learning_rate=2e-2", "num_train_epochs=4",
-                       "save_strategy=no", *LORA, *extra)
+    return tiny_recipe(
+        model_dir, corpus, output_dir, "learning_rate=2e-2", "num_train_epochs=4", "save_strategy=no", *LORA, *extra
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +113,16 @@ def test_target_modules_defaults_and_unknown_names(tiny_model_dir):
     assert resolve_target_modules(bert, ["query", "key", "value"]) == ["query", "key", "value"]
     with pytest.raises(ValueError, match=r"\['qkv'\] not in this bert model.*'dense'.*'query'"):
         resolve_target_modules(bert, ["qkv"])
-    deberta = AutoModelForTokenClassification.from_config(DebertaV2Config(
-        vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=3))
+    deberta = AutoModelForTokenClassification.from_config(
+        DebertaV2Config(
+            vocab_size=50,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_labels=3,
+        )
+    )
     assert resolve_target_modules(deberta, None) == ["query_proj", "value_proj"]
 
 

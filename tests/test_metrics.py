@@ -10,14 +10,8 @@ from nertune.schemes import InvalidTagError
 # Gold entities: PER(0,2) LOC(3,4) | ORG(0,3) PER(4,5)                       -> 4
 # Pred entities: PER(0,2) ORG(3,4) MISC(4,5) | ORG(0,2) PER(4,5)             -> 5
 # Correct: PER(0,2), PER(4,5)                                                -> 2
-GOLD = [
-    ["B-PER", "I-PER", "O", "B-LOC", "O"],
-    ["B-ORG", "I-ORG", "I-ORG", "O", "B-PER"],
-]
-PRED = [
-    ["B-PER", "I-PER", "O", "B-ORG", "B-MISC"],
-    ["B-ORG", "I-ORG", "O", "O", "B-PER"],
-]
+GOLD = [["B-PER", "I-PER", "O", "B-LOC", "O"], ["B-ORG", "I-ORG", "I-ORG", "O", "B-PER"]]
+PRED = [["B-PER", "I-PER", "O", "B-ORG", "B-MISC"], ["B-ORG", "I-ORG", "O", "O", "B-PER"]]
 
 
 def test_entity_metrics_hand_computed():
@@ -170,9 +164,7 @@ def test_token_metrics_hand_computed():
 def test_token_report():
     text = token_report([["B-PER", "I-PER", "O"]], [["B-PER", "O", "O"]])
     lines = text.splitlines()
-    rows = {
-        line.rsplit(None, 4)[0].strip(): line.split()[-4:] for line in lines[2:] if line.strip()
-    }
+    rows = {line.rsplit(None, 4)[0].strip(): line.split()[-4:] for line in lines[2:] if line.strip()}
     assert rows["I-PER"] == ["0.0000", "0.0000", "0.0000", "1"]
     assert rows["O"] == ["0.5000", "1.0000", "0.6667", "1"]
     assert text.splitlines()[-3].split() == ["accuracy", "0.6667", "3"]

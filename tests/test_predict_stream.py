@@ -28,8 +28,13 @@ WORDS = PERSONS + CITIES + ORGS + ["lives", "in", "works", "at", "the", "."]
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
 
 
 def _sentence(i: int) -> list[str]:
@@ -41,8 +46,11 @@ def write_inputs(directory: Path, n: int) -> dict[str, Path]:
     (documents, comments, blank runs and a tail of blank/comment lines)."""
     text = directory / "in.txt"
     text.write_text("".join(" ".join(_sentence(i)) + ("\n\n" if i % 9 == 4 else "\n") for i in range(n)))
-    records = [{"id": i, "document_id": f"d{i // 4}"} | ({"tokens": _sentence(i)} if i % 2 else
-                                                         {"text": " ".join(_sentence(i))}) for i in range(n)]
+    records = [
+        {"id": i, "document_id": f"d{i // 4}"}
+        | ({"tokens": _sentence(i)} if i % 2 else {"text": " ".join(_sentence(i))})
+        for i in range(n)
+    ]
     records = [r for pair in zip(records[0::2], records[1::2]) for r in pair[::-1]]  # documents interleave
     jsonl = directory / "in.jsonl"
     jsonl.write_text("".join(json.dumps(r) + "\n" for r in records))
@@ -110,8 +118,11 @@ def test_jsonl_documents_may_interleave_within_the_gap_but_not_reappear_later(tm
     chunks = list(document_chunks(iter(_records(ids)), size=100, document_gap=2))
     assert [[r.document_id for _, r in c.records] for c in chunks] == [["b", "b", "c", "a", "a", "a"]]
     late = ["a"] + ["x"] * 3 + ["a"]
-    with pytest.raises(DataError, match=r"in\.jsonl:5: document_id 'a' reappears more than 2 records after its "
-                                        r"record on line 1"):
+    with pytest.raises(
+        DataError,
+        match=r"in\.jsonl:5: document_id 'a' reappears more than 2 records after its "
+        r"record on line 1",
+    ):
         list(document_chunks(iter(_records(late)), size=100, document_gap=2, path=tmp_path / "in.jsonl"))
 
 
@@ -165,8 +176,19 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
     source = write_inputs(tmp_path, 3000)["text"]
     reference, output = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"
     run_prediction(model_dir, source, reference, batch_size=1)
-    command = [sys.executable, "-m", "nertune.cli", "predict", str(model_dir), "--input", str(source),
-               "--output", str(output), "--batch-size", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "nertune.cli",
+        "predict",
+        str(model_dir),
+        "--input",
+        str(source),
+        "--output",
+        str(output),
+        "--batch-size",
+        "1",
+    ]
     with open(tmp_path / "killed.log", "w") as log:
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
     deadline = time.monotonic() + 180
@@ -179,8 +201,9 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
     written = output.read_bytes()
     assert 0 < written.count(b"\n") < 3000, "the run finished before it was killed: use a larger input"
     assert reference.read_bytes().startswith(written.rsplit(b"\n", 1)[0])  # flushed in input order
-    code = main(["predict", str(model_dir), "--input", str(source), "--output", str(output), "--batch-size", "1",
-                 "--resume"])
+    code = main(
+        ["predict", str(model_dir), "--input", str(source), "--output", str(output), "--batch-size", "1", "--resume"]
+    )
     assert code == 0
     assert output.read_bytes() == reference.read_bytes()
 
@@ -193,15 +216,43 @@ def _free_port() -> int:
 
 @pytest.mark.slow
 def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
-    launcher = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-                str(REPO / "recipes/accelerate/multi-gpu.yaml"), "--num_processes", "2",
-                "--main_process_port", str(_free_port()), "-m", "nertune.cli", "predict", str(model_dir)]
+    launcher = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "recipes/accelerate/multi-gpu.yaml"),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        str(_free_port()),
+        "-m",
+        "nertune.cli",
+        "predict",
+        str(model_dir),
+    ]
     for kind, name in (("conll", "out.conll"), ("jsonl", "out.jsonl")):
         reference, output = tmp_path / f"ref-{name}", tmp_path / name
         run_prediction(model_dir, inputs[kind], reference, batch_size=1, comment_prefix="#")
-        result = subprocess.run([*launcher, "--input", str(inputs[kind]), "--output", str(output), "--batch-size", "1",
-                                 "--comment-prefix", "#"],
-                                env=_env(), cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
+        result = subprocess.run(
+            [
+                *launcher,
+                "--input",
+                str(inputs[kind]),
+                "--output",
+                str(output),
+                "--batch-size",
+                "1",
+                "--comment-prefix",
+                "#",
+            ],
+            env=_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
         assert "world size 2" in result.stderr
         assert output.read_bytes() == reference.read_bytes(), kind

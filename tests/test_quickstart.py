@@ -23,9 +23,19 @@ def test_quickstart_recipe_on_a_corpus_slice(tmp_path):
     assert len(sentences) > 2000
     # 300 sentences keep most entity types in each split; the slice keeps the file's own format.
     (tmp_path / "slice.txt").write_text("\n\t\n".join(sentences[:300]) + "\n", encoding="utf-8")
-    recipe = load_recipe(RECIPE, [f"output_dir={tmp_path / 'run'}", f"data.train_file={tmp_path / 'slice.txt'}",
-                                  "max_steps=12", "eval_strategy=no", "save_strategy=no", "report_to=none",
-                                  "data.unseen_label_policy=O", "precision=fp32"])
+    recipe = load_recipe(
+        RECIPE,
+        [
+            f"output_dir={tmp_path / 'run'}",
+            f"data.train_file={tmp_path / 'slice.txt'}",
+            "max_steps=12",
+            "eval_strategy=no",
+            "save_strategy=no",
+            "report_to=none",
+            "data.unseen_label_policy=O",
+            "precision=fp32",
+        ],
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(2)  # the real 22M-parameter encoder does use both cores (conftest sets 1)
     try:

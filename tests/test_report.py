@@ -10,13 +10,7 @@ import pytest
 from nertune.config import RecipeError, load_recipe
 from nertune.data import apply_label_map
 from nertune.metrics import entity_metrics
-from nertune.report import (
-    ERROR_KINDS,
-    bootstrap_f1_ci,
-    error_analysis,
-    plot_confusion_matrix,
-    plot_learning_curves,
-)
+from nertune.report import ERROR_KINDS, bootstrap_f1_ci, error_analysis, plot_confusion_matrix, plot_learning_curves
 
 from .helpers import make_sentences, write_conll
 
@@ -29,6 +23,7 @@ def assert_png(path):
 
 
 # --------------------------------------------------------------------------- error analysis
+
 
 def test_error_analysis_counts_every_kind_by_hand():
     words = [["w"] * 10, ["w"] * 6, ["w"] * 4]
@@ -78,6 +73,7 @@ def test_error_analysis_perfect_and_bioes():
 
 # --------------------------------------------------------------------------- bootstrap
 
+
 def _noisy_predictions(n: int, seed: int):
     """Gold from the synthetic corpus and predictions with every third sentence's last entity wrong."""
     gold = [tags for _, tags in make_sentences(n, seed=seed)]
@@ -118,6 +114,7 @@ def test_bootstrap_perfect_and_empty():
 
 # --------------------------------------------------------------------------- label map
 
+
 def test_label_map_recipe_key_from_command_line_and_yaml(tmp_path):
     recipe = load_recipe(None, ["model_name_or_path=m", "data.label_map=PERSON:PER, LOCATION:LOC,MISC:O"])
     assert recipe.data.label_map == {"PERSON": "PER", "LOCATION": "LOC", "MISC": "O"}
@@ -127,8 +124,13 @@ def test_label_map_recipe_key_from_command_line_and_yaml(tmp_path):
     yml = tmp_path / "r.yaml"
     yml.write_text("model_name_or_path: m\ndata:\n  label_map:\n    PERSON: PER\n    geo-loc: LOC\n")
     assert load_recipe(yml).data.label_map == {"PERSON": "PER", "geo-loc": "LOC"}
-    for bad, message in (("PERSON=PER", "FROM:TO"), ("PERSON:PER,LOC", "FROM:TO"), ("PERSON:", "FROM:TO"),
-                         ("A:B,A:C", "mapped twice"), ("[A, B]", "FROM:TO")):
+    for bad, message in (
+        ("PERSON=PER", "FROM:TO"),
+        ("PERSON:PER,LOC", "FROM:TO"),
+        ("PERSON:", "FROM:TO"),
+        ("A:B,A:C", "mapped twice"),
+        ("[A, B]", "FROM:TO"),
+    ):
         with pytest.raises(RecipeError, match=message):
             load_recipe(None, ["model_name_or_path=m", f"data.label_map={bad}"])
     yml.write_text("model_name_or_path: m\ndata:\n  label_map: [PERSON, PER]\n")
@@ -137,8 +139,10 @@ def test_label_map_recipe_key_from_command_line_and_yaml(tmp_path):
 
 
 def test_apply_label_map_renames_types_and_drops_to_o():
-    tags, used = apply_label_map([["B-PERSON", "I-PERSON", "O", "B-MISC", "S-LOCATION"]],
-                                 {"PERSON": "PER", "MISC": "O", "LOCATION": "LOC", "DATE": "O"})
+    tags, used = apply_label_map(
+        [["B-PERSON", "I-PERSON", "O", "B-MISC", "S-LOCATION"]],
+        {"PERSON": "PER", "MISC": "O", "LOCATION": "LOC", "DATE": "O"},
+    )
     assert tags == [["B-PER", "I-PER", "O", "O", "S-LOC"]]
     assert used == {"PERSON": 2, "MISC": 1, "LOCATION": 1, "DATE": 0}
     with pytest.raises(ValueError, match="'O' is not an entity type"):
@@ -149,6 +153,7 @@ def test_apply_label_map_renames_types_and_drops_to_o():
 
 # --------------------------------------------------------------------------- plots
 
+
 def test_plots_are_valid_pngs(tmp_path):
     pytest.importorskip("matplotlib")
     gold = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"]]
@@ -157,12 +162,20 @@ def test_plots_are_valid_pngs(tmp_path):
     assert out == tmp_path / "cm.png"
     assert_png(out)
     state = tmp_path / "trainer_state.json"
-    state.write_text(json.dumps({"log_history": [
-        {"step": 5, "epoch": 0.5, "loss": 1.2}, {"step": 10, "epoch": 1.0, "loss": 0.6},
-        {"step": 10, "epoch": 1.0, "eval_loss": 0.5, "eval_f1": 0.7},
-        {"step": 20, "epoch": 2.0, "loss": 0.3}, {"step": 20, "epoch": 2.0, "eval_loss": 0.3, "eval_f1": 0.9},
-        {"step": 20, "epoch": 2.0, "train_loss": 0.7, "train_runtime": 1.0},
-    ]}))
+    state.write_text(
+        json.dumps(
+            {
+                "log_history": [
+                    {"step": 5, "epoch": 0.5, "loss": 1.2},
+                    {"step": 10, "epoch": 1.0, "loss": 0.6},
+                    {"step": 10, "epoch": 1.0, "eval_loss": 0.5, "eval_f1": 0.7},
+                    {"step": 20, "epoch": 2.0, "loss": 0.3},
+                    {"step": 20, "epoch": 2.0, "eval_loss": 0.3, "eval_f1": 0.9},
+                    {"step": 20, "epoch": 2.0, "train_loss": 0.7, "train_runtime": 1.0},
+                ]
+            }
+        )
+    )
     assert_png(plot_learning_curves(state, tmp_path / "lc.png"))
     assert plot_learning_curves(tmp_path / "missing.json", tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
@@ -187,18 +200,28 @@ def test_plots_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, 
 
 # --------------------------------------------------------------------------- nertune evaluate
 
+
 def test_evaluate_writes_reports_and_renames_labels(trained_model_dir, tmp_path):
     from nertune.evaluation import run_evaluation
 
     rename = {"PER": "PERSON", "LOC": "LOCATION", "ORG": "ORGANIZATION"}
-    sentences = [(tokens, [t if t == "O" else f"{t[:2]}{rename[t[2:]]}" for t in tags])
-                 for tokens, tags in make_sentences(24, seed=11)]
+    sentences = [
+        (tokens, [t if t == "O" else f"{t[:2]}{rename[t[2:]]}" for t in tags])
+        for tokens, tags in make_sentences(24, seed=11)
+    ]
     other = write_conll(tmp_path / "ontonotes_like.conll", sentences)
     with pytest.raises(ValueError, match=r"labels the model does not know: \['B-LOCATION'.*data.label_map"):
         run_evaluation(trained_model_dir, [f"data.test_file={other}", "name=unmapped"])
-    scores = run_evaluation(trained_model_dir, [
-        f"data.test_file={other}", "name=mapped", "bootstrap=200", "bootstrap_seed=3",
-        "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:ORG"])
+    scores = run_evaluation(
+        trained_model_dir,
+        [
+            f"data.test_file={other}",
+            "name=mapped",
+            "bootstrap=200",
+            "bootstrap_seed=3",
+            "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:ORG",
+        ],
+    )
     assert scores["f1"] > 0.9 and set(scores["per_type"]) == {"PER", "LOC", "ORG"}
     assert scores["label_map"] == {"PERSON": "PER", "LOCATION": "LOC", "ORGANIZATION": "ORG"}
 
@@ -222,8 +245,14 @@ def test_evaluate_writes_reports_and_renames_labels(trained_model_dir, tmp_path)
         assert_png(out / "learning_curves.png")  # the run's trainer_state.json has its training loss
 
     # Dropping a type to O: ORGANIZATION words become O in gold, so the model's ORG predictions are spurious.
-    dropped = run_evaluation(trained_model_dir, [
-        f"data.test_file={other}", "name=dropped", "bootstrap=0",
-        "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:O"])
+    dropped = run_evaluation(
+        trained_model_dir,
+        [
+            f"data.test_file={other}",
+            "name=dropped",
+            "bootstrap=0",
+            "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:O",
+        ],
+    )
     assert "ORG" not in {t for t, row in dropped["per_type"].items() if row["support"]}
     assert dropped["error_counts"]["spurious"] > 0 and "f1_ci95" not in dropped

@@ -19,6 +19,7 @@ from nertune.schemes import (
 
 # --- parse_tag -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "tag, expected",
     [
@@ -81,24 +82,21 @@ def test_normalize_scheme():
 
 # --- conversions -----------------------------------------------------------
 
+
 def test_iob1_to_iob2_conll2003_sentence():
     # CoNLL-2003 train: "U.N. official Ekeus heads for Baghdad ." (original IOB1 tags)
     iob1 = ["I-ORG", "O", "I-PER", "O", "O", "I-LOC", "O"]
     assert convert_tags(iob1, "IOB1", "IOB2") == ["B-ORG", "O", "B-PER", "O", "O", "B-LOC", "O"]
     # "EU rejects German call to boycott British lamb ."
     iob1 = ["I-ORG", "O", "I-MISC", "O", "O", "O", "I-MISC", "O", "O"]
-    assert convert_tags(iob1, "IOB1", "IOB2") == [
-        "B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"
-    ]
+    assert convert_tags(iob1, "IOB1", "IOB2") == ["B-ORG", "O", "B-MISC", "O", "O", "O", "B-MISC", "O", "O"]
 
 
 def test_iob1_b_separates_adjacent_same_type_entities():
     # In IOB1 a B- appears only right after a word of the same type.
     iob1 = ["I-ORG", "I-ORG", "B-ORG", "I-ORG", "O", "I-PER", "I-LOC"]
     iob2 = ["B-ORG", "I-ORG", "B-ORG", "I-ORG", "O", "B-PER", "B-LOC"]
-    assert tags_to_spans(iob1, "IOB1") == [
-        ("ORG", 0, 2), ("ORG", 2, 4), ("PER", 5, 6), ("LOC", 6, 7)
-    ]
+    assert tags_to_spans(iob1, "IOB1") == [("ORG", 0, 2), ("ORG", 2, 4), ("PER", 5, 6), ("LOC", 6, 7)]
     assert convert_tags(iob1, "IOB1", "IOB2") == iob2
     assert convert_tags(iob2, "IOB2", "IOB1") == iob1
     assert is_valid_sequence(iob1, "IOB1")
@@ -133,6 +131,7 @@ def test_same_scheme_is_a_validated_copy():
 
 # --- spans and repair ------------------------------------------------------
 
+
 def test_tags_to_spans_end_exclusive_and_hyphenated_types():
     tags = ["B-geo-loc", "I-geo-loc", "O", "B-person", "O"]
     assert tags_to_spans(tags) == [("geo-loc", 0, 2), ("person", 3, 4)]
@@ -145,7 +144,12 @@ def test_repair_iob2():
     tags = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG", "B-PER", "I-LOC"]
     # I-X after O / sentence start / another type starts an entity; B-X always does.
     assert tags_to_spans(tags) == [
-        ("PER", 0, 2), ("LOC", 3, 4), ("LOC", 4, 5), ("ORG", 5, 6), ("PER", 6, 7), ("LOC", 7, 8)
+        ("PER", 0, 2),
+        ("LOC", 3, 4),
+        ("LOC", 4, 5),
+        ("ORG", 5, 6),
+        ("PER", 6, 7),
+        ("LOC", 7, 8),
     ]
     assert repair_tags(tags) == ["B-PER", "I-PER", "O", "B-LOC", "B-LOC", "B-ORG", "B-PER", "B-LOC"]
 
@@ -231,6 +235,7 @@ def test_random_sequences_match_seqeval_and_repair_is_consistent(scheme, prefixe
 
 # --- detect_scheme ---------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "corpus, expected",
     [
@@ -256,23 +261,29 @@ def test_detect_scheme_accepts_a_generator():
 
 # --- label list and sub-tokens ---------------------------------------------
 
+
 def test_build_label_list_order_and_completeness():
     corpus = [["B-PER", "O"], ["B-LOC", "I-LOC"], ["B-geo-loc"]]
     # PER and geo-loc were only seen as B-, yet still get their I- label.
-    assert build_label_list(corpus, "IOB2") == [
-        "O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-geo-loc", "I-geo-loc"
-    ]
+    assert build_label_list(corpus, "IOB2") == ["O", "B-LOC", "I-LOC", "B-PER", "I-PER", "B-geo-loc", "I-geo-loc"]
     assert build_label_list(corpus, "BIOES") == [
         "O",
-        "B-LOC", "I-LOC", "E-LOC", "S-LOC",
-        "B-PER", "I-PER", "E-PER", "S-PER",
-        "B-geo-loc", "I-geo-loc", "E-geo-loc", "S-geo-loc",
+        "B-LOC",
+        "I-LOC",
+        "E-LOC",
+        "S-LOC",
+        "B-PER",
+        "I-PER",
+        "E-PER",
+        "S-PER",
+        "B-geo-loc",
+        "I-geo-loc",
+        "E-geo-loc",
+        "S-geo-loc",
     ]
     assert build_label_list(["I-PER", "O"], "BILOU") == ["O", "B-PER", "I-PER", "L-PER", "U-PER"]
     # Same types, different prefixes seen, different order: same list.
-    assert build_label_list(iter([["I-LOC"], ["S-PER"]]), "IOBES") == build_label_list(
-        corpus[:2], "BIOES"
-    )
+    assert build_label_list(iter([["I-LOC"], ["S-PER"]]), "IOBES") == build_label_list(corpus[:2], "BIOES")
     assert build_label_list([["O"]], "IOB2") == ["O"]
 
 

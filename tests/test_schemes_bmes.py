@@ -27,12 +27,56 @@ from nertune.schemes import (
 
 # Resume NER (train.char.bmes): one character and its tag per line, CRLF line endings.
 RESUME_LINES = [
-    "高 B-NAME", "勇 E-NAME", "： O", "男 O", "， O", "中 B-CONT", "国 M-CONT", "国 M-CONT", "籍 E-CONT", "， O",
-    "无 O", "境 O", "外 O", "居 O", "留 O", "权 O", "。 O", "",
-    "1 O", "9 O", "6 O", "6 O", "年 O", "出 O", "生 O", "， O", "汉 S-RACE", "族 O", "。 O", "",
-    "现 O", "任 O", "浙 B-ORG", "江 M-ORG", "康 M-ORG", "恩 M-ORG", "贝 M-ORG", "制 M-ORG", "药 M-ORG",
-    "股 M-ORG", "份 M-ORG", "有 M-ORG", "限 M-ORG", "公 M-ORG", "司 E-ORG", "董 B-TITLE", "事 M-TITLE",
-    "长 E-TITLE", "。 O", "",
+    "高 B-NAME",
+    "勇 E-NAME",
+    "： O",
+    "男 O",
+    "， O",
+    "中 B-CONT",
+    "国 M-CONT",
+    "国 M-CONT",
+    "籍 E-CONT",
+    "， O",
+    "无 O",
+    "境 O",
+    "外 O",
+    "居 O",
+    "留 O",
+    "权 O",
+    "。 O",
+    "",
+    "1 O",
+    "9 O",
+    "6 O",
+    "6 O",
+    "年 O",
+    "出 O",
+    "生 O",
+    "， O",
+    "汉 S-RACE",
+    "族 O",
+    "。 O",
+    "",
+    "现 O",
+    "任 O",
+    "浙 B-ORG",
+    "江 M-ORG",
+    "康 M-ORG",
+    "恩 M-ORG",
+    "贝 M-ORG",
+    "制 M-ORG",
+    "药 M-ORG",
+    "股 M-ORG",
+    "份 M-ORG",
+    "有 M-ORG",
+    "限 M-ORG",
+    "公 M-ORG",
+    "司 E-ORG",
+    "董 B-TITLE",
+    "事 M-TITLE",
+    "长 E-TITLE",
+    "。 O",
+    "",
 ]
 
 
@@ -61,10 +105,16 @@ def iob1_corpus(n: int, seed: int = 0) -> list[list[str]]:
 # --- reading and writing -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("tag, expected", [
-    ("M-CONT", ("I", "CONT")), ("W-PER", ("S", "PER")), ("B-NAME", ("B", "NAME")), ("E-ORG", ("E", "ORG")),
-    ("M-geo-loc", ("I", "geo-loc")),
-])
+@pytest.mark.parametrize(
+    "tag, expected",
+    [
+        ("M-CONT", ("I", "CONT")),
+        ("W-PER", ("S", "PER")),
+        ("B-NAME", ("B", "NAME")),
+        ("E-ORG", ("E", "ORG")),
+        ("M-geo-loc", ("I", "geo-loc")),
+    ],
+)
 def test_parse_tag_reads_m_as_inside_and_w_as_single(tag, expected):
     assert parse_tag(tag) == expected
 
@@ -84,7 +134,16 @@ def test_bmes_sentence_converts_to_the_training_schemes_and_back():
     iob2 = convert_tags(bmes, "BMES", "IOB2")
     assert iob2 == ["B-CONT", "I-CONT", "I-CONT", "I-CONT", "O", "B-RACE", "B-NAME", "I-NAME", "B-NAME"]
     assert convert_tags(bmes, "BMES", "BIOES") == [
-        "B-CONT", "I-CONT", "I-CONT", "E-CONT", "O", "S-RACE", "B-NAME", "E-NAME", "S-NAME"]
+        "B-CONT",
+        "I-CONT",
+        "I-CONT",
+        "E-CONT",
+        "O",
+        "S-RACE",
+        "B-NAME",
+        "E-NAME",
+        "S-NAME",
+    ]
     assert convert_tags(iob2, "IOB2", "BMES") == bmes
     assert convert_tags(iob2, "IOB2", "BMEWO") == [t.replace("S-", "W-") for t in bmes]
     assert convert_tags(iob2, "IOB2", "BMEOW") == convert_tags(iob2, "IOB2", "BMEWO")
@@ -134,7 +193,16 @@ def test_m_and_w_are_not_iob_prefixes():
 def test_label_list_continuation_tag_and_crf_transitions():
     corpus = [["B-NAME", "E-NAME"], ["S-RACE"]]
     assert build_label_list(corpus, "BMES") == [
-        "O", "B-NAME", "M-NAME", "E-NAME", "S-NAME", "B-RACE", "M-RACE", "E-RACE", "S-RACE"]
+        "O",
+        "B-NAME",
+        "M-NAME",
+        "E-NAME",
+        "S-NAME",
+        "B-RACE",
+        "M-RACE",
+        "E-RACE",
+        "S-RACE",
+    ]
     assert build_label_list(corpus, "BMEWO")[1:5] == ["B-NAME", "M-NAME", "E-NAME", "W-NAME"]
     assert continuation_tag("S-NAME", "BMES") == "M-NAME"
     assert continuation_tag("B-NAME", "BIOES") == "I-NAME"
@@ -166,22 +234,32 @@ def test_char_bmes_files_load_as_iob2_splits(tmp_path, tag_scheme):
     crlf = ("\r\n".join(RESUME_LINES) + "\r\n").encode("utf-8")
     (tmp_path / "train.char.bmes").write_bytes(crlf)
     (tmp_path / "dev.char.bmes").write_bytes(crlf)
-    recipe = load_recipe(None, ["model_name_or_path=unused", "data.train_file=train.char.bmes",
-                                "data.validation_file=dev.char.bmes",
-                                "data.test_ratio=0", f"data.tag_scheme={tag_scheme}"])
+    recipe = load_recipe(
+        None,
+        [
+            "model_name_or_path=unused",
+            "data.train_file=train.char.bmes",
+            "data.validation_file=dev.char.bmes",
+            "data.test_ratio=0",
+            f"data.tag_scheme={tag_scheme}",
+        ],
+    )
     splits, source = load_splits(recipe.data, base_dir=tmp_path)
     assert source == "BMES"
     assert splits["validation"]["ner_tags"][1][-4:] == ["O", "B-RACE", "O", "O"]
     assert splits["train"]["ner_tags"][2][2:5] == ["B-ORG", "I-ORG", "I-ORG"]
 
 
-@pytest.mark.parametrize("corpus, expected", [
-    ([["B-CONT", "M-CONT", "E-CONT", "O", "S-NAME"]], "BMES"),
-    ([["B-CONT", "M-CONT", "E-CONT", "O", "W-NAME"]], "BMEWO"),
-    ([["B-NAME", "E-NAME", "O", "W-RACE"]], "BMEWO"),  # no entity long enough for an M-
-    ([["B-NAME", "E-NAME", "O", "S-RACE"]], "BIOES"),  # BMES without M- is BIOES, read identically
-    ([["U-PER", "O", "B-LOC", "L-LOC"]], "BIOES"),
-])
+@pytest.mark.parametrize(
+    "corpus, expected",
+    [
+        ([["B-CONT", "M-CONT", "E-CONT", "O", "S-NAME"]], "BMES"),
+        ([["B-CONT", "M-CONT", "E-CONT", "O", "W-NAME"]], "BMEWO"),
+        ([["B-NAME", "E-NAME", "O", "W-RACE"]], "BMEWO"),  # no entity long enough for an M-
+        ([["B-NAME", "E-NAME", "O", "S-RACE"]], "BIOES"),  # BMES without M- is BIOES, read identically
+        ([["U-PER", "O", "B-LOC", "L-LOC"]], "BIOES"),
+    ],
+)
 def test_detect_end_marking_schemes(corpus, expected, caplog):
     with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
         assert detect_scheme(corpus) == expected
@@ -261,10 +339,15 @@ def test_strict_metrics_on_bmes_converted_and_raw():
     assert raw["per_type"]["CONT"]["f1"] == 1.0 and raw["per_type"]["NAME"]["recall"] == 0.0
     # Training converts BMES to the training scheme before scoring: the same scores.
     for target in ("IOB2", "BIOES"):
-        converted = entity_metrics([convert_tags(t, "BMES", target) for t in gold],
-                                   [convert_tags(t, "BMES", target) for t in pred], target, strict=True)
+        converted = entity_metrics(
+            [convert_tags(t, "BMES", target) for t in gold],
+            [convert_tags(t, "BMES", target) for t in pred],
+            target,
+            strict=True,
+        )
         assert {k: converted[k] for k in ("precision", "recall", "f1", "per_type")} == {
-            k: raw[k] for k in ("precision", "recall", "f1", "per_type")}
+            k: raw[k] for k in ("precision", "recall", "f1", "per_type")
+        }
     # Strict: a B- never closed by E- is no entity; the default (conlleval) reading counts it.
     unclosed = [["B-CONT", "M-CONT", "E-CONT", "O", "B-NAME"], ["B-ORG", "E-ORG", "O", "O"]]
     strict = entity_metrics(gold, unclosed, "BMES", strict=True)

@@ -28,7 +28,9 @@ MAX_BATCH, MAX_CHARS = 8, 200
 def server(trained_model_dir, tmp_path_factory):
     """Base URL of a running `nertune serve` on the trained tiny model; stopped after the module."""
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
-    with running_server(trained_model_dir, log_path, "--max-batch", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)) as url:
+    with running_server(
+        trained_model_dir, log_path, "--max-batch", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)
+    ) as url:
         yield url
 
 
@@ -42,14 +44,23 @@ def test_predict_a_document(server):
     response = post(server, json={"document": sentences})
     assert response.status_code == 200, response.text
     assert response.json() == post(server, json={"texts": sentences}).json()
-    assert [[e["text"] for e in r["entities"]] for r in response.json()["results"]] == [["john", "paris"], [], ["mary", "nasa"]]
+    assert [[e["text"] for e in r["entities"]] for r in response.json()["results"]] == [
+        ["john", "paris"],
+        [],
+        ["mary", "nasa"],
+    ]
 
 
 def test_health_and_info(server):
     assert httpx.get(f"{server}/health").json() == {"status": "ok"}
     info = httpx.get(f"{server}/info").json()
     assert info["model"] == "run" and info["labels"][0] == "O" and "B-PER" in info["labels"]
-    assert (info["max_batch"], info["max_chars"], info["max_length"], info["device"]) == (MAX_BATCH, MAX_CHARS, 32, "cpu")
+    assert (info["max_batch"], info["max_chars"], info["max_length"], info["device"]) == (
+        MAX_BATCH,
+        MAX_CHARS,
+        32,
+        "cpu",
+    )
     assert info["context_size"] == 0
 
 
@@ -58,8 +69,10 @@ def test_predict_one_text(server):
     response = post(server, json={"text": text})
     assert response.status_code == 200
     result = response.json()
-    assert [(e["type"], e["text"], e["start"], e["end"]) for e in result["entities"]] == \
-        [("PER", "John", 0, 4), ("LOC", "Paris", 14, 19)]
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in result["entities"]] == [
+        ("PER", "John", 0, 4),
+        ("LOC", "Paris", 14, 19),
+    ]
     assert result["words"] == ["John", "lives", "in", "Paris", "."]
     assert result["tags"] == ["B-PER", "O", "O", "B-LOC", "O"]
 
@@ -70,33 +83,54 @@ def test_predict_a_batch(server):
     assert response.status_code == 200
     results = response.json()["results"]
     assert [[(e["type"], e["text"]) for e in r["entities"]] for r in results] == [
-        [("PER", "mary"), ("ORG", "google"), ("LOC", "rome")], [], [("PER", "carol dave"), ("LOC", "oslo")]]
+        [("PER", "mary"), ("ORG", "google"), ("LOC", "rome")],
+        [],
+        [("PER", "carol dave"), ("LOC", "oslo")],
+    ]
     assert post(server, json={"texts": []}).json() == {"results": []}
 
 
-@pytest.mark.parametrize("kwargs, status, message", [
-    ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
-    ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "empty"),
-    ({"content": b'{"text": "john"}', "headers": {"content-type": "application/x-www-form-urlencoded"}}, 415,
-     "Content-Type: application/json"),
-    ({"content": b'{"text": "john"}'}, 415, "without a Content-Type"),
-    ({"json": {}}, 422, "exactly one of"),
-    ({"json": {"text": "a", "texts": ["b"]}}, 422, "exactly one of"),
-    ({"json": {"text": None}}, 422, "exactly one of"),
-    ({"json": {"text": "a", "document": ["b"]}}, 422, "exactly one of"),
-    ({"json": {"document": "john lives in paris"}}, 422, "document: Input should be a valid list"),
-    ({"json": {"document": ["a"] * (MAX_BATCH + 1)}}, 413, f"{MAX_BATCH + 1} sentences in one request"),
-    ({"json": {"document": ["ok", "a" * (MAX_CHARS + 1)]}}, 413, f"document[1] has {MAX_CHARS + 1} characters"),
-    ({"json": {"text": 3}}, 422, "text: Input should be a valid string"),
-    ({"json": {"texts": "john"}}, 422, "texts: Input should be a valid list"),
-    ({"json": {"texts": ["ok", 5]}}, 422, "texts.1: Input should be a valid string"),
-    ({"json": {"txt": "john"}}, 422, "txt: Extra inputs are not permitted"),
-    ({"json": ["john"]}, 422, "invalid request"),
-    ({"json": {"texts": ["a"] * (MAX_BATCH + 1)}}, 413, f"{MAX_BATCH + 1} texts in one request; the limit is {MAX_BATCH}"),
-    ({"json": {"texts": ["ok", "a" * (MAX_CHARS + 1)]}}, 413, f"texts[1] has {MAX_CHARS + 1} characters; the limit is {MAX_CHARS}"),
-    ({"json": {"text": "a" * (MAX_CHARS + 1)}}, 413, f"text has {MAX_CHARS + 1} characters"),
-    ({"content": b'{"text": "john \\ud800"}', "headers": {"content-type": "application/json"}}, 422, "lone surrogate"),
-])
+@pytest.mark.parametrize(
+    "kwargs, status, message",
+    [
+        ({"content": b"{not json", "headers": {"content-type": "application/json"}}, 400, "not valid JSON"),
+        ({"content": b"", "headers": {"content-type": "application/json"}}, 400, "empty"),
+        (
+            {"content": b'{"text": "john"}', "headers": {"content-type": "application/x-www-form-urlencoded"}},
+            415,
+            "Content-Type: application/json",
+        ),
+        ({"content": b'{"text": "john"}'}, 415, "without a Content-Type"),
+        ({"json": {}}, 422, "exactly one of"),
+        ({"json": {"text": "a", "texts": ["b"]}}, 422, "exactly one of"),
+        ({"json": {"text": None}}, 422, "exactly one of"),
+        ({"json": {"text": "a", "document": ["b"]}}, 422, "exactly one of"),
+        ({"json": {"document": "john lives in paris"}}, 422, "document: Input should be a valid list"),
+        ({"json": {"document": ["a"] * (MAX_BATCH + 1)}}, 413, f"{MAX_BATCH + 1} sentences in one request"),
+        ({"json": {"document": ["ok", "a" * (MAX_CHARS + 1)]}}, 413, f"document[1] has {MAX_CHARS + 1} characters"),
+        ({"json": {"text": 3}}, 422, "text: Input should be a valid string"),
+        ({"json": {"texts": "john"}}, 422, "texts: Input should be a valid list"),
+        ({"json": {"texts": ["ok", 5]}}, 422, "texts.1: Input should be a valid string"),
+        ({"json": {"txt": "john"}}, 422, "txt: Extra inputs are not permitted"),
+        ({"json": ["john"]}, 422, "invalid request"),
+        (
+            {"json": {"texts": ["a"] * (MAX_BATCH + 1)}},
+            413,
+            f"{MAX_BATCH + 1} texts in one request; the limit is {MAX_BATCH}",
+        ),
+        (
+            {"json": {"texts": ["ok", "a" * (MAX_CHARS + 1)]}},
+            413,
+            f"texts[1] has {MAX_CHARS + 1} characters; the limit is {MAX_CHARS}",
+        ),
+        ({"json": {"text": "a" * (MAX_CHARS + 1)}}, 413, f"text has {MAX_CHARS + 1} characters"),
+        (
+            {"content": b'{"text": "john \\ud800"}', "headers": {"content-type": "application/json"}},
+            422,
+            "lone surrogate",
+        ),
+    ],
+)
 def test_bad_input_is_a_clear_4xx(server, kwargs, status, message):
     response = post(server, **kwargs)
     assert response.status_code == status, response.text
@@ -111,6 +145,7 @@ def test_limits_are_inclusive(server):
 
 def same(a: dict, b: dict) -> bool:
     """Equal results up to float noise in the scores (a text batched with others is padded differently)."""
+
     def strip(r):
         return {**r, "entities": [{k: v for k, v in e.items() if k != "score"} for e in r["entities"]]}
 
@@ -123,8 +158,11 @@ def scrape(url: str, **kwargs) -> dict[tuple[str, tuple], float]:
     response = httpx.get(f"{url}/metrics", timeout=30, **kwargs)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"].startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in prometheus_parser.text_string_to_metric_families(response.text) for sample in family.samples}
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in prometheus_parser.text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
 
 
 def predict_requests_ok(metrics: dict) -> float:
@@ -197,8 +235,16 @@ def test_metrics_and_info_show_batching(server):
 
 def test_a_full_queue_answers_503_with_retry_after(trained_model_dir, tmp_path):
     # A queue of 4 sentences and a long wait for more: a first request of 4 texts fills it until the wait ends.
-    with running_server(trained_model_dir, tmp_path / "server.log", "--max-batch", "4", "--max-queue-sentences", "4",
-                        "--max-wait-ms", "3000") as url:
+    with running_server(
+        trained_model_dir,
+        tmp_path / "server.log",
+        "--max-batch",
+        "4",
+        "--max-queue-sentences",
+        "4",
+        "--max-wait-ms",
+        "3000",
+    ) as url:
         first: list[httpx.Response] = []
         sender = threading.Thread(target=lambda: first.append(post(url, json={"texts": ["john lives in paris ."] * 4})))
         sender.start()
@@ -221,7 +267,12 @@ def test_api_key(trained_model_dir, tmp_path):
     key_file.write_text("s3cret-key\n")
     with running_server(trained_model_dir, tmp_path / "server.log", "--api-key-file", str(key_file)) as url:
         body = {"text": "john lives in paris ."}
-        for headers in ({}, {"Authorization": "Bearer wrong"}, {"X-API-Key": "s3cret"}, {"Authorization": "s3cret-key"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong"},
+            {"X-API-Key": "s3cret"},
+            {"Authorization": "s3cret-key"},
+        ):
             response = post(url, json=body, headers=headers)
             assert response.status_code == 401, (headers, response.text)
             assert "API key" in response.json()["detail"] and response.headers["www-authenticate"] == "Bearer"
@@ -318,8 +369,13 @@ def test_a_cancelled_request_is_skipped(trained_model_dir):
 
 def test_missing_model_dir_is_one_error_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    result = subprocess.run([sys.executable, "-m", "nertune.cli", "serve", str(tmp_path / "nope"), "--port", "0"],
-                            capture_output=True, text=True, env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "nertune.cli", "serve", str(tmp_path / "nope"), "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert f"error: model directory not found: {tmp_path / 'nope'}" in result.stderr
     assert "Traceback" not in result.stderr
@@ -328,11 +384,19 @@ def test_missing_model_dir_is_one_error_line(tmp_path):
 def test_bench_serving(trained_model_dir):
     from nertune.serve_bench import bench_serving
 
-    result = bench_serving(trained_model_dir, ["john lives in paris .", "mary works at nasa ."], clients=4,
-                           requests_per_client=3, single_client_requests=2, device="cpu", precision="fp32")
+    result = bench_serving(
+        trained_model_dir,
+        ["john lives in paris .", "mary works at nasa ."],
+        clients=4,
+        requests_per_client=3,
+        single_client_requests=2,
+        device="cpu",
+        precision="fp32",
+    )
     assert result["errors"] == 0 and result["requests"] == 12
     assert result["serving_sentences_per_second"] > 0 and result["offline_sentences_per_second"] > 0
     assert result["serving_efficiency"] == pytest.approx(
-        result["serving_sentences_per_second"] / result["offline_sentences_per_second"])
+        result["serving_sentences_per_second"] / result["offline_sentences_per_second"]
+    )
     assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"] and result["single_client_latency_ms"] > 0
     assert result["mean_batch_sentences"] >= 1

@@ -40,8 +40,16 @@ def test_training_learns_and_reports(trained_run):
     assert losses[-1] < losses[0] * 0.5, losses
     assert metrics["test_f1"] > 0.8 and metrics["validation_f1"] > 0.8
     on_disk = json.loads((out / "metrics.json").read_text())
-    for key in ("validation_f1", "test_f1", "test_precision", "test_recall", "train_runtime_s",
-                "train_samples_per_second", "n_test_words_in_input", "n_test_words_predicted"):
+    for key in (
+        "validation_f1",
+        "test_f1",
+        "test_precision",
+        "test_recall",
+        "train_runtime_s",
+        "train_samples_per_second",
+        "n_test_words_in_input",
+        "n_test_words_predicted",
+    ):
         assert key in on_disk, key
     assert on_disk["n_test_words_in_input"] == on_disk["n_test_words_predicted"] > 0
     assert set(on_disk["test_per_type"]) == {"PER", "LOC", "ORG"}
@@ -68,8 +76,8 @@ def test_run_dir_is_reproducible_and_loadable(trained_run, tiny_model_dir):
 
 def test_word_level_predictions_file_has_every_word(trained_run):
     out, metrics, corpus = trained_run
-    gold_lines = [l for l in corpus["test"].read_text().splitlines() if l.strip()]
-    predicted = [l for l in (out / "test_predictions.conll").read_text().splitlines() if l.strip()]
+    gold_lines = [line for line in corpus["test"].read_text().splitlines() if line.strip()]
+    predicted = [line for line in (out / "test_predictions.conll").read_text().splitlines() if line.strip()]
     assert len(predicted) == len(gold_lines) == metrics["n_test_words_in_input"]
     assert all(len(line.split("\t")) == 3 for line in predicted)
     # The long sentence (the last one) is predicted word for word, and mostly right.
@@ -106,12 +114,30 @@ def test_continue_fine_tuning_reconciles_or_rejects_labels(trained_run, tmp_path
 
 @pytest.mark.slow
 def test_resume_from_latest_checkpoint(tiny_model_dir, synthetic_corpus, tmp_path):
-    recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "r", "max_steps=6", "eval_strategy=steps",
-                         "eval_steps=3", "save_strategy=steps", "save_steps=3", "save_total_limit=3")
+    recipe = tiny_recipe(
+        tiny_model_dir,
+        synthetic_corpus,
+        tmp_path / "r",
+        "max_steps=6",
+        "eval_strategy=steps",
+        "eval_steps=3",
+        "save_strategy=steps",
+        "save_steps=3",
+        "save_total_limit=3",
+    )
     run_training(recipe)
     assert (tmp_path / "r" / "checkpoints" / "checkpoint-6").is_dir()
-    resumed = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "r", "max_steps=9", "eval_strategy=steps",
-                          "eval_steps=3", "save_strategy=steps", "save_steps=3", "resume_from_checkpoint=latest")
+    resumed = tiny_recipe(
+        tiny_model_dir,
+        synthetic_corpus,
+        tmp_path / "r",
+        "max_steps=9",
+        "eval_strategy=steps",
+        "eval_steps=3",
+        "save_strategy=steps",
+        "save_steps=3",
+        "resume_from_checkpoint=latest",
+    )
     run_training(resumed)
     state = json.loads((tmp_path / "r" / "trainer_state.json").read_text())
     assert state["global_step"] == 9
@@ -165,8 +191,13 @@ def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
     assert (run.head_name, run.scheme, run.is_adapter, run.labels) == ("linear", "IOB2", False, metrics["labels"])
     predictor = NerPredictor.from_pretrained(old, device="cpu", precision="fp32")
     assert (predictor.max_length, predictor.window_overlap) == (16, 4)
-    assert [tag for tag, _ in predictor.predict_words([["mary", "lives", "in", "paris", "."]])[0]] == \
-        ["B-PER", "O", "O", "B-LOC", "O"]
+    assert [tag for tag, _ in predictor.predict_words([["mary", "lives", "in", "paris", "."]])[0]] == [
+        "B-PER",
+        "O",
+        "O",
+        "B-LOC",
+        "O",
+    ]
     scores = run_evaluation(old, ["bootstrap=0"])
     assert scores["n_words_in_input"] == scores["n_words_predicted"] == metrics["n_test_words_in_input"]
     assert scores["f1"] > 0.8
@@ -176,9 +207,18 @@ def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
 def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.schemes import is_valid_sequence
 
-    metrics = run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "b", "data.train_scheme=BIOES",
-                                       "label_all_subtokens=true", "num_train_epochs=4", "eval_strategy=no",
-                                       "save_strategy=no"))
+    metrics = run_training(
+        tiny_recipe(
+            tiny_model_dir,
+            synthetic_corpus,
+            tmp_path / "b",
+            "data.train_scheme=BIOES",
+            "label_all_subtokens=true",
+            "num_train_epochs=4",
+            "eval_strategy=no",
+            "save_strategy=no",
+        )
+    )
     assert {"S-PER", "E-PER", "S-LOC"} <= set(metrics["labels"])
     blocks = (tmp_path / "b" / "test_predictions.conll").read_text().strip().split("\n\n")
     predicted = [[line.split("\t")[2] for line in block.splitlines()] for block in blocks]
@@ -187,13 +227,15 @@ def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_co
 
 
 @pytest.mark.slow
-def test_kept_model_is_the_best_validation_checkpoint_and_curves_are_drawn(tiny_model_dir, synthetic_corpus,
-                                                                          tmp_path):
+def test_kept_model_is_the_best_validation_checkpoint_and_curves_are_drawn(tiny_model_dir, synthetic_corpus, tmp_path):
     from nertune.evaluation import run_evaluation
 
     out = tmp_path / "best"
-    metrics = run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, out, "num_train_epochs=4",
-                                       "learning_rate=2e-3", "save_total_limit=1"))
+    metrics = run_training(
+        tiny_recipe(
+            tiny_model_dir, synthetic_corpus, out, "num_train_epochs=4", "learning_rate=2e-3", "save_total_limit=1"
+        )
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     eval_f1 = [h["eval_f1"] for h in state["log_history"] if "eval_f1" in h]
     assert len(eval_f1) == 4 and state["best_metric"] == max(eval_f1)
@@ -208,8 +250,11 @@ def test_kept_model_is_the_best_validation_checkpoint_and_curves_are_drawn(tiny_
 def test_early_stopping_stops_when_validation_f1_cannot_improve(tiny_model_dir, synthetic_corpus, tmp_path):
     out = tmp_path / "early"
     # Learning rate 0: validation F1 stays where the first epoch put it, so patience 1 ends the run at epoch 2.
-    run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, out, "learning_rate=0", "num_train_epochs=6",
-                             "early_stopping_patience=1"))
+    run_training(
+        tiny_recipe(
+            tiny_model_dir, synthetic_corpus, out, "learning_rate=0", "num_train_epochs=6", "early_stopping_patience=1"
+        )
+    )
     state = json.loads((out / "trainer_state.json").read_text())
     assert state["epoch"] == 2.0 and state["num_train_epochs"] == 6
 
@@ -221,8 +266,18 @@ def test_report_to_auto_logs_tensorboard_under_the_run_dir(tiny_model_dir, synth
 
     caplog.set_level(logging.INFO)
     out = tmp_path / "tb"
-    run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, out, "report_to=auto", "max_steps=4",
-                             "logging_steps=1", "eval_strategy=no", "save_strategy=no"))
+    run_training(
+        tiny_recipe(
+            tiny_model_dir,
+            synthetic_corpus,
+            out,
+            "report_to=auto",
+            "max_steps=4",
+            "logging_steps=1",
+            "eval_strategy=no",
+            "save_strategy=no",
+        )
+    )
     assert not (out / "checkpoints" / "runs").exists()  # not the Trainer's default place
     if importlib.util.find_spec("tensorboard") is None:
         assert "tensorboard is not installed" in caplog.text

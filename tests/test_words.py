@@ -16,33 +16,64 @@ def words_of(text: str) -> list[str]:
     return [word for word, _, _ in split]
 
 
-@pytest.mark.parametrize("text, words", [
-    # Chinese: one word per ideograph; Latin letters and digits stay runs; fullwidth punctuation one per mark.
-    ("我在玩DOTA2和CSOL，花了600000元。",
-     ["我", "在", "玩", "DOTA2", "和", "CSOL", "，", "花", "了", "600000", "元", "。"]),
-    ("习近平在北京会见了美国总统拜登", list("习近平在北京会见了美国总统拜登")),
-    ("“你好！”他问：（真的？）《三体》、1,000万",
-     ["“", "你", "好", "！", "”", "他", "问", "：", "（", "真", "的", "？", "）", "《", "三", "体", "》", "、",
-      "1,000", "万"]),
-    ("iPhone 15 Pro在中国卖3.5万元", ["iPhone", "15", "Pro", "在", "中", "国", "卖", "3.5", "万", "元"]),
-    ("好……真的！！", ["好", "……", "真", "的", "！！"]),  # a run of one mark, as "..." in English
-    # A URL or e-mail address written without spaces ends where the Chinese text starts again.
-    ("详见http://t.cn/A6x，或写信到ab@c.cn咨询", ["详", "见", "http://t.cn/A6x", "，", "或", "写", "信", "到",
-                                                 "ab@c.cn", "咨", "询"]),
-    ("@张三 #北京#", ["@", "张", "三", "#", "北", "京", "#"]),  # ideographs are words even after @ or #
-    # Japanese: kanji and kana are one word each (also katakana with the prolonged sound mark).
-    ("東京タワーに行きました。", ["東", "京", "タ", "ワ", "ー", "に", "行", "き", "ま", "し", "た", "。"]),
-    ("ソニーの株価は3,000円", ["ソ", "ニ", "ー", "の", "株", "価", "は", "3,000", "円"]),
-    ("か\u3099ｶﾞ葛\U000E0100", ["か\u3099", "ｶﾞ", "葛\U000E0100"]),  # voiced marks, variation selector stay
-    # Korean is written with spaces: Hangul words are not split into syllables; hanja are ideographs.
-    ("삼성전자는 서울에 있다.", ["삼성전자는", "서울에", "있다", "."]),
-    ("大韓民國 헌법", ["大", "韓", "民", "國", "헌법"]),
-    # Thai has no spaces and no per-character convention: a run stays one word.
-    ("กรุงเทพมหานคร สวยมาก", ["กรุงเทพมหานคร", "สวยมาก"]),
-    # Extension blocks B and G, compatibility ideographs (BMP and supplement), a radical.
-    ("\U00020000\U00030000\uf900\U0002f800\u2e80a",
-     ["\U00020000", "\U00030000", "\uf900", "\U0002f800", "\u2e80", "a"]),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        # Chinese: one word per ideograph; Latin letters and digits stay runs; fullwidth punctuation one per mark.
+        (
+            "我在玩DOTA2和CSOL，花了600000元。",
+            ["我", "在", "玩", "DOTA2", "和", "CSOL", "，", "花", "了", "600000", "元", "。"],
+        ),
+        ("习近平在北京会见了美国总统拜登", list("习近平在北京会见了美国总统拜登")),
+        (
+            "“你好！”他问：（真的？）《三体》、1,000万",
+            [
+                "“",
+                "你",
+                "好",
+                "！",
+                "”",
+                "他",
+                "问",
+                "：",
+                "（",
+                "真",
+                "的",
+                "？",
+                "）",
+                "《",
+                "三",
+                "体",
+                "》",
+                "、",
+                "1,000",
+                "万",
+            ],
+        ),
+        ("iPhone 15 Pro在中国卖3.5万元", ["iPhone", "15", "Pro", "在", "中", "国", "卖", "3.5", "万", "元"]),
+        ("好……真的！！", ["好", "……", "真", "的", "！！"]),  # a run of one mark, as "..." in English
+        # A URL or e-mail address written without spaces ends where the Chinese text starts again.
+        (
+            "详见http://t.cn/A6x，或写信到ab@c.cn咨询",
+            ["详", "见", "http://t.cn/A6x", "，", "或", "写", "信", "到", "ab@c.cn", "咨", "询"],
+        ),
+        ("@张三 #北京#", ["@", "张", "三", "#", "北", "京", "#"]),  # ideographs are words even after @ or #
+        # Japanese: kanji and kana are one word each (also katakana with the prolonged sound mark).
+        ("東京タワーに行きました。", ["東", "京", "タ", "ワ", "ー", "に", "行", "き", "ま", "し", "た", "。"]),
+        ("ソニーの株価は3,000円", ["ソ", "ニ", "ー", "の", "株", "価", "は", "3,000", "円"]),
+        ("か\u3099ｶﾞ葛\U000e0100", ["か\u3099", "ｶﾞ", "葛\U000e0100"]),  # voiced marks, variation selector stay
+        # Korean is written with spaces: Hangul words are not split into syllables; hanja are ideographs.
+        ("삼성전자는 서울에 있다.", ["삼성전자는", "서울에", "있다", "."]),
+        ("大韓民國 헌법", ["大", "韓", "民", "國", "헌법"]),
+        # Thai has no spaces and no per-character convention: a run stays one word.
+        ("กรุงเทพมหานคร สวยมาก", ["กรุงเทพมหานคร", "สวยมาก"]),
+        # Extension blocks B and G, compatibility ideographs (BMP and supplement), a radical.
+        (
+            "\U00020000\U00030000\uf900\U0002f800\u2e80a",
+            ["\U00020000", "\U00030000", "\uf900", "\U0002f800", "\u2e80", "a"],
+        ),
+    ],
+)
 def test_split_words_without_spaces(text, words):
     assert words_of(text) == words
 
@@ -50,9 +81,13 @@ def test_split_words_without_spaces(text, words):
 def test_every_character_bert_splits_as_chinese_is_a_word():
     # bert-base-chinese's fast tokenizer puts spaces around these characters (handle_chinese_chars).
     normalizer = BertNormalizer(clean_text=False, handle_chinese_chars=True, strip_accents=False, lowercase=False)
-    chinese = [chr(cp) for cp in range(0x3000, 0x32400)
-               if not 0xD800 <= cp < 0xE000 and normalizer.normalize_str(chr(cp)) == f" {chr(cp)} "
-               and not regex.match(r"\p{Cn}", chr(cp))]  # unassigned code points have no script
+    chinese = [
+        chr(cp)
+        for cp in range(0x3000, 0x32400)
+        if not 0xD800 <= cp < 0xE000
+        and normalizer.normalize_str(chr(cp)) == f" {chr(cp)} "
+        and not regex.match(r"\p{Cn}", chr(cp))
+    ]  # unassigned code points have no script
     assert len(chinese) > 80_000
     text = "".join(chinese)
     assert words_of(text) == chinese
@@ -61,7 +96,16 @@ def test_every_character_bert_splits_as_chinese_is_a_word():
 
 def test_offsets_exact_on_random_cjk_and_latin_text():
     alphabet = list("中文字北京東タワーかな한국어abcXYZ019 ,.'-@#:/\t\n，。！？、：；“”（）《》…") + [
-        "\U00020000", "\uf900", "\u3099", "\U000E0100", "\u200b", "\u00a0", "😀", "ｶ", "ﾞ"]
+        "\U00020000",
+        "\uf900",
+        "\u3099",
+        "\U000e0100",
+        "\u200b",
+        "\u00a0",
+        "😀",
+        "ｶ",
+        "ﾞ",
+    ]
     cjk = regex.compile(r"[\p{Han}\p{Hiragana}\p{Katakana}ー]")
     rng = random.Random(0)
     for _ in range(500):
@@ -81,8 +125,21 @@ def test_offsets_exact_on_random_cjk_and_latin_text():
 
 def test_whitespace_languages_are_unchanged():
     text = "Paul's car isn't U.S. e-mail 1,000.50 see http://t.co/abc. Zürich naïve"
-    assert words_of(text) == ["Paul", "'s", "car", "isn't", "U.S", ".", "e-mail", "1,000.50", "see",
-                              "http://t.co/abc", ".", "Zürich", "naïve"]
+    assert words_of(text) == [
+        "Paul",
+        "'s",
+        "car",
+        "isn't",
+        "U.S",
+        ".",
+        "e-mail",
+        "1,000.50",
+        "see",
+        "http://t.co/abc",
+        ".",
+        "Zürich",
+        "naïve",
+    ]
 
 
 def test_cluener_span_tags_exactly_its_characters():

@@ -92,8 +92,15 @@ def document_neighbours(document_ids: Sequence[str | None]) -> tuple[list[int | 
     return previous, following
 
 
-def _context_words(words: list[list[str]], counts: list[list[int]], neighbour: list[int | None], ex: int,
-                   position: int, step: int, limit: int) -> tuple[list[str], int]:
+def _context_words(
+    words: list[list[str]],
+    counts: list[list[int]],
+    neighbour: list[int | None],
+    ex: int,
+    position: int,
+    step: int,
+    limit: int,
+) -> tuple[list[str], int]:
     """Whole words next to `position` of sentence `ex`, walking `step` (-1: left of it, +1: from it on) and
     on into the neighbouring sentences, while they fit in `limit` sub-tokens. Returns (words in reading
     order, sub-tokens used)."""
@@ -144,8 +151,14 @@ def encode_examples(
         raise RecipeError(f"context_size must be >= 0, got {context_size}")
     if document_ids is not None and len(document_ids) != len(tokens):
         raise ValueError(f"{len(document_ids)} document ids for {len(tokens)} sentences")
-    out: dict[str, list] = {"input_ids": [], "attention_mask": [], "word_index": [], "example_index": [],
-                            "word_start": [], "word_end": []}
+    out: dict[str, list] = {
+        "input_ids": [],
+        "attention_mask": [],
+        "word_index": [],
+        "example_index": [],
+        "word_start": [],
+        "word_end": [],
+    }
     if label_ids is not None:
         out["labels"] = []
     if not tokens:
@@ -163,25 +176,47 @@ def encode_examples(
                 # Both sides get up to half of the room; what one side cannot use goes to the other.
                 half = min(context_size, (room + 1) // 2)
                 left, used_left = _context_words(words, counts, previous, ex, word_start, -1, half)
-                right, used_right = _context_words(words, counts, following, ex, word_end, +1,
-                                                   min(context_size, room - used_left))
+                right, used_right = _context_words(
+                    words, counts, following, ex, word_end, +1, min(context_size, room - used_left)
+                )
                 if half < context_size and room - used_right > used_left:  # the right side left room over
-                    left, _ = _context_words(words, counts, previous, ex, word_start, -1,
-                                             min(context_size, room - used_right))
+                    left, _ = _context_words(
+                        words, counts, previous, ex, word_start, -1, min(context_size, room - used_right)
+                    )
             pieces.append(left + words[ex][word_start:word_end] + right)
             layout.append((ex, word_start, word_end, len(left)))
     # Truncation only ever bites a single word longer than the whole budget (see plan_windows).
     encoded = tokenizer(pieces, is_split_into_words=True, truncation=True, max_length=max_length)
     for row, (ex, word_start, word_end, n_left) in enumerate(layout):
-        _append_window(out, ex, word_start, word_end, n_left, encoded["input_ids"][row],
-                       encoded["attention_mask"][row],
-                       encoded["token_type_ids"][row] if "token_type_ids" in encoded else None,
-                       encoded.word_ids(row), label_ids, continuation_label_ids)
+        _append_window(
+            out,
+            ex,
+            word_start,
+            word_end,
+            n_left,
+            encoded["input_ids"][row],
+            encoded["attention_mask"][row],
+            encoded["token_type_ids"][row] if "token_type_ids" in encoded else None,
+            encoded.word_ids(row),
+            label_ids,
+            continuation_label_ids,
+        )
     return out
 
 
-def _append_window(out, ex, word_start, word_end, n_left, input_ids, attention_mask, token_type_ids, word_ids,
-                   label_ids, continuation_label_ids) -> None:
+def _append_window(
+    out,
+    ex,
+    word_start,
+    word_end,
+    n_left,
+    input_ids,
+    attention_mask,
+    token_type_ids,
+    word_ids,
+    label_ids,
+    continuation_label_ids,
+) -> None:
     """One window row; `word_ids` index the window's words after `n_left` context words."""
     word_index, labels, previous = [], [], None
     for w in word_ids:
@@ -274,7 +309,9 @@ def encode_split(
             try:
                 label_ids.append([label2id[t] for t in tags])
             except KeyError as e:
-                raise DataError(f"sentence {i}: label {e.args[0]!r} is not in the label list {list(label2id)}") from None
+                raise DataError(
+                    f"sentence {i}: label {e.args[0]!r} is not in the label list {list(label2id)}"
+                ) from None
         if label_all_subtokens:
             # A word's later sub-tokens continue its entity: B-X -> I-X, never a second B-.
             continuation = [label2id.get(continuation_tag(label, scheme), label2id[label]) for label in label2id]
@@ -282,14 +319,24 @@ def encode_split(
     if context_size > 0:
         document_ids = dataset["document_id"] if "document_id" in dataset.column_names else []
         if not any(document_ids):
-            logger.warning("context_size=%d but the data has no documents (no -DOCSTART- lines or document_id "
-                           "values): each sentence is encoded without context", context_size)
+            logger.warning(
+                "context_size=%d but the data has no documents (no -DOCSTART- lines or document_id "
+                "values): each sentence is encoded without context",
+                context_size,
+            )
             document_ids = None
-    encoded = encode_examples(tokens, tokenizer, max_length, window_overlap, label_ids, continuation,
-                              document_ids=document_ids, context_size=context_size)
+    encoded = encode_examples(
+        tokens,
+        tokenizer,
+        max_length,
+        window_overlap,
+        label_ids,
+        continuation,
+        document_ids=document_ids,
+        context_size=context_size,
+    )
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
     features = datasets.Dataset.from_dict(encoded)
     if sort_by_length:
         features = features.sort("length")
     return features
-

@@ -23,7 +23,7 @@ def resolve_path(path: str | Path, base_dir: str | Path = ".") -> Path:
     """Resolve `pkg://package/rel/path`, or a plain path relative to `base_dir`; the result must exist."""
     text = str(path)
     if is_package_path(text):
-        package, _, rel = text[len(PKG_PREFIX):].partition("/")
+        package, _, rel = text[len(PKG_PREFIX) :].partition("/")
         spec = importlib.util.find_spec(package) if package else None
         if spec is None or not spec.submodule_search_locations:
             raise PathNotFoundError(

@@ -38,8 +38,9 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def padded_batches(features: dict[str, list], pad_token_id: int | None, batch_size: int,
-                   device: torch.device) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
+def padded_batches(
+    features: dict[str, list], pad_token_id: int | None, batch_size: int, device: torch.device
+) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
     """(row indices, model inputs) of every batch of windows. Windows are sorted by length, so a batch pads
     only to its own longest window; right padding, as in training: positions keep their index and the mask
     hides the pad."""
@@ -48,7 +49,7 @@ def padded_batches(features: dict[str, list], pad_token_id: int | None, batch_si
     pad_values = {"input_ids": pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
     order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
     for first in range(0, len(order), batch_size):
-        batch_rows = order[first:first + batch_size]
+        batch_rows = order[first : first + batch_size]
         width = len(rows[batch_rows[-1]])
         batch = {}
         for key in keys:
@@ -141,25 +142,30 @@ class OnnxBackend(Backend):
 
     device = torch.device("cpu")
 
-    def __init__(self, onnx_file: str | Path, config: Any, head_model: torch.nn.Module,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self, onnx_file: str | Path, config: Any, head_model: torch.nn.Module, threads: int | None = None
+    ) -> None:
         ort = import_onnxruntime()
         self.onnx_file = Path(onnx_file)
-        self.session = ort.InferenceSession(str(self.onnx_file), sess_options=session_options(threads),
-                                            providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(
+            str(self.onnx_file), sess_options=session_options(threads), providers=["CPUExecutionProvider"]
+        )
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.config = config
         self.head_model = head_model
 
     @classmethod
-    def from_run(cls, run: RunDir, device: str | None = None, precision: str = "auto",
-                 threads: int | None = None) -> OnnxBackend:
+    def from_run(
+        cls, run: RunDir, device: str | None = None, precision: str = "auto", threads: int | None = None
+    ) -> OnnxBackend:
         """The exported run's ONNX model; its precision is the one it was exported with (`--quantize`)."""
         if device is not None and torch.device(device).type != "cpu":
             raise RequestError(f"{run.path} is an ONNX export, run by ONNX Runtime on the CPU; got device={device}")
         if precision not in ("auto", "fp32"):
-            raise RequestError(f"{run.path} is an ONNX export: its precision was fixed at export time "
-                             f"(`nertune export --quantize int8`); got precision={precision}")
+            raise RequestError(
+                f"{run.path} is an ONNX export: its precision was fixed at export time "
+                f"(`nertune export --quantize int8`); got precision={precision}"
+            )
         config = run.load_config()
         head_model = HeadWeights(config)
         head = head_of(config)
@@ -181,4 +187,3 @@ def load_backend(run: RunDir, device: str | None = None, precision: str = "auto"
     if run.is_onnx:
         return OnnxBackend.from_run(run, device=device, precision=precision)
     return TorchBackend.from_run(run, device=device, precision=precision)
-

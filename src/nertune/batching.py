@@ -48,12 +48,20 @@ class DynamicBatcher:
     the number of queued sentences changes.
     """
 
-    def __init__(self, predictor: NerPredictor, max_batch_sentences: int = 64, max_wait_ms: float = 5.0,
-                 max_queue_sentences: int = 1024, on_batch: Callable[[int], None] | None = None,
-                 on_queue: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self,
+        predictor: NerPredictor,
+        max_batch_sentences: int = 64,
+        max_wait_ms: float = 5.0,
+        max_queue_sentences: int = 1024,
+        on_batch: Callable[[int], None] | None = None,
+        on_queue: Callable[[int], None] | None = None,
+    ) -> None:
         if max_batch_sentences < 1 or max_queue_sentences < 1:
-            raise RequestError(f"max_batch_sentences and max_queue_sentences must be at least 1, got "
-                             f"{max_batch_sentences} and {max_queue_sentences}")
+            raise RequestError(
+                f"max_batch_sentences and max_queue_sentences must be at least 1, got "
+                f"{max_batch_sentences} and {max_queue_sentences}"
+            )
         if max_wait_ms < 0:
             raise RequestError(f"max_wait_ms must be 0 or more, got {max_wait_ms}")
         self.predictor = predictor
@@ -105,8 +113,10 @@ class DynamicBatcher:
                 raise BatcherClosedError("the server is not accepting requests (starting or shutting down)")
             # A request larger than the whole queue could never be taken: refuse it as a full queue would.
             if self._queued_sentences + len(job.texts) > self.max_queue_sentences:
-                raise QueueFullError(f"{self._queued_sentences} sentences are queued; the limit is "
-                                     f"{self.max_queue_sentences} (--max-queue-sentences)")
+                raise QueueFullError(
+                    f"{self._queued_sentences} sentences are queued; the limit is "
+                    f"{self.max_queue_sentences} (--max-queue-sentences)"
+                )
             self._jobs.append(job)
             self._queued_sentences += len(job.texts)
             self._on_queue(self._queued_sentences)
@@ -166,12 +176,13 @@ class DynamicBatcher:
         texts = [text for job in batch for text in job.texts]
         document_ids = [job.document_id for job in batch for _ in job.texts]
         split = [split_words(text) for text in texts]
-        tagged = self.predictor.predict_words([[w for w, _, _ in words] for words in split],
-                                              document_ids if any(document_ids) else None)
+        tagged = self.predictor.predict_words(
+            [[w for w, _, _ in words] for words in split], document_ids if any(document_ids) else None
+        )
         self._on_batch(len(texts))
         results = [self.predictor.text_result(text, words, tags) for text, words, tags in zip(texts, split, tagged)]
         per_job, first = [], 0
         for job in batch:
-            per_job.append(results[first:first + len(job.texts)])
+            per_job.append(results[first : first + len(job.texts)])
             first += len(job.texts)
         return per_job

@@ -20,8 +20,14 @@ from .config import Recipe
 logger = logging.getLogger(__name__)
 
 # What `run_ner.py` trains with when given no hyperparameters (TrainingArguments' defaults).
-RUN_NER_DEFAULTS = {"learning_rate": 5e-5, "per_device_train_batch_size": 8, "num_train_epochs": 3.0,
-                    "warmup_ratio": 0.0, "weight_decay": 0.0, "global_batch_size": None}
+RUN_NER_DEFAULTS = {
+    "learning_rate": 5e-5,
+    "per_device_train_batch_size": 8,
+    "num_train_epochs": 3.0,
+    "warmup_ratio": 0.0,
+    "weight_decay": 0.0,
+    "global_batch_size": None,
+}
 
 
 def run_ner_recipe(recipe: Recipe) -> Recipe:
@@ -53,8 +59,13 @@ class F1TimelineCallback(TrainerCallback):
         self._eval_seconds += time.perf_counter() - self._step_ended
         point = {"step": state.global_step, "train_seconds": train_seconds, "f1": (metrics or {})["eval_f1"]}
         self.timeline.append(point)
-        logger.info("time to target: step %d, %.1f s training, validation F1 %.4f (target %.4f)",
-                    point["step"], train_seconds, point["f1"], self.target_f1)
+        logger.info(
+            "time to target: step %d, %.1f s training, validation F1 %.4f (target %.4f)",
+            point["step"],
+            train_seconds,
+            point["f1"],
+            self.target_f1,
+        )
         if self.reached is None and point["f1"] >= self.target_f1:
             self.reached = point
             control.should_training_stop = True
@@ -68,8 +79,14 @@ def time_to_target(recipe: Recipe, target_f1: float, eval_steps: int = 20) -> di
     """
     from .train import build_model, build_trainer, setup_run
 
-    recipe = dataclasses.replace(recipe, eval_strategy="steps", eval_steps=eval_steps, save_strategy="no",
-                                 load_best_model_at_end=False, early_stopping_patience=None)
+    recipe = dataclasses.replace(
+        recipe,
+        eval_strategy="steps",
+        eval_steps=eval_steps,
+        save_strategy="no",
+        load_best_model_at_end=False,
+        early_stopping_patience=None,
+    )
     run = setup_run(recipe)
     set_seed(recipe.seed)
     model = build_model(recipe, run.model_path, run.data)
@@ -78,5 +95,9 @@ def time_to_target(recipe: Recipe, target_f1: float, eval_steps: int = 20) -> di
     trainer.add_callback(callback)
     trainer.train()
     reached = callback.reached
-    return {"seconds": reached["train_seconds"] if reached else None, "step": reached["step"] if reached else None,
-            "f1": reached["f1"] if reached else None, "timeline": callback.timeline}
+    return {
+        "seconds": reached["train_seconds"] if reached else None,
+        "step": reached["step"] if reached else None,
+        "f1": reached["f1"] if reached else None,
+        "timeline": callback.timeline,
+    }

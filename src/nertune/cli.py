@@ -1,5 +1,6 @@
 """`nertune train RECIPE.yaml [key=value ...]`, `nertune evaluate MODEL_DIR [key=value ...]`,
-`nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`, `nertune hpo RECIPE.yaml [key=value ...]`."""
+`nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`,
+`nertune hpo RECIPE.yaml [key=value ...]`."""
 
 from __future__ import annotations
 
@@ -42,50 +43,87 @@ def evaluate_main(argv: list[str]) -> int:
 
 def predict_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="nertune predict", description="Tag a text, JSONL or CoNLL file with a trained model.",
+        prog="nertune predict",
+        description="Tag a text, JSONL or CoNLL file with a trained model.",
         epilog="text: one text per line (--documents: one sentence per line, blank lines between documents). "
-               "JSONL: {\"text\": ...} or {\"tokens\": [...]} per line, optional \"id\" and \"document_id\". "
-               "CoNLL: the first column is the word, -DOCSTART- lines start documents; CoNLL output repeats each "
-               "line with the predicted tag appended. The input is streamed and results are written as they come; "
-               "under `accelerate launch --num_processes N -m nertune.cli predict ...` N processes share the work.",
+        'JSONL: {"text": ...} or {"tokens": [...]} per line, optional "id" and "document_id". '
+        "CoNLL: the first column is the word, -DOCSTART- lines start documents; CoNLL output repeats each "
+        "line with the predicted tag appended. The input is streamed and results are written as they come; "
+        "under `accelerate launch --num_processes N -m nertune.cli predict ...` N processes share the work.",
     )
     parser.add_argument("model_dir", help="a run directory written by `nertune train`")
     parser.add_argument("--input", required=True, help="file to tag")
     parser.add_argument("--output", required=True, help="where to write the predictions")
-    parser.add_argument("--format", choices=("text", "jsonl", "conll"), default=None,
-                        help="input format (default: from the extension; .jsonl/.json, .conll/.tsv/.bio, else text)")
-    parser.add_argument("--output-format", choices=("jsonl", "conll"), default=None,
-                        help="output format (default: from the extension; .txt means conll for CoNLL input)")
+    parser.add_argument(
+        "--format",
+        choices=("text", "jsonl", "conll"),
+        default=None,
+        help="input format (default: from the extension; .jsonl/.json, .conll/.tsv/.bio, else text)",
+    )
+    parser.add_argument(
+        "--output-format",
+        choices=("jsonl", "conll"),
+        default=None,
+        help="output format (default: from the extension; .txt means conll for CoNLL input)",
+    )
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
-    parser.add_argument("--token-column", type=int, default=None,
-                        help="CoNLL input: the column of the word (default: the training recipe's data.token_column)")
-    parser.add_argument("--comment-prefix", default=None,
-                        help="CoNLL input: lines starting with it are comments, copied to CoNLL output unchanged "
-                             "(default: the training recipe's data.comment_prefix)")
-    parser.add_argument("--encoding", default="utf-8",
-                        help="text and CoNLL input: the file's encoding, e.g. latin-1 (output is UTF-8)")
-    parser.add_argument("--documents", action="store_true",
-                        help="text input: lines are sentences, blank lines separate documents (document context "
-                             "for models trained with context_size)")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue an interrupted --output: keep its complete records (a partly written last "
-                             "one is cut off) and predict the rest of the input (default: overwrite --output)")
+    parser.add_argument(
+        "--token-column",
+        type=int,
+        default=None,
+        help="CoNLL input: the column of the word (default: the training recipe's data.token_column)",
+    )
+    parser.add_argument(
+        "--comment-prefix",
+        default=None,
+        help="CoNLL input: lines starting with it are comments, copied to CoNLL output unchanged "
+        "(default: the training recipe's data.comment_prefix)",
+    )
+    parser.add_argument(
+        "--encoding", default="utf-8", help="text and CoNLL input: the file's encoding, e.g. latin-1 (output is UTF-8)"
+    )
+    parser.add_argument(
+        "--documents",
+        action="store_true",
+        help="text input: lines are sentences, blank lines separate documents (document context "
+        "for models trained with context_size)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted --output: keep its complete records (a partly written last "
+        "one is cut off) and predict the rest of the input (default: overwrite --output)",
+    )
     args = parser.parse_args(argv)
     from .prediction import run_prediction
 
-    run_prediction(args.model_dir, args.input, args.output, input_format=args.format,
-                   output_format=args.output_format, batch_size=args.batch_size, device=args.device,
-                   precision=args.precision, documents=args.documents, token_column=args.token_column,
-                   comment_prefix=args.comment_prefix, encoding=args.encoding, resume=args.resume)
+    run_prediction(
+        args.model_dir,
+        args.input,
+        args.output,
+        input_format=args.format,
+        output_format=args.output_format,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        documents=args.documents,
+        token_column=args.token_column,
+        comment_prefix=args.comment_prefix,
+        encoding=args.encoding,
+        resume=args.resume,
+    )
     return 0
 
 
 def serve_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nertune serve", description="Serve a trained model over HTTP: "
-                                     "POST /predict {\"text\": ...} or {\"texts\": [...]}, GET /health, GET /info, "
-                                     "GET /metrics (Prometheus). Concurrent requests are batched into one model call.")
+    parser = argparse.ArgumentParser(
+        prog="nertune serve",
+        description="Serve a trained model over HTTP: "
+        'POST /predict {"text": ...} or {"texts": [...]}, GET /health, GET /info, '
+        "GET /metrics (Prometheus). Concurrent requests are batched into one model call.",
+    )
     parser.add_argument("model_dir", help="a run directory written by `nertune train`")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
@@ -94,15 +132,27 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
-    parser.add_argument("--max-batch-sentences", type=int, default=64,
-                        help="most sentences of concurrent requests gathered into one model call")
-    parser.add_argument("--max-wait-ms", type=float, default=5.0,
-                        help="longest wait for more requests before a model call")
-    parser.add_argument("--max-queue-sentences", type=int, default=1024,
-                        help="most sentences waiting for the model; beyond, 503 with Retry-After")
-    parser.add_argument("--api-key-file", default=None,
-                        help="file holding the API key (default: $NERTUNE_API_KEY; neither: no key). Every "
-                             "endpoint but /health then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'")
+    parser.add_argument(
+        "--max-batch-sentences",
+        type=int,
+        default=64,
+        help="most sentences of concurrent requests gathered into one model call",
+    )
+    parser.add_argument(
+        "--max-wait-ms", type=float, default=5.0, help="longest wait for more requests before a model call"
+    )
+    parser.add_argument(
+        "--max-queue-sentences",
+        type=int,
+        default=1024,
+        help="most sentences waiting for the model; beyond, 503 with Retry-After",
+    )
+    parser.add_argument(
+        "--api-key-file",
+        default=None,
+        help="file holding the API key (default: $NERTUNE_API_KEY; neither: no key). Every "
+        "endpoint but /health then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
+    )
     args = parser.parse_args(argv)
     try:
         from .serve import run_server
@@ -111,16 +161,27 @@ def serve_main(argv: list[str]) -> int:
             raise
         raise MissingDependencyError(f"nertune serve needs {e.name}: pip install 'nertune[serve]'") from None
 
-    run_server(args.model_dir, host=args.host, port=args.port, max_batch=args.max_batch, max_chars=args.max_chars,
-               batch_size=args.batch_size, device=args.device, precision=args.precision,
-               max_batch_sentences=args.max_batch_sentences, max_wait_ms=args.max_wait_ms,
-               max_queue_sentences=args.max_queue_sentences, api_key_file=args.api_key_file)
+    run_server(
+        args.model_dir,
+        host=args.host,
+        port=args.port,
+        max_batch=args.max_batch,
+        max_chars=args.max_chars,
+        batch_size=args.batch_size,
+        device=args.device,
+        precision=args.precision,
+        max_batch_sentences=args.max_batch_sentences,
+        max_wait_ms=args.max_wait_ms,
+        max_queue_sentences=args.max_queue_sentences,
+        api_key_file=args.api_key_file,
+    )
     return 0
 
 
 def bench_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nertune bench",
-                                     description="Project vs plain Trainer / pipeline(): speed, F1, MFU.")
+    parser = argparse.ArgumentParser(
+        prog="nertune bench", description="Project vs plain Trainer / pipeline(): speed, F1, MFU."
+    )
     parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (default recipes/quickstart.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, applied to both sides")
     args = parser.parse_args(argv)
@@ -131,11 +192,16 @@ def bench_main(argv: list[str]) -> int:
 
 
 def hpo_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="nertune hpo", description="Search the recipe's `hpo` space with optuna "
-                                     "(objective: validation entity F1); writes <output_dir>/hpo/trials.csv and "
-                                     "best_recipe.yaml.")
+    parser = argparse.ArgumentParser(
+        prog="nertune hpo",
+        description="Search the recipe's `hpo` space with optuna "
+        "(objective: validation entity F1); writes <output_dir>/hpo/trials.csv and "
+        "best_recipe.yaml.",
+    )
     parser.add_argument("recipe", help="recipe YAML file with an `hpo` section")
-    parser.add_argument("overrides", nargs="*", help="key=value overrides (hpo.n_trials=10, hpo.storage=sqlite:///hpo.db)")
+    parser.add_argument(
+        "overrides", nargs="*", help="key=value overrides (hpo.n_trials=10, hpo.storage=sqlite:///hpo.db)"
+    )
     args = parser.parse_args(argv)
     from .config import load_recipe
     from .hpo import run_hpo
@@ -158,28 +224,46 @@ def push_main(argv: list[str]) -> int:
 
 def export_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
-        prog="nertune export", description="Export a run dir to ONNX: a run dir whose weights are model.onnx, "
+        prog="nertune export",
+        description="Export a run dir to ONNX: a run dir whose weights are model.onnx, "
         "which `nertune predict` and `nertune serve` run with ONNX Runtime. Checks entities and logits against "
-        "PyTorch on the run's test split (else built-in sentences) and writes DIR/export_report.json.")
+        "PyTorch on the run's test split (else built-in sentences) and writes DIR/export_report.json.",
+    )
     parser.add_argument("run_dir", help="a run directory written by `nertune train` (a LoRA adapter dir is merged)")
     parser.add_argument("--format", choices=("onnx",), default="onnx", help="export format")
     parser.add_argument("--output", required=True, help="the new directory to write")
-    parser.add_argument("--quantize", choices=("int8",), default=None,
-                        help="dynamic int8 quantization (ONNX Runtime): smaller and faster on CPUs; the report "
-                             "says how many sentences changed")
-    parser.add_argument("--parity-sentences", type=int, default=1000,
-                        help="most test sentences the parity check reads")
+    parser.add_argument(
+        "--quantize",
+        choices=("int8",),
+        default=None,
+        help="dynamic int8 quantization (ONNX Runtime): smaller and faster on CPUs; the report "
+        "says how many sentences changed",
+    )
+    parser.add_argument("--parity-sentences", type=int, default=1000, help="most test sentences the parity check reads")
     args = parser.parse_args(argv)
     from .export import export_run, format_report
 
-    report = export_run(args.run_dir, args.output, export_format=args.format, quantize=args.quantize,
-                        max_parity_sentences=args.parity_sentences)
+    report = export_run(
+        args.run_dir,
+        args.output,
+        export_format=args.format,
+        quantize=args.quantize,
+        max_parity_sentences=args.parity_sentences,
+    )
     print(format_report(report))
     return 0
 
 
-COMMANDS = {"train": train_main, "evaluate": evaluate_main, "predict": predict_main, "serve": serve_main,
-            "bench": bench_main, "push": push_main, "hpo": hpo_main, "export": export_main}
+COMMANDS = {
+    "train": train_main,
+    "evaluate": evaluate_main,
+    "predict": predict_main,
+    "serve": serve_main,
+    "bench": bench_main,
+    "push": push_main,
+    "hpo": hpo_main,
+    "export": export_main,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,7 +272,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         names = "|".join(COMMANDS)
-        print(f"usage: nertune {{{names}}} ...", file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        print(
+            f"usage: nertune {{{names}}} ...",
+            file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout,
+        )
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     _setup_logging()
     try:
@@ -199,8 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except Exception:  # a bug: the traceback is what its report needs
         traceback.print_exc()
-        print("error: an unexpected error (a bug in nertune or a library it uses); the traceback is above",
-              file=sys.stderr)
+        print(
+            "error: an unexpected error (a bug in nertune or a library it uses); the traceback is above",
+            file=sys.stderr,
+        )
         return 1
 
 

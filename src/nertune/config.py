@@ -10,7 +10,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,11 +18,23 @@ from typing import Any
 
 import yaml
 
+from .config_values import coerce_value
 from .errors import RecipeError
 from .hpo_space import check_hpo_section
 
-__all__ = ["RecipeError", "Recipe", "DataConfig", "LoraSection", "HpoSection", "load_recipe", "apply_overrides",
-           "all_keys", "parse_overrides", "recipe_to_dict", "save_recipe"]
+__all__ = [
+    "RecipeError",
+    "Recipe",
+    "DataConfig",
+    "LoraSection",
+    "HpoSection",
+    "load_recipe",
+    "apply_overrides",
+    "all_keys",
+    "parse_overrides",
+    "recipe_to_dict",
+    "save_recipe",
+]
 
 
 @dataclass
@@ -74,7 +85,8 @@ class LoraSection:
     r: int = 8
     alpha: int = 16
     dropout: float = 0.1
-    # None: the architecture's attention projections (BERT/RoBERTa: query, value; DeBERTa-v2/v3: query_proj, value_proj).
+    # None: the architecture's attention projections (BERT/RoBERTa: query, value;
+    # DeBERTa-v2/v3: query_proj, value_proj).
     target_modules: list[str] | None = None
     merge: bool = False  # also write `merged/`: base + adapter folded into a plain model dir that pipeline() loads
 
@@ -184,88 +196,6 @@ def _field_types(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Convert a YAML or command-line value to the field's type, or raise RecipeError naming the key."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        if value is None or (isinstance(value, str) and value.lower() in ("null", "none", "~")):
-            return None
-        return _coerce(value, args[0], key)
-    if origin is list:
-        (item_type,) = typing.get_args(annotation)
-        if isinstance(value, str):
-            parsed = yaml.safe_load(value) if value.strip().startswith("[") else value.split(",")
-            value = parsed
-        if not isinstance(value, list):
-            raise RecipeError(f"recipe key {key!r}: expected a list, got {value!r}")
-        return [_coerce(v, item_type, f"{key}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        return _coerce_mapping(value, key)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "1", "on", "false", "no", "0", "off"):
-            return value.lower() in ("true", "yes", "1", "on")
-        raise RecipeError(f"recipe key {key!r}: expected true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool):
-            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}") from None
-        if not number.is_integer():
-            raise RecipeError(f"recipe key {key!r}: expected an integer, got {value!r}")
-        return int(number)
-    if annotation is float:
-        # PyYAML reads `2e-4` (no dot) as a string; accept it as the number everybody means.
-        if isinstance(value, bool):
-            raise RecipeError(f"recipe key {key!r}: expected a number, got {value!r}")
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise RecipeError(f"recipe key {key!r}: expected a number, got {value!r}") from None
-    if annotation is str:
-        if isinstance(value, (dict, list)):
-            raise RecipeError(f"recipe key {key!r}: expected a string, got {value!r}")
-        return str(value)
-    raise RecipeError(f"recipe key {key!r}: unsupported type {annotation}")
-
-
-def _coerce_mapping(value: Any, key: str) -> dict[str, str]:
-    """A str -> str mapping from YAML (a mapping) or the command line (`A:B,C:D`, or a YAML flow `{A: B}`)."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("{"):
-            try:
-                value = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise RecipeError(f"recipe key {key!r}: not a valid mapping {value!r}: {e}") from None
-        else:
-            pairs = {}
-            for item in text.split(",") if text else []:
-                source, sep, target = (part.strip() for part in item.partition(":"))
-                if not sep or not source or not target:
-                    raise RecipeError(f"recipe key {key!r}: expected FROM:TO pairs separated by commas "
-                                      f"(e.g. PERSON:PER,LOCATION:LOC), got {item.strip()!r} in {value!r}")
-                if source in pairs:
-                    raise RecipeError(f"recipe key {key!r}: {source!r} is mapped twice in {value!r}")
-                pairs[source] = target
-            value = pairs
-    if not isinstance(value, dict):
-        raise RecipeError(f"recipe key {key!r}: expected a mapping (FROM:TO,...), got {value!r}")
-    out = {}
-    for source, target in value.items():
-        if isinstance(source, (dict, list)) or isinstance(target, (dict, list)) or source is None or target is None:
-            raise RecipeError(f"recipe key {key!r}: keys and values must be strings, got {source!r}: {target!r}")
-        source, target = str(source).strip(), str(target).strip()
-        if not source or not target:
-            raise RecipeError(f"recipe key {key!r}: empty key or value in {value!r}")
-        out[source] = target
-    return out
-
-
 def _unknown_key_error(key: str, valid: list[str], source: str) -> RecipeError:
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(sorted(valid))}"
@@ -302,7 +232,7 @@ def _set_key(obj: Any, dotted: str, value: Any, source: str) -> None:
             for sub_key, sub_value in value.items():
                 _set_key(obj, f"{dotted}.{sub_key}", sub_value, source)
             return
-        coerced = _coerce(value, annotation, dotted)
+        coerced = coerce_value(value, annotation, dotted)
         choices = _CHOICES.get(dotted)
         if choices is not None and coerced not in choices:
             raise RecipeError(f"{source}: recipe key {dotted!r} must be one of {list(choices)}, got {coerced!r}")
@@ -378,30 +308,41 @@ def _check_recipe(recipe: Recipe) -> None:
     except ValueError as e:
         raise RecipeError(f"recipe key 'data.encoding': {e}") from None
     if not 0 <= recipe.context_size < recipe.max_length:
-        raise RecipeError(f"recipe key 'context_size' must be in [0, max_length), got {recipe.context_size} "
-                          f"with max_length={recipe.max_length} (it counts sub-tokens on each side of a sentence)")
+        raise RecipeError(
+            f"recipe key 'context_size' must be in [0, max_length), got {recipe.context_size} "
+            f"with max_length={recipe.max_length} (it counts sub-tokens on each side of a sentence)"
+        )
     _check_ranges(recipe)
     check_hpo_section(recipe)
 
 
 def _check_ranges(recipe: Recipe) -> None:
-    positive = {"per_device_train_batch_size": recipe.per_device_train_batch_size,
-                "per_device_eval_batch_size": recipe.per_device_eval_batch_size,
-                "gradient_accumulation_steps": recipe.gradient_accumulation_steps, "lora.r": recipe.lora.r}
+    positive = {
+        "per_device_train_batch_size": recipe.per_device_train_batch_size,
+        "per_device_eval_batch_size": recipe.per_device_eval_batch_size,
+        "gradient_accumulation_steps": recipe.gradient_accumulation_steps,
+        "lora.r": recipe.lora.r,
+    }
     if recipe.global_batch_size is not None:
         positive["global_batch_size"] = recipe.global_batch_size
     if recipe.max_tokens_per_batch is not None and recipe.max_tokens_per_batch < 2 * recipe.max_length:
-        raise RecipeError(f"recipe key 'max_tokens_per_batch' must be at least 2 x max_length = "
-                          f"{2 * recipe.max_length}, got {recipe.max_tokens_per_batch}")
+        raise RecipeError(
+            f"recipe key 'max_tokens_per_batch' must be at least 2 x max_length = "
+            f"{2 * recipe.max_length}, got {recipe.max_tokens_per_batch}"
+        )
     for key, value in positive.items():
         if value < 1:
             raise RecipeError(f"recipe key {key!r} must be at least 1, got {value}")
     if recipe.global_batch_size is not None and recipe.gradient_accumulation_steps != 1:
-        raise RecipeError("recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
-                          "with global_batch_size, accumulation is derived from the number of processes")
+        raise RecipeError(
+            "recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
+            "with global_batch_size, accumulation is derived from the number of processes"
+        )
     if recipe.head == "crf" and recipe.lora.enabled:
-        raise RecipeError("recipe key 'head': head=crf is not supported with lora.enabled=true (the adapter "
-                          "would not save the CRF); use full fine-tuning or head=linear")
+        raise RecipeError(
+            "recipe key 'head': head=crf is not supported with lora.enabled=true (the adapter "
+            "would not save the CRF); use full fine-tuning or head=linear"
+        )
     if recipe.lora.alpha <= 0:
         raise RecipeError(f"recipe key 'lora.alpha' must be positive, got {recipe.lora.alpha}")
     if not 0 <= recipe.lora.dropout < 1:

@@ -32,16 +32,20 @@ def entity_types(labels: Sequence[str]) -> list[str]:
     return types
 
 
-def types_f1(gold: Sequence[Sequence[str]], predicted: Sequence[Sequence[str]], types: Sequence[str],
-             scheme: str, strict: bool = False) -> float:
+def types_f1(
+    gold: Sequence[Sequence[str]],
+    predicted: Sequence[Sequence[str]],
+    types: Sequence[str],
+    scheme: str,
+    strict: bool = False,
+) -> float:
     """Micro entity F1 over `types` only: tags of every other type read as O on both sides."""
     keep = set(types)
 
     def only(tags: Sequence[str]) -> list[str]:
         return [tag if parse_tag(tag)[1] in keep else "O" for tag in tags]
 
-    return entity_metrics([only(t) for t in gold], [only(t) for t in predicted], scheme=scheme,
-                          strict=strict)["f1"]
+    return entity_metrics([only(t) for t in gold], [only(t) for t in predicted], scheme=scheme, strict=strict)["f1"]
 
 
 def evaluate_starting_model(args: TrainingArguments, data: Any, model_path: str) -> list[list[str]]:
@@ -53,10 +57,14 @@ def evaluate_starting_model(args: TrainingArguments, data: Any, model_path: str)
     quiet_args = copy.copy(args)
     quiet_args.report_to = []  # a prediction, not a run: no logging integrations
     trainer = NerTrainer(
-        model=model, args=quiet_args, head=head_of(model), processing_class=data.tokenizer,
+        model=model,
+        args=quiet_args,
+        head=head_of(model),
+        processing_class=data.tokenizer,
         eval_dataset=features,  # unused, but the Trainer wants one whenever the run's eval_strategy is set
         data_collator=DataCollatorForTokenClassification(
-            data.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None),
+            data.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
     )
     n_words = [len(t) for t in data.gold["test"]]
     predicted = predict_split(trainer, features, n_words, start_id2label, data.scheme)
@@ -64,8 +72,9 @@ def evaluate_starting_model(args: TrainingArguments, data: Any, model_path: str)
     return predicted
 
 
-def continued_run_metrics(start: str, data: Any, before: Sequence[Sequence[str]],
-                          after: Sequence[Sequence[str]], strict: bool) -> dict[str, Any]:
+def continued_run_metrics(
+    start: str, data: Any, before: Sequence[Sequence[str]], after: Sequence[Sequence[str]], strict: bool
+) -> dict[str, Any]:
     """`continued_from`, `old_types`, `new_types`, `test_per_type_before`, and F1 over the old types (and
     the new ones) on the test split, before and after training."""
     gold = data.gold["test"]
@@ -83,7 +92,13 @@ def continued_run_metrics(start: str, data: Any, before: Sequence[Sequence[str]]
     }
     if new_types:
         metrics["new_types_f1_after"] = types_f1(gold, after, new_types, data.scheme, strict)
-    logger.info("continued from %s: old types %s F1 %.4f -> %.4f; new types %s F1 %s", start, old_types,
-                metrics["old_types_f1_before"], metrics["old_types_f1_after"], new_types,
-                f"{metrics['new_types_f1_after']:.4f}" if new_types else "-")
+    logger.info(
+        "continued from %s: old types %s F1 %.4f -> %.4f; new types %s F1 %s",
+        start,
+        old_types,
+        metrics["old_types_f1_before"],
+        metrics["old_types_f1_after"],
+        new_types,
+        f"{metrics['new_types_f1_after']:.4f}" if new_types else "-",
+    )
     return metrics

@@ -33,10 +33,10 @@ def _accelerate_launch_arguments(cmdline: list[str]) -> list[str] | None:
     """The arguments after `accelerate launch` in a command line, or None if it is not that command."""
     for i, part in enumerate(cmdline):
         name = Path(part).name
-        if name in ("accelerate", "accelerate.commands.accelerate_cli") and cmdline[i + 1:i + 2] == ["launch"]:
-            return cmdline[i + 2:]
+        if name in ("accelerate", "accelerate.commands.accelerate_cli") and cmdline[i + 1 : i + 2] == ["launch"]:
+            return cmdline[i + 2 :]
         if name == "accelerate-launch" or part == "accelerate.commands.launch":
-            return cmdline[i + 1:]
+            return cmdline[i + 1 :]
     return None
 
 
@@ -98,8 +98,9 @@ def check_world_size(world_size: int) -> None:
     )
 
 
-def batch_layout(per_device_batch_size: int, gradient_accumulation_steps: int, global_batch_size: int | None,
-                 world_size: int) -> tuple[int, int]:
+def batch_layout(
+    per_device_batch_size: int, gradient_accumulation_steps: int, global_batch_size: int | None, world_size: int
+) -> tuple[int, int]:
     """(per-device micro-batch, gradient accumulation steps) for this world size.
 
     Without `global_batch_size` the recipe's values are used as they are (the global batch then grows with
@@ -175,8 +176,9 @@ class TokenBudgetBatchSampler(BatchRebalanceSampler):
     Trainer passes it as the loader's `batch_sampler` and leaves it unsharded.
     """
 
-    def __init__(self, lengths: list[int], max_tokens: int, seed: int, dp_size: int = 1, grad_accum: int = 1,
-                 rank: int = 0):
+    def __init__(
+        self, lengths: list[int], max_tokens: int, seed: int, dp_size: int = 1, grad_accum: int = 1, rank: int = 0
+    ):
         groups = dp_size * grad_accum
         longest = max(lengths)
         # Every global batch, the evened-out last one included, then holds at least one sentence per group.
@@ -184,7 +186,8 @@ class TokenBudgetBatchSampler(BatchRebalanceSampler):
             raise LaunchError(
                 f"max_tokens_per_batch={max_tokens} is too small for {dp_size} process(es) x {grad_accum} "
                 f"accumulation step(s) with windows of up to {longest} sub-tokens: it must be at least "
-                f"{2 * groups * longest} (2 x processes x accumulation x longest window)")
+                f"{2 * groups * longest} (2 x processes x accumulation x longest window)"
+            )
         self.lengths = list(lengths)
         self.max_tokens = max_tokens
         self.seed = seed
@@ -207,7 +210,7 @@ class TokenBudgetBatchSampler(BatchRebalanceSampler):
         for batch in self.global_batches():
             # Group k is micro-batch slot k // dp_size of rank k % dp_size.
             for slot in range(self.grad_accum):
-                yield batch[slot * self.dp_size + self.rank::groups]
+                yield batch[slot * self.dp_size + self.rank :: groups]
 
     def __len__(self) -> int:
         return self.num_global_batches * self.grad_accum

@@ -22,8 +22,12 @@ logger = logging.getLogger(__name__)
 def word_predictions_from_rows(features, row_predictions, n_words: list[int]) -> list[list[int]]:
     """Per-window sub-token label ids (padded with anything) -> exactly one label id per word."""
     return merge_window_predictions(
-        features["word_index"], features["example_index"], features["word_start"], features["word_end"],
-        row_predictions, n_words,
+        features["word_index"],
+        features["example_index"],
+        features["word_start"],
+        features["word_end"],
+        row_predictions,
+        n_words,
     )
 
 
@@ -32,8 +36,15 @@ def ids_to_tags(word_ids: list[list[int]], id2label: dict[int, str], scheme: str
     return [repair_tags([id2label[int(i)] for i in sentence], scheme) for sentence in word_ids]
 
 
-def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[int, str], scheme: str, strict: bool,
-                         head: Head, model: Callable[[], torch.nn.Module]):
+def make_compute_metrics(
+    features,
+    gold_tags: list[list[str]],
+    id2label: dict[int, str],
+    scheme: str,
+    strict: bool,
+    head: Head,
+    model: Callable[[], torch.nn.Module],
+):
     """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split, and the
     head's loss per labelled sub-token over the whole split (`token_loss`, `NerTrainer`'s evaluation loss).
 
@@ -54,8 +65,9 @@ def make_compute_metrics(features, gold_tags: list[list[str]], id2label: dict[in
     return compute_metrics
 
 
-def predict_split(trainer: NerTrainer, features, n_words: list[int], id2label: dict[int, str],
-                  scheme: str) -> list[list[str]]:
+def predict_split(
+    trainer: NerTrainer, features, n_words: list[int], id2label: dict[int, str], scheme: str
+) -> list[list[str]]:
     """Predict one tag per word for every sentence of an encoded split."""
     # compute_metrics is bound to the validation split; predicting any other split must not call it.
     compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
@@ -97,7 +109,6 @@ def write_json(path: str | Path, payload: dict) -> None:
         f.write("\n")
 
 
-
 EVAL_KEYS = ("split", "name", "bootstrap", "bootstrap_seed")  # evaluate-only keys; everything else is a recipe key
 
 
@@ -127,7 +138,9 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     reference = resolve_model_path(str(model_dir))  # a local dir, or a Hub id resolved through the HF cache
     run = RunDir.load(reference)  # a full model dir or a LoRA adapter dir
     # Results go beside a local model; never into the Hugging Face cache.
-    results_root = run.path / "eval" if Path(reference).exists() else Path("runs") / "eval" / reference.replace("/", "__")
+    results_root = (
+        run.path / "eval" if Path(reference).exists() else Path("runs") / "eval" / reference.replace("/", "__")
+    )
     extra = dict(item.split("=", 1) for item in overrides or [] if item.split("=", 1)[0] in EVAL_KEYS)
     recipe_overrides = [item for item in overrides or [] if item.split("=", 1)[0] not in EVAL_KEYS]
     n_bootstrap, seed = _int_option(extra, "bootstrap", 1000), _int_option(extra, "bootstrap_seed", 0)
@@ -139,21 +152,33 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     labels = run.labels
     unknown = sorted({t for tags in dataset["ner_tags"] for t in tags} - set(labels))
     if unknown and recipe.data.unseen_label_policy == "error":
-        raise DataError(f"split {split!r} has labels the model does not know: {unknown} (model labels: {labels}); "
-                        "rename them with data.label_map=THEIRS:OURS,... (THEIRS:O drops a type), "
-                        "or set data.unseen_label_policy=O to score them as O")
+        raise DataError(
+            f"split {split!r} has labels the model does not know: {unknown} (model labels: {labels}); "
+            "rename them with data.label_map=THEIRS:OURS,... (THEIRS:O drops a type), "
+            "or set data.unseen_label_policy=O to score them as O"
+        )
     gold = [[t if t in labels else "O" for t in tags] for tags in dataset["ner_tags"]]
     tokenizer = run.load_tokenizer()
-    features = encode_split(dataset, tokenizer, recipe.max_length, recipe.window_overlap, sort_by_length=True,
-                            context_size=recipe.context_size)
+    features = encode_split(
+        dataset,
+        tokenizer,
+        recipe.max_length,
+        recipe.window_overlap,
+        sort_by_length=True,
+        context_size=recipe.context_size,
+    )
     name = extra.get("name") or _default_eval_name(recipe, split)
     out_dir = results_root / name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output_dir; prediction writes nothing
         trainer = NerTrainer(
             model=run.load_model(),
-            args=TrainingArguments(output_dir=scratch, per_device_eval_batch_size=recipe.per_device_eval_batch_size,
-                                   report_to="none", use_cpu=not torch.cuda.is_available()),
+            args=TrainingArguments(
+                output_dir=scratch,
+                per_device_eval_batch_size=recipe.per_device_eval_batch_size,
+                report_to="none",
+                use_cpu=not torch.cuda.is_available(),
+            ),
             data_collator=DataCollatorForTokenClassification(tokenizer),
             processing_class=tokenizer,
         )  # the head comes from the model's config.json; it decides what evaluation keeps of the logits
@@ -170,26 +195,44 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
         scores[key] = {k: value[k] for k in ("precision", "recall", "f1", "macro_f1", "accuracy", "per_type")}
     if n_bootstrap > 0:
         ci = reports.bootstrap_f1_ci(gold, predicted, scheme, n=n_bootstrap, seed=seed, strict=mode == "strict")
-        scores.update({"f1_ci95": ci["ci"], "bootstrap": {"n_resamples": ci["n_resamples"], "seed": ci["seed"],
-                                                          "unit": "sentence"}})
+        scores.update(
+            {
+                "f1_ci95": ci["ci"],
+                "bootstrap": {"n_resamples": ci["n_resamples"], "seed": ci["seed"], "unit": "sentence"},
+            }
+        )
     analysis = reports.error_analysis(gold, predicted, scheme, words=dataset["tokens"])
-    scores.update({"split": split, "source_scheme": source_scheme, "n_words_in_input": sum(map(len, gold)),
-                   "n_words_predicted": sum(map(len, predicted)), "label_map": recipe.data.label_map,
-                   "error_counts": analysis["counts"]})
+    scores.update(
+        {
+            "split": split,
+            "source_scheme": source_scheme,
+            "n_words_in_input": sum(map(len, gold)),
+            "n_words_predicted": sum(map(len, predicted)),
+            "label_map": recipe.data.label_map,
+            "error_counts": analysis["counts"],
+        }
+    )
 
-    ci_line = (f"micro F1 ({mode}) {scores['f1']:.4f}, 95% CI [{scores['f1_ci95'][0]:.4f}, {scores['f1_ci95'][1]:.4f}] "
-               f"({n_bootstrap} sentence bootstrap resamples, seed {seed})\n" if "f1_ci95" in scores else "")
-    report = (f"== {name}: entity level ({' and '.join(by_mode)} mode) ==\n"
-              f"{reports.format_mode_table(by_mode['default'], by_mode.get('strict'))}{ci_line}"
-              f"== {name}: token level ==\n{token_report(gold, predicted)}"
-              f"== {name}: errors (gold entities by kind; see errors.json) ==\n"
-              f"{reports.format_error_summary(analysis)}")
+    ci_line = (
+        f"micro F1 ({mode}) {scores['f1']:.4f}, 95% CI [{scores['f1_ci95'][0]:.4f}, {scores['f1_ci95'][1]:.4f}] "
+        f"({n_bootstrap} sentence bootstrap resamples, seed {seed})\n"
+        if "f1_ci95" in scores
+        else ""
+    )
+    report = (
+        f"== {name}: entity level ({' and '.join(by_mode)} mode) ==\n"
+        f"{reports.format_mode_table(by_mode['default'], by_mode.get('strict'))}{ci_line}"
+        f"== {name}: token level ==\n{token_report(gold, predicted)}"
+        f"== {name}: errors (gold entities by kind; see errors.json) ==\n"
+        f"{reports.format_error_summary(analysis)}"
+    )
     write_json(out_dir / "metrics.json", scores)
     write_json(out_dir / "errors.json", analysis)
     (out_dir / "report.txt").write_text(report, encoding="utf-8")
     write_conll_predictions(out_dir / "predictions.conll", dataset, gold, predicted)
-    reports.plot_confusion_matrix(analysis["confusion_matrix"], out_dir / "confusion_matrix.png",
-                                  title=f"{name}: entity types, gold vs predicted")
+    reports.plot_confusion_matrix(
+        analysis["confusion_matrix"], out_dir / "confusion_matrix.png", title=f"{name}: entity types, gold vs predicted"
+    )
     reports.plot_learning_curves(run.path / "trainer_state.json", out_dir / "learning_curves.png")
     print(report)
     print(f"{name}: entity F1 {scores['f1']:.4f} on {len(gold)} sentences -> {out_dir}")

@@ -79,9 +79,18 @@ def export_model_onnx(model: torch.nn.Module, tokenizer: Any, path: Path, max_le
     batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's notes on axis names and deprecations
-        torch.onnx.export(model, (), str(path), kwargs=inputs, input_names=list(inputs), output_names=["logits"],
-                          dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs},
-                          dynamo=True, external_data=False, verbose=False)
+        torch.onnx.export(
+            model,
+            (),
+            str(path),
+            kwargs=inputs,
+            input_names=list(inputs),
+            output_names=["logits"],
+            dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
 
 
 def quantize_int8(source: Path, target: Path) -> None:
@@ -101,7 +110,9 @@ def parity_sentences(run: RunDir, limit: int) -> tuple[list[list[str]], str]:
                 return sentences[:limit], f"test split ({len(sentences[:limit])} of {len(sentences)} sentences)"
         except (DataError, FileNotFoundError, ValueError) as e:  # data moved or offline: the samples still check
             logger.warning("parity check: cannot read the run's test split (%s); using built-in sentences", e)
-    return [list(s) for s in SAMPLE_SENTENCES[:limit]], f"built-in sample ({min(limit, len(SAMPLE_SENTENCES))} sentences)"
+    return [
+        list(s) for s in SAMPLE_SENTENCES[:limit]
+    ], f"built-in sample ({min(limit, len(SAMPLE_SENTENCES))} sentences)"
 
 
 def _entity_sets(predictor: NerPredictor, tagged: list[list[tuple[str, float]]]) -> list[set]:
@@ -125,16 +136,32 @@ def compare_backends(reference: NerPredictor, exported: NerPredictor, sentences:
         timings[name] = len(sentences) / (time.perf_counter() - started)
     ours, theirs = _entity_sets(reference, tagged["pytorch"]), _entity_sets(exported, tagged["onnx"])
     changed = [i for i, (a, b) in enumerate(zip(ours, theirs)) if a != b]
-    examples = [{"sentence": " ".join(sentences[i]), "pytorch": sorted(map(list, ours[i])),
-                 "onnx": sorted(map(list, theirs[i]))} for i in changed[:5]]
-    return {"sentences": len(sentences), "max_abs_logit_difference": max_difference,
-            "entities_identical": not changed, "sentences_with_different_entities": len(changed),
-            "different_examples": examples, "pytorch_sentences_per_second": timings["pytorch"],
-            "onnx_sentences_per_second": timings["onnx"]}
+    examples = [
+        {
+            "sentence": " ".join(sentences[i]),
+            "pytorch": sorted(map(list, ours[i])),
+            "onnx": sorted(map(list, theirs[i])),
+        }
+        for i in changed[:5]
+    ]
+    return {
+        "sentences": len(sentences),
+        "max_abs_logit_difference": max_difference,
+        "entities_identical": not changed,
+        "sentences_with_different_entities": len(changed),
+        "different_examples": examples,
+        "pytorch_sentences_per_second": timings["pytorch"],
+        "onnx_sentences_per_second": timings["onnx"],
+    }
 
 
-def export_run(run_dir: str | Path, output_dir: str | Path, export_format: str = "onnx", quantize: str | None = None,
-               max_parity_sentences: int = 1000) -> dict[str, Any]:
+def export_run(
+    run_dir: str | Path,
+    output_dir: str | Path,
+    export_format: str = "onnx",
+    quantize: str | None = None,
+    max_parity_sentences: int = 1000,
+) -> dict[str, Any]:
     """Export a run dir (full model, CRF head, or LoRA adapter: merged) to `output_dir` (see the module doc),
     check it against PyTorch, write `export_report.json` and return the report."""
     if export_format not in FORMATS:
@@ -176,17 +203,31 @@ def export_run(run_dir: str | Path, output_dir: str | Path, export_format: str =
             quantize_int8(fp32_file, output / ONNX_FILE)
     export_seconds = time.perf_counter() - started
 
-    settings = dict(scheme=run.scheme, max_length=run.max_length, window_overlap=run.window_overlap,
-                    context_size=run.context_size, batch_size=32)
+    settings = dict(
+        scheme=run.scheme,
+        max_length=run.max_length,
+        window_overlap=run.window_overlap,
+        context_size=run.context_size,
+        batch_size=32,
+    )
     torch_predictor = NerPredictor(reference, tokenizer, name=run.path.name, **settings)
     exported_run = RunDir.load(output)
-    onnx_predictor = NerPredictor(OnnxBackend.from_run(exported_run), exported_run.load_tokenizer(),
-                                  name=output.name, **settings)
+    onnx_predictor = NerPredictor(
+        OnnxBackend.from_run(exported_run), exported_run.load_tokenizer(), name=output.name, **settings
+    )
     sentences, source = parity_sentences(run, max_parity_sentences)
-    report = {"run_dir": str(run.path), "output_dir": str(output), "format": export_format, "quantize": quantize,
-              "head": run.head_name, "merged_lora_adapter": run.is_adapter, "export_seconds": export_seconds,
-              "onnx_bytes": (output / ONNX_FILE).stat().st_size, "parity_text": source,
-              **compare_backends(torch_predictor, onnx_predictor, sentences)}
+    report = {
+        "run_dir": str(run.path),
+        "output_dir": str(output),
+        "format": export_format,
+        "quantize": quantize,
+        "head": run.head_name,
+        "merged_lora_adapter": run.is_adapter,
+        "export_seconds": export_seconds,
+        "onnx_bytes": (output / ONNX_FILE).stat().st_size,
+        "parity_text": source,
+        **compare_backends(torch_predictor, onnx_predictor, sentences),
+    }
     (output / REPORT_FILE).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 
@@ -194,12 +235,14 @@ def export_run(run_dir: str | Path, output_dir: str | Path, export_format: str =
 def format_report(report: dict[str, Any]) -> str:
     """The export's parity check in a few lines for the terminal."""
     kind = "ONNX int8" if report["quantize"] == "int8" else "ONNX"
-    lines = [f"exported {report['run_dir']} -> {report['output_dir']}/{ONNX_FILE} ({kind}, head {report['head']})",
-             f"parity on {report['parity_text']}: max |logit difference| {report['max_abs_logit_difference']:.3g}, "
-             f"sentences with different entities: {report['sentences_with_different_entities']} "
-             f"of {report['sentences']}",
-             f"sentences/s: PyTorch {report['pytorch_sentences_per_second']:.1f}, "
-             f"ONNX Runtime {report['onnx_sentences_per_second']:.1f}"]
+    lines = [
+        f"exported {report['run_dir']} -> {report['output_dir']}/{ONNX_FILE} ({kind}, head {report['head']})",
+        f"parity on {report['parity_text']}: max |logit difference| {report['max_abs_logit_difference']:.3g}, "
+        f"sentences with different entities: {report['sentences_with_different_entities']} "
+        f"of {report['sentences']}",
+        f"sentences/s: PyTorch {report['pytorch_sentences_per_second']:.1f}, "
+        f"ONNX Runtime {report['onnx_sentences_per_second']:.1f}",
+    ]
     for example in report["different_examples"]:
         lines.append(f"  differs: {example['sentence']!r}: PyTorch {example['pytorch']} vs ONNX {example['onnx']}")
     lines.append(f"report: {Path(report['output_dir']) / REPORT_FILE}")

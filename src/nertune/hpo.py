@@ -83,8 +83,15 @@ def write_trials_csv(study, path: Path) -> int:
         writer.writerow(["number", "state", "objective", "duration_s", *names])
         for t in trials:
             duration = t.duration.total_seconds() if t.duration is not None else ""
-            writer.writerow([t.number, t.state.name, "" if t.value is None else t.value,
-                             "" if duration == "" else round(duration, 3), *(t.params.get(n, "") for n in names)])
+            writer.writerow(
+                [
+                    t.number,
+                    t.state.name,
+                    "" if t.value is None else t.value,
+                    "" if duration == "" else round(duration, 3),
+                    *(t.params.get(n, "") for n in names),
+                ]
+            )
     return len(trials)
 
 
@@ -107,12 +114,20 @@ def run_hpo(recipe: Recipe) -> dict:
     hpo = recipe.hpo
     space = searched(hpo)
     if not space:
-        raise RecipeError(f"recipe section 'hpo' searches nothing: set at least one of "
-                          f"{', '.join('hpo.' + hpo_field(key) for key in HPO_SPACE)}")
+        raise RecipeError(
+            f"recipe section 'hpo' searches nothing: set at least one of "
+            f"{', '.join('hpo.' + hpo_field(key) for key in HPO_SPACE)}"
+        )
     hpo_dir = Path(recipe.output_dir) / "hpo"
     # Trials write no checkpoints: the best parameters are retrained by `nertune train best_recipe.yaml`.
-    base = dataclasses.replace(recipe, output_dir=str(hpo_dir / "trials"), save_strategy="no",
-                               load_best_model_at_end=False, push_to_hub=False, resume_from_checkpoint=None)
+    base = dataclasses.replace(
+        recipe,
+        output_dir=str(hpo_dir / "trials"),
+        save_strategy="no",
+        load_best_model_at_end=False,
+        push_to_hub=False,
+        resume_from_checkpoint=None,
+    )
     run = setup_run(base)
     args, is_main, model_path, data = run.args, run.is_main, run.model_path, run.data
 
@@ -130,8 +145,13 @@ def run_hpo(recipe: Recipe) -> dict:
     # Workers sharing a storage must not draw the same points: each adds its process id to the seed.
     seed = hpo.seed if not hpo.storage else hpo.seed + os.getpid()
     pruner = optuna.pruners.MedianPruner() if hpo.pruning else optuna.pruners.NopPruner()
-    logger.info("hpo: study %r, %d trials, searching %s; storage %s", study_name, hpo.n_trials, space,
-                hpo.storage or "in memory")
+    logger.info(
+        "hpo: study %r, %d trials, searching %s; storage %s",
+        study_name,
+        hpo.n_trials,
+        space,
+        hpo.storage or "in memory",
+    )
     best_run = trainer.hyperparameter_search(
         hp_space=hp_space,
         compute_objective=lambda metrics: metrics["eval_f1"],
@@ -156,13 +176,24 @@ def run_hpo(recipe: Recipe) -> dict:
     states = {}
     for t in study.get_trials(deepcopy=False):
         states[t.state.name] = states.get(t.state.name, 0) + 1
-    summary = {"study_name": study_name, "n_trials": n_rows, "states": states, "best_trial": best.number,
-               "best_validation_f1": best.value, "best_params": best.params,
-               "this_worker_best_trial": int(best_run.run_id) if best_run is not None else None,
-               "trials_csv": str(hpo_dir / "trials.csv"), "best_recipe": str(hpo_dir / "best_recipe.yaml")}
-    print(f"hpo: {n_rows} trials ({', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}) "
-          f"in study {study_name!r}")
-    print(f"best trial {best.number}: validation F1 {best.value:.4f} with "
-          + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items()))
+    summary = {
+        "study_name": study_name,
+        "n_trials": n_rows,
+        "states": states,
+        "best_trial": best.number,
+        "best_validation_f1": best.value,
+        "best_params": best.params,
+        "this_worker_best_trial": int(best_run.run_id) if best_run is not None else None,
+        "trials_csv": str(hpo_dir / "trials.csv"),
+        "best_recipe": str(hpo_dir / "best_recipe.yaml"),
+    }
+    print(
+        f"hpo: {n_rows} trials ({', '.join(f'{n} {s.lower()}' for s, n in sorted(states.items()))}) "
+        f"in study {study_name!r}"
+    )
+    print(
+        f"best trial {best.number}: validation F1 {best.value:.4f} with "
+        + ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}" for k, v in best.params.items())
+    )
     print(f"trials: {hpo_dir / 'trials.csv'}\ntrain it: nertune train {hpo_dir / 'best_recipe.yaml'}")
     return summary

@@ -31,15 +31,24 @@ class Dimension:
 
 # Keyed by the dotted recipe key a trial sets; trials suggest values in this order (the seeded sampler's draws).
 HPO_SPACE: dict[str, Dimension] = {
-    "learning_rate": Dimension("range", float, "learning_rate", log=True, valid=lambda low, high: low > 0,
-                               requirement="is searched on a log scale: low must be > 0"),
-    "num_train_epochs": Dimension("range", int, "num_train_epochs", valid=lambda low, high: low >= 1,
-                                  requirement="must be at least 1"),
+    "learning_rate": Dimension(
+        "range",
+        float,
+        "learning_rate",
+        log=True,
+        valid=lambda low, high: low > 0,
+        requirement="is searched on a log scale: low must be > 0",
+    ),
+    "num_train_epochs": Dimension(
+        "range", int, "num_train_epochs", valid=lambda low, high: low >= 1, requirement="must be at least 1"
+    ),
     # transformers 5: warmup_steps < 1 is a fraction of the total steps, i.e. the recipe's warmup_ratio.
-    "warmup_ratio": Dimension("range", float, "warmup_steps", valid=lambda low, high: 0 <= low and high < 1,
-                              requirement="must lie in [0, 1)"),
-    "weight_decay": Dimension("range", float, "weight_decay", valid=lambda low, high: low >= 0,
-                              requirement="must be >= 0"),
+    "warmup_ratio": Dimension(
+        "range", float, "warmup_steps", valid=lambda low, high: 0 <= low and high < 1, requirement="must lie in [0, 1)"
+    ),
+    "weight_decay": Dimension(
+        "range", float, "weight_decay", valid=lambda low, high: low >= 0, requirement="must be >= 0"
+    ),
     "per_device_train_batch_size": Dimension("choice", int, "per_device_train_batch_size"),
     "lora.r": Dimension("choice", int, None, needs_lora=True),
     "lora.alpha": Dimension("choice", int, None, needs_lora=True),
@@ -76,8 +85,11 @@ def check_hpo_section(recipe) -> None:
         if dimension.needs_lora and not recipe.lora.enabled:
             raise RecipeError(f"recipe key 'hpo.{name}' searches a LoRA setting: it needs lora.enabled=true")
     if hpo.per_device_train_batch_size is not None and recipe.global_batch_size is not None:
-        raise RecipeError("recipe key 'hpo.per_device_train_batch_size' cannot be searched with global_batch_size set "
-                          "(the global batch fixes the step); unset one of them")
+        raise RecipeError(
+            "recipe key 'hpo.per_device_train_batch_size' cannot be searched with global_batch_size set "
+            "(the global batch fixes the step); unset one of them"
+        )
     if hpo.pruning and recipe.eval_strategy == "no":
-        raise RecipeError("recipe key 'hpo.pruning' prunes on intermediate validation F1: it needs "
-                          "eval_strategy=epoch or steps")
+        raise RecipeError(
+            "recipe key 'hpo.pruning' prunes on intermediate validation F1: it needs eval_strategy=epoch or steps"
+        )

@@ -18,8 +18,17 @@ from .errors import ModelNotFoundError, NertuneError, RequestError
 from .modelcard import HUB_MODEL_ID, base_model_hub_id, read_run_recipe, render_model_card, write_model_card
 from .paths import recipe_path
 
-__all__ = ["HubError", "ModelNotFoundError", "resolve_model_reference", "check_hub_access", "check_run_dir",
-           "files_to_upload", "push_run", "render_model_card", "write_model_card"]
+__all__ = [
+    "HubError",
+    "ModelNotFoundError",
+    "resolve_model_reference",
+    "check_hub_access",
+    "check_run_dir",
+    "files_to_upload",
+    "push_run",
+    "render_model_card",
+    "write_model_card",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +68,9 @@ def hub_cache_dir() -> Path:
 
 def _model_dir(path: Path, reference: str) -> Path:
     if not (path / "config.json").is_file() and not (path / "adapter_config.json").is_file():
-        raise ModelNotFoundError(f"model {reference!r}: {path} has neither config.json (a model) nor "
-                                 "adapter_config.json (a LoRA adapter)")
+        raise ModelNotFoundError(
+            f"model {reference!r}: {path} has neither config.json (a model) nor adapter_config.json (a LoRA adapter)"
+        )
     return path
 
 
@@ -88,8 +98,9 @@ def resolve_model_reference(name_or_path: str | Path, revision: str | None = Non
         return _model_dir(local.resolve(), reference)
     repo_id, revision = split_revision(reference, revision)
     if not HUB_MODEL_ID.match(repo_id):
-        raise ModelNotFoundError(f"model directory not found: {local.absolute()} (and {reference!r} is not a Hub "
-                                 "repo id owner/name)")
+        raise ModelNotFoundError(
+            f"model directory not found: {local.absolute()} (and {reference!r} is not a Hub repo id owner/name)"
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.file_download import repo_folder_name
 
@@ -98,12 +109,19 @@ def resolve_model_reference(name_or_path: str | Path, revision: str | None = Non
         path = snapshot_download(repo_id, revision=revision, cache_dir=cache, local_files_only=offline)
     except Exception as e:  # not cached, unknown repo or revision, gated, offline, DNS: all end the same way
         storage = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-        cached = (f"no snapshot of revision {revision or 'main'} in {storage}" if storage.is_dir()
-                  else f"not in the Hugging Face cache {cache}")
-        hub = ("not asked (HF_HUB_OFFLINE=1)" if offline
-               else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no answer'}")
-        raise ModelNotFoundError(f"model {reference!r} not found: no local path {local.absolute()}; {cached}; "
-                                 f"Hub: {hub}") from None
+        cached = (
+            f"no snapshot of revision {revision or 'main'} in {storage}"
+            if storage.is_dir()
+            else f"not in the Hugging Face cache {cache}"
+        )
+        hub = (
+            "not asked (HF_HUB_OFFLINE=1)"
+            if offline
+            else f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else 'no answer'}"
+        )
+        raise ModelNotFoundError(
+            f"model {reference!r} not found: no local path {local.absolute()}; {cached}; Hub: {hub}"
+        ) from None
     return _model_dir(Path(path), reference)
 
 
@@ -123,12 +141,16 @@ def check_hub_access(repo_id: str | None, token: str | None = None):
     try:
         identity = api.whoami()
     except Exception as e:  # offline, DNS failure, proxy, invalid token: all end the same way
-        raise HubError(f"push_to_hub: the Hugging Face Hub cannot be reached or refused the token "
-                       f"({type(e).__name__}: {e}); train without push_to_hub and run `make push RUN=...` later") from None
+        raise HubError(
+            f"push_to_hub: the Hugging Face Hub cannot be reached or refused the token "
+            f"({type(e).__name__}: {e}); train without push_to_hub and run `make push RUN=...` later"
+        ) from None
     role = ((identity or {}).get("auth") or {}).get("accessToken", {}).get("role")
     if role == "read":
-        raise HubError(f"push_to_hub: the Hugging Face token of {identity.get('name', '?')!r} is read-only; "
-                       "create a token with write access (https://huggingface.co/settings/tokens)")
+        raise HubError(
+            f"push_to_hub: the Hugging Face token of {identity.get('name', '?')!r} is read-only; "
+            "create a token with write access (https://huggingface.co/settings/tokens)"
+        )
     return api
 
 
@@ -174,14 +196,16 @@ def _portable_adapter_config(run_dir: Path) -> bytes | None:
     base_id = base_model_hub_id(str(read_run_recipe(run_dir).get("model_name_or_path", "")))
     if not base_id or config.get("base_model_name_or_path") == base_id:
         return None
-    logger.info("push: adapter_config.json names its base model %s (here: %s)", base_id,
-                config.get("base_model_name_or_path"))
+    logger.info(
+        "push: adapter_config.json names its base model %s (here: %s)", base_id, config.get("base_model_name_or_path")
+    )
     config["base_model_name_or_path"] = base_id
     return (json.dumps(config, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None,
-             commit_message: str | None = None) -> str:
+def push_run(
+    run_dir: str | Path, repo_id: str, private: bool = False, api=None, commit_message: str | None = None
+) -> str:
     """Upload a run dir of any kind (model, tokenizer, card, metrics, recipe; no checkpoints) to `repo_id`."""
     from huggingface_hub import CommitOperationAdd
 
@@ -192,8 +216,10 @@ def push_run(run_dir: str | Path, repo_id: str, private: bool = False, api=None,
     metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
     message = commit_message or f"nertune: test entity F1 {metrics.get('test_f1', float('nan')):.4f}"
     replaced = {"adapter_config.json": _portable_adapter_config(run_dir)} if kind == "adapter" else {}
-    operations = [CommitOperationAdd(path_in_repo=rel, path_or_fileobj=replaced.get(rel) or str(run_dir / rel))
-                  for rel in files_to_upload(run_dir)]
+    operations = [
+        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=replaced.get(rel) or str(run_dir / rel))
+        for rel in files_to_upload(run_dir)
+    ]
     api.create_repo(repo_id, private=private, exist_ok=True)
     # One commit with exactly the files listed above (create_commit is where the network starts).
     info = api.create_commit(repo_id=repo_id, operations=operations, commit_message=message)

@@ -29,8 +29,13 @@ _HEAD_NAMES = ("classifier", "score")  # what peft trains in full for TOKEN_CLS
 
 def linear_layer_names(model: torch.nn.Module) -> list[str]:
     """Distinct last-name parts of the encoder's linear layers: the valid `lora.target_modules` values."""
-    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-                   if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in _HEAD_NAMES})
+    return sorted(
+        {
+            name.rsplit(".", 1)[-1]
+            for name, module in model.named_modules()
+            if isinstance(module, torch.nn.Linear) and name.rsplit(".", 1)[-1] not in _HEAD_NAMES
+        }
+    )
 
 
 def resolve_target_modules(model: torch.nn.Module, requested: list[str] | None) -> list[str]:
@@ -42,12 +47,15 @@ def resolve_target_modules(model: torch.nn.Module, requested: list[str] | None) 
     if requested is None:
         requested = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
         if not isinstance(requested, list):
-            raise RecipeError(f"lora.target_modules: no default for model type {model_type!r}; set it to some of "
-                             f"the model's linear layers: {available}")
+            raise RecipeError(
+                f"lora.target_modules: no default for model type {model_type!r}; set it to some of "
+                f"the model's linear layers: {available}"
+            )
     unknown = [name for name in requested if name not in available]
     if unknown:
-        raise RecipeError(f"lora.target_modules: {unknown} not in this {model_type} model; "
-                         f"its linear layers are: {available}")
+        raise RecipeError(
+            f"lora.target_modules: {unknown} not in this {model_type} model; its linear layers are: {available}"
+        )
     return list(requested)
 
 
@@ -56,10 +64,20 @@ def apply_lora(model, section: LoraSection):
     from peft import LoraConfig, TaskType, get_peft_model
 
     targets = resolve_target_modules(model, section.target_modules)
-    logger.info("LoRA r=%d alpha=%d dropout=%s on %s; classifier head trained in full",
-                section.r, section.alpha, section.dropout, targets)
-    config = LoraConfig(task_type=TaskType.TOKEN_CLS, r=section.r, lora_alpha=section.alpha,
-                        lora_dropout=section.dropout, target_modules=targets)
+    logger.info(
+        "LoRA r=%d alpha=%d dropout=%s on %s; classifier head trained in full",
+        section.r,
+        section.alpha,
+        section.dropout,
+        targets,
+    )
+    config = LoraConfig(
+        task_type=TaskType.TOKEN_CLS,
+        r=section.r,
+        lora_alpha=section.alpha,
+        lora_dropout=section.dropout,
+        target_modules=targets,
+    )
     return get_peft_model(model, config)
 
 
@@ -71,23 +89,30 @@ def trainable_parameters(model) -> tuple[int, int]:
 
 
 def adapter_size_bytes(adapter_dir: str | Path) -> int:
-    return sum((Path(adapter_dir) / name).stat().st_size for name in _ADAPTER_WEIGHTS
-               if (Path(adapter_dir) / name).is_file())
+    return sum(
+        (Path(adapter_dir) / name).stat().st_size for name in _ADAPTER_WEIGHTS if (Path(adapter_dir) / name).is_file()
+    )
 
 
 def save_adapter_info(adapter_dir: str | Path, base_model: str, id2label: dict[int, str]) -> None:
     """Write what peft leaves out: the labels and the base model as the recipe named it (portable `pkg://`)."""
-    info = {"base_model": base_model, "id2label": {str(i): label for i, label in id2label.items()},
-            "label2id": {label: int(i) for i, label in id2label.items()}}
-    (Path(adapter_dir) / ADAPTER_INFO).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n",
-                                                  encoding="utf-8")
+    info = {
+        "base_model": base_model,
+        "id2label": {str(i): label for i, label in id2label.items()},
+        "label2id": {label: int(i) for i, label in id2label.items()},
+    }
+    (Path(adapter_dir) / ADAPTER_INFO).write_text(
+        json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
 
 
 def _read_info(adapter_dir: Path) -> dict:
     path = adapter_dir / ADAPTER_INFO
     if not path.is_file():
-        raise ModelNotFoundError(f"{adapter_dir}: adapter without {ADAPTER_INFO} (label names); "
-                                "was it written by `nertune train` with lora.enabled?")
+        raise ModelNotFoundError(
+            f"{adapter_dir}: adapter without {ADAPTER_INFO} (label names); "
+            "was it written by `nertune train` with lora.enabled?"
+        )
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -95,7 +120,10 @@ def adapter_base_reference(adapter_dir: str | Path) -> str:
     """The base model as the adapter's training recipe named it (e.g. `pkg://...`), for a continued run's info."""
     from peft import PeftConfig
 
-    return _read_info(Path(adapter_dir)).get("base_model") or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+    return (
+        _read_info(Path(adapter_dir)).get("base_model")
+        or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+    )
 
 
 def base_model_path(adapter_dir: str | Path) -> str:
@@ -103,7 +131,10 @@ def base_model_path(adapter_dir: str | Path) -> str:
     from peft import PeftConfig
 
     adapter_dir = Path(adapter_dir)
-    candidates = [_read_info(adapter_dir).get("base_model"), PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path]
+    candidates = [
+        _read_info(adapter_dir).get("base_model"),
+        PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path,
+    ]
     for candidate in filter(None, candidates):
         try:
             return resolve_model_path(candidate)
@@ -131,8 +162,9 @@ def load_adapter_model(adapter_dir: str | Path, trainable: bool = False):
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        base = AutoModelForTokenClassification.from_pretrained(base_model_path(adapter_dir), config=config,
-                                                               ignore_mismatched_sizes=True)
+        base = AutoModelForTokenClassification.from_pretrained(
+            base_model_path(adapter_dir), config=config, ignore_mismatched_sizes=True
+        )
     finally:
         hf_logging.set_verbosity(verbosity)
     if trainable:

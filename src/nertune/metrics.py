@@ -26,8 +26,7 @@ def _check_lengths(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]])
     """Raise ValueError unless true and pred align sentence by sentence, word by word."""
     if len(true) != len(pred):
         raise ValueError(
-            f"true has {len(true)} sentences but pred has {len(pred)}; "
-            "sentences were lost or added somewhere"
+            f"true has {len(true)} sentences but pred has {len(pred)}; sentences were lost or added somewhere"
         )
     for i, (t, p) in enumerate(zip(true, pred)):
         if len(t) != len(p):
@@ -46,9 +45,7 @@ def _normalise(sentences: Sequence[Sequence[str]], which: str) -> list[list[str]
             try:
                 prefix, type_ = parse_tag(tag)
             except InvalidTagError as err:
-                raise InvalidTagError(
-                    f"{which} sentence {i}, position {j}: {err}", tag=tag, position=j
-                ) from None
+                raise InvalidTagError(f"{which} sentence {i}, position {j}: {err}", tag=tag, position=j) from None
             row.append("O" if type_ is None else f"{prefix}-{type_}")
         out.append(row)  # seqeval needs lists, not tuples, to see sentence boundaries
     return out
@@ -61,10 +58,7 @@ def _num(value: object) -> float:
 
 
 def entity_metrics(
-    true: Sequence[Sequence[str]],
-    pred: Sequence[Sequence[str]],
-    scheme: str = "IOB2",
-    strict: bool = False,
+    true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2", strict: bool = False
 ) -> dict:
     """Entity-level precision/recall/F1 with seqeval, plus token accuracy.
 
@@ -138,8 +132,7 @@ def _table(rows: list[Row | None], digits: int) -> str:
             lines.append("")
             continue
         name, *scores, support = row
-        cells = "".join(f"  {x:>{col}.{digits}f}" if x is not None else "  " + " " * col
-                        for x in scores)
+        cells = "".join(f"  {x:>{col}.{digits}f}" if x is not None else "  " + " " * col for x in scores)
         lines.append(f"{name:>{width}}{cells}  {support:>{col}}")
     return "\n".join(lines) + "\n"
 
@@ -187,9 +180,7 @@ def _prf(tp: int, n_pred: int, n_true: int) -> dict:
 
 
 def token_metrics(
-    true: Sequence[Sequence[str]],
-    pred: Sequence[Sequence[str]],
-    labels: list[str] | None = None,
+    true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: list[str] | None = None
 ) -> dict:
     """Per-label token-level scores (each tag such as ``B-PER`` is its own class).
 
@@ -210,9 +201,7 @@ def token_metrics(
     macro, weighted = {}, {}
     for key in ("precision", "recall", "f1"):
         macro[key] = sum(r[key] for r in per_label.values()) / len(per_label) if per_label else 0.0
-        weighted[key] = (
-            sum(r[key] * r["support"] for r in per_label.values()) / total if total else 0.0
-        )
+        weighted[key] = sum(r[key] * r["support"] for r in per_label.values()) / total if total else 0.0
     macro["support"] = weighted["support"] = total
     return {
         "accuracy": sum(n_correct.values()) / len(pairs) if pairs else 0.0,
@@ -224,19 +213,12 @@ def token_metrics(
 
 
 def token_report(
-    true: Sequence[Sequence[str]],
-    pred: Sequence[Sequence[str]],
-    labels: list[str] | None = None,
-    digits: int = 4,
+    true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: list[str] | None = None, digits: int = 4
 ) -> str:
     """The classic token-level table (like sklearn's ``classification_report``)."""
     m = token_metrics(true, pred, labels)
-    rows = [(label, r["precision"], r["recall"], r["f1"], r["support"])
-            for label, r in m["per_label"].items()]
-    rows += [
-        None,
-        ("accuracy", None, None, m["accuracy"], m["n_words"]),
-    ]
+    rows = [(label, r["precision"], r["recall"], r["f1"], r["support"]) for label, r in m["per_label"].items()]
+    rows += [None, ("accuracy", None, None, m["accuracy"], m["n_words"])]
     for name, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
         r = m[key]
         rows.append((name, r["precision"], r["recall"], r["f1"], r["support"]))

@@ -2,7 +2,8 @@
 
 The card names the base model and the dataset by their Hub ids when they are known (a `pkg://` model of an
 installed package maps to the id its model dir names for itself), and shows only usage that works for
-this kind of run: `pipeline()` cannot decode some heads (the head says so), and cannot load a LoRA adapter with its labels.
+this kind of run: `pipeline()` cannot decode some heads (the head says so), and cannot load a LoRA adapter
+with its labels.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def base_model_hub_id(reference: str) -> str | None:
     Face cache, or a `pkg://` model whose package names its id; None for any other local path."""
     reference = str(reference)
     if is_package_path(reference):
-        package = reference[len("pkg://"):].split("/", 1)[0]
+        package = reference[len("pkg://") :].split("/", 1)[0]
         try:
             return packaged_model_hub_id(resolve_path(reference), package)
         except FileNotFoundError:
@@ -129,8 +130,10 @@ def dataset_splits(recipe: dict) -> str:
         if data.get(f"{split}_file"):
             parts.append(f"{split}: `{Path(str(data[f'{split}_file'])).name}`")
         else:
-            parts.append(f"{split}: {100 * float(data.get(ratio, 0.1)):g}% of `{train}` "
-                         f"(split seed {data.get('split_seed', 42)})")
+            parts.append(
+                f"{split}: {100 * float(data.get(ratio, 0.1)):g}% of `{train}` "
+                f"(split seed {data.get('split_seed', 42)})"
+            )
     return "; ".join(parts)
 
 
@@ -147,8 +150,10 @@ def _metrics_table(metrics: dict, split: str) -> str:
     rows = ["| type | precision | recall | F1 | support |", "|---|---|---|---|---|"]
     for type_, s in sorted(per_type.items()):
         rows.append(f"| {type_} | {s['precision']:.4f} | {s['recall']:.4f} | {s['f1']:.4f} | {s['support']} |")
-    rows.append(f"| **micro avg** | {metrics[f'{split}_precision']:.4f} | {metrics[f'{split}_recall']:.4f} | "
-                f"**{metrics[f'{split}_f1']:.4f}** | |")
+    rows.append(
+        f"| **micro avg** | {metrics[f'{split}_precision']:.4f} | {metrics[f'{split}_recall']:.4f} | "
+        f"**{metrics[f'{split}_f1']:.4f}** | |"
+    )
     return "\n".join(rows)
 
 
@@ -167,12 +172,19 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     base_id = base_model_hub_id(base_reference)
     dataset = dataset_name(recipe)
     name = repo_id or run_dir.name
-    results = [{"task": {"type": "token-classification", "name": "Named Entity Recognition"},
-                "dataset": {"type": dataset_hub_id(recipe) or dataset, "name": dataset, "split": split},
-                "metrics": [{"type": "f1", "value": round(metrics[f"{split}_f1"], 4), "name": f"{split} entity F1"},
-                            {"type": "precision", "value": round(metrics[f"{split}_precision"], 4)},
-                            {"type": "recall", "value": round(metrics[f"{split}_recall"], 4)}]}
-               for split in ("validation", "test") if f"{split}_f1" in metrics]
+    results = [
+        {
+            "task": {"type": "token-classification", "name": "Named Entity Recognition"},
+            "dataset": {"type": dataset_hub_id(recipe) or dataset, "name": dataset, "split": split},
+            "metrics": [
+                {"type": "f1", "value": round(metrics[f"{split}_f1"], 4), "name": f"{split} entity F1"},
+                {"type": "precision", "value": round(metrics[f"{split}_precision"], 4)},
+                {"type": "recall", "value": round(metrics[f"{split}_recall"], 4)},
+            ],
+        }
+        for split in ("validation", "test")
+        if f"{split}_f1" in metrics
+    ]
     metadata: dict[str, Any] = {
         "library_name": "peft" if adapter else "transformers",
         "pipeline_tag": "token-classification",
@@ -188,17 +200,36 @@ def render_model_card(run_dir: str | Path, repo_id: str | None = None) -> str:
     if dataset_hub_id(recipe):
         metadata["datasets"] = [dataset_hub_id(recipe)]
     metadata["model-index"] = [{"name": name, "results": results}]
-    hyper = {k: recipe[k] for k in ("learning_rate", "num_train_epochs", "max_steps", "per_device_train_batch_size",
-                                    "gradient_accumulation_steps", "weight_decay", "warmup_ratio", "lr_scheduler_type",
-                                    "max_length", "window_overlap", "context_size", "head", "seed") if k in recipe}
+    hyper = {
+        k: recipe[k]
+        for k in (
+            "learning_rate",
+            "num_train_epochs",
+            "max_steps",
+            "per_device_train_batch_size",
+            "gradient_accumulation_steps",
+            "weight_decay",
+            "warmup_ratio",
+            "lr_scheduler_type",
+            "max_length",
+            "window_overlap",
+            "context_size",
+            "head",
+            "seed",
+        )
+        if k in recipe
+    }
     if adapter and isinstance(recipe.get("lora"), dict):
         hyper["lora"] = {k: v for k, v in recipe["lora"].items() if k != "enabled"}
     labels = metrics.get("labels", [])
     types = sorted({label.split("-", 1)[1] for label in labels if "-" in label})
     repo = repo_id or str(run_dir)
     base_text = f"[{base_id}](https://huggingface.co/{base_id})" if base_id else f"`{base_reference}`"
-    kind = "A LoRA adapter (peft) for named-entity recognition, trained" if adapter else \
-        "A named-entity recognition model fine-tuned"
+    kind = (
+        "A LoRA adapter (peft) for named-entity recognition, trained"
+        if adapter
+        else "A named-entity recognition model fine-tuned"
+    )
     return f"""---
 {yaml.safe_dump(metadata, sort_keys=False, allow_unicode=True).strip()}
 ---

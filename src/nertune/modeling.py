@@ -16,8 +16,18 @@ from .heads import head_of
 from .lora import adapter_config, load_adapter_model
 from .paths import is_adapter_dir, resolve_model_path
 
-__all__ = ["cpu_supports_bf16", "is_adapter_dir", "load_for_inference", "load_model_config", "load_model_for_training",
-           "load_tokenizer", "reconcile_labels", "resolve_model_path", "resolve_precision", "trained_labels"]
+__all__ = [
+    "cpu_supports_bf16",
+    "is_adapter_dir",
+    "load_for_inference",
+    "load_model_config",
+    "load_model_for_training",
+    "load_tokenizer",
+    "reconcile_labels",
+    "resolve_model_path",
+    "resolve_precision",
+    "trained_labels",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -89,8 +99,12 @@ def reconcile_labels(new_labels: list[str], model_path: str, label_mismatch: str
     if not unseen:
         return old, True
     if label_mismatch == "extend":
-        logger.info("%s: extending its %d labels with %s; the old labels keep their ids and weights",
-                    model_path, len(old), unseen)
+        logger.info(
+            "%s: extending its %d labels with %s; the old labels keep their ids and weights",
+            model_path,
+            len(old),
+            unseen,
+        )
         return old + unseen, True
     if label_mismatch == "reset":
         logger.warning("%s: labels %s are new to this model; starting a fresh classifier head", model_path, unseen)

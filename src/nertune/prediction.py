@@ -53,8 +53,10 @@ def _output_format(path: Path, given: str | None, input_format: str) -> str:
         return "jsonl"
     if by_extension == "conll" or (suffix == ".txt" and input_format == "conll"):
         return "conll"
-    raise RequestError(f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
-                     "or --output-format jsonl|conll")
+    raise RequestError(
+        f"cannot tell the output format from {path.name!r}: use a .jsonl or .conll file name, "
+        "or --output-format jsonl|conll"
+    )
 
 
 def _result_record(record: InputRecord, result: dict[str, Any], input_format: str) -> dict[str, Any]:
@@ -121,11 +123,21 @@ def _block_lines(records: Iterable[InputRecord], input_format: str, output_forma
             yield n_words + 1 if n_words else 0
 
 
-def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: str | Path,
-                   input_format: str | None = None, output_format: str | None = None, batch_size: int = 32,
-                   device: str | None = None, precision: str = "auto", documents: bool = False,
-                   token_column: int | None = None, comment_prefix: str | None = None,
-                   encoding: str = "utf-8", resume: bool = False) -> int:
+def run_prediction(
+    model_dir: str | Path,
+    input_path: str | Path,
+    output_path: str | Path,
+    input_format: str | None = None,
+    output_format: str | None = None,
+    batch_size: int = 32,
+    device: str | None = None,
+    precision: str = "auto",
+    documents: bool = False,
+    token_column: int | None = None,
+    comment_prefix: str | None = None,
+    encoding: str = "utf-8",
+    resume: bool = False,
+) -> int:
     """Predict every record of a text, JSONL or CoNLL file and write JSONL or CoNLL; returns the count.
 
     Formats default from the file names (input: .jsonl/.json, .conll/.tsv/.bio..., `.txt` and other names
@@ -152,19 +164,23 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         raise PathNotFoundError(f"input file not found: {input_path}")
     if output_path.resolve() == input_path.resolve():
         raise RequestError(f"--output {output_path} would overwrite the input")
-    found = prediction_input_format(input_path, input_format, encoding=encoding,
-                                    layout=ConllLayout(comment_prefix=comment_prefix))
+    found = prediction_input_format(
+        input_path, input_format, encoding=encoding, layout=ConllLayout(comment_prefix=comment_prefix)
+    )
     input_format = found.name
     output_format = _output_format(output_path, output_format, input_format)
     if input_format not in INPUT_FORMATS or output_format not in OUTPUT_FORMATS:
-        raise RequestError(f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
-                         f"output {output_format!r} (one of {OUTPUT_FORMATS})")
+        raise RequestError(
+            f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
+            f"output {output_format!r} (one of {OUTPUT_FORMATS})"
+        )
     layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None
     rank, world_size, group = _process_group()
 
     def records(warn: bool = False) -> Iterator[InputRecord]:
-        return iter_prediction_input(input_path, found, documents=documents, encoding=encoding, layout=layout,
-                                     warn=warn)[1]
+        return iter_prediction_input(
+            input_path, found, documents=documents, encoding=encoding, layout=layout, warn=warn
+        )[1]
 
     def chunks(warn: bool = False) -> Iterator[Chunk]:
         gap = JSONL_DOCUMENT_GAP if input_format == "jsonl" else 0
@@ -194,8 +210,15 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         else:
             sink = OutputSink(stack.enter_context(open(parts[0], "wb")), stack.enter_context(open(parts[1], "wb")))
         writer = OrderedWriter(sink, _renderer(cursor, input_format, output_format))
-        progress = stack.enter_context(tqdm(total=n_records, initial=start.records, unit="record", desc="predict",
-                                            disable=rank != 0 or n_chunks <= 1))
+        progress = stack.enter_context(
+            tqdm(
+                total=n_records,
+                initial=start.records,
+                unit="record",
+                desc="predict",
+                disable=rank != 0 or n_chunks <= 1,
+            )
+        )
         for chunk in chunks():
             indices = [i for i, _ in chunk.records]
             todo = max(indices) >= start.records and chunk.number % world_size == rank
@@ -219,8 +242,9 @@ def run_prediction(model_dir: str | Path, input_path: str | Path, output_path: s
         group.wait_for_everyone()
         group.close()
     if rank == 0:
-        logger.info("predicted %d records of %s -> %s (%s)", n_records - start.records, input_path, output_path,
-                    output_format)
+        logger.info(
+            "predicted %d records of %s -> %s (%s)", n_records - start.records, input_path, output_path, output_format
+        )
     return n_records
 
 
@@ -230,8 +254,9 @@ def _renderer(cursor: _ConllBlocks | None, input_format: str, output_format: str
         return cursor.block
     if output_format == "conll":
         return lambda record, result: _word_block(result)
-    return lambda record, result: "" if result is None else json.dumps(
-        _result_record(record, result, input_format), ensure_ascii=False) + "\n"
+    return lambda record, result: (
+        "" if result is None else json.dumps(_result_record(record, result, input_format), ensure_ascii=False) + "\n"
+    )
 
 
 def _open_output(path: Path, start: ResumePoint, resume: bool) -> BinaryIO:
@@ -302,5 +327,7 @@ def _predict_records(predictor: NerPredictor, records: Iterable[InputRecord]) ->
     split = [split_words(r.text) if r.tokens is None else None for r in records]
     words = [r.tokens if s is None else [w for w, _, _ in s] for r, s in zip(records, split)]
     tagged = predictor.predict_words(words, [r.document_id for r in records])
-    return [predictor.tokens_result(r.tokens, t) if s is None else predictor.text_result(r.text, s, t)
-            for r, s, t in zip(records, split, tagged)]
+    return [
+        predictor.tokens_result(r.tokens, t) if s is None else predictor.text_result(r.text, s, t)
+        for r, s, t in zip(records, split, tagged)
+    ]

@@ -35,8 +35,9 @@ class Chunk:
     records: list[tuple[int, InputRecord]]
 
 
-def document_chunks(records: Iterable[InputRecord], size: int, document_gap: int = 0,
-                    path: str | Path | None = None) -> Iterator[Chunk]:
+def document_chunks(
+    records: Iterable[InputRecord], size: int, document_gap: int = 0, path: str | Path | None = None
+) -> Iterator[Chunk]:
     """Chunks of about `size` records that never split a document (its sentences are each other's context).
 
     A record without a `document_id` is a document of its own. A document ends when `document_gap` records of
@@ -78,9 +79,13 @@ def document_chunks(records: Iterable[InputRecord], size: int, document_gap: int
             yield from add([(index, record)])
             continue
         if key in ended:
-            raise DataError(f"document_id {key!r} reappears more than {document_gap} records after its record on "
-                            f"line {ended[key]}: predict streams the input and reads a document's records together; "
-                            f"keep them within {document_gap} records of each other", path, record.line)
+            raise DataError(
+                f"document_id {key!r} reappears more than {document_gap} records after its record on "
+                f"line {ended[key]}: predict streams the input and reads a document's records together; "
+                f"keep them within {document_gap} records of each other",
+                path,
+                record.line,
+            )
         open_documents.setdefault(key, []).append((index, record))
         open_documents.move_to_end(key)
         last_seen[key] = index
@@ -203,11 +208,17 @@ def resume_point(output_path: Path, block_lines: Iterable[int], tail_lines: int 
         records, used = records + 1, used + n
     else:
         if complete > used + tail_lines:
-            raise ValueError(f"--resume: {output_path} has {complete} lines, more than predicting this input "
-                             f"writes ({used + tail_lines}): is it the output of another input or format?")
+            raise ValueError(
+                f"--resume: {output_path} has {complete} lines, more than predicting this input "
+                f"writes ({used + tail_lines}): is it the output of another input or format?"
+            )
     offset = offset_after_lines(output_path, used)
-    logger.info("--resume: %d records already in %s; %d bytes after them are cut and written again", records,
-                output_path, output_path.stat().st_size - offset)
+    logger.info(
+        "--resume: %d records already in %s; %d bytes after them are cut and written again",
+        records,
+        output_path,
+        output_path.stat().st_size - offset,
+    )
     return ResumePoint(records, offset)
 
 

@@ -44,9 +44,18 @@ class NerPredictor:
     exported run); the forward pass goes through it, everything else is the same for both.
     """
 
-    def __init__(self, model: torch.nn.Module | Backend, tokenizer, *, scheme: str = "IOB2", max_length: int = 128,
-                 window_overlap: int = 32, context_size: int = 0, batch_size: int = 32,
-                 name: str = "model") -> None:
+    def __init__(
+        self,
+        model: torch.nn.Module | Backend,
+        tokenizer,
+        *,
+        scheme: str = "IOB2",
+        max_length: int = 128,
+        window_overlap: int = 32,
+        context_size: int = 0,
+        batch_size: int = 32,
+        name: str = "model",
+    ) -> None:
         self.backend = model if isinstance(model, Backend) else TorchBackend(model)
         labels = trained_labels(self.backend.config)
         if labels is None:
@@ -68,8 +77,9 @@ class NerPredictor:
         self._lock = threading.Lock()
 
     @classmethod
-    def from_pretrained(cls, model_dir: str | Path, device: str | None = None, batch_size: int = 32,
-                        precision: str = "auto") -> NerPredictor:
+    def from_pretrained(
+        cls, model_dir: str | Path, device: str | None = None, batch_size: int = 32, precision: str = "auto"
+    ) -> NerPredictor:
         """Load a model directory written by `nertune train` (or any HF token-classification checkpoint).
 
         `max_length`, `window_overlap`, `context_size` and the tag scheme come from the run's saved recipe
@@ -83,13 +93,22 @@ class NerPredictor:
         run = RunDir.load(model_dir)
         backend = load_backend(run, device=device, precision=precision)
         tokenizer = run.load_tokenizer()
-        return cls(backend, tokenizer, scheme=run.scheme, max_length=run.max_length, window_overlap=run.window_overlap,
-                   context_size=run.context_size, batch_size=batch_size, name=run.path.name)
+        return cls(
+            backend,
+            tokenizer,
+            scheme=run.scheme,
+            max_length=run.max_length,
+            window_overlap=run.window_overlap,
+            context_size=run.context_size,
+            batch_size=batch_size,
+            name=run.path.name,
+        )
 
     # -- words -> tags
 
-    def predict_words(self, sentences: Sequence[Sequence[str]],
-                      document_ids: Sequence[str | None] | None = None) -> list[list[tuple[str, float]]]:
+    def predict_words(
+        self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
+    ) -> list[list[tuple[str, float]]]:
         """One `(tag, score)` per word of every sentence.
 
         The model's head decodes the words' labels (the linear head: read at the word's first sub-token)
@@ -107,9 +126,14 @@ class NerPredictor:
         with self._lock:
             features = self._encode(sentences, document_ids)
             rows = self._predict_rows(features)
-            word_outputs = merge_window_predictions(features["word_index"], features["example_index"],
-                                                    features["word_start"], features["word_end"], rows,
-                                                    [len(s) for s in sentences])
+            word_outputs = merge_window_predictions(
+                features["word_index"],
+                features["example_index"],
+                features["word_start"],
+                features["word_end"],
+                rows,
+                [len(s) for s in sentences],
+            )
             with torch.inference_mode():
                 decoded = self.head.decode_words(self.model, word_outputs)
         results = []
@@ -121,10 +145,20 @@ class NerPredictor:
     def _encode(self, sentences: list[list[str]], document_ids: Sequence[str | None] | None) -> dict[str, list]:
         if self.context_size and not (document_ids and any(document_ids)) and not self._warned_no_documents:
             self._warned_no_documents = True
-            logger.warning("%s was trained with document context (context_size=%d) but the input has no "
-                           "documents: sentences are read without their neighbours", self.name, self.context_size)
-        return encode_examples(sentences, self.tokenizer, self.max_length, self.window_overlap,
-                               document_ids=document_ids, context_size=self.context_size)
+            logger.warning(
+                "%s was trained with document context (context_size=%d) but the input has no "
+                "documents: sentences are read without their neighbours",
+                self.name,
+                self.context_size,
+            )
+        return encode_examples(
+            sentences,
+            self.tokenizer,
+            self.max_length,
+            self.window_overlap,
+            document_ids=document_ids,
+            context_size=self.context_size,
+        )
 
     def _predict_rows(self, features: dict[str, list]) -> list[list]:
         """The head's output (`Head.row_outputs`) at every sub-token of every window."""
@@ -133,13 +167,14 @@ class NerPredictor:
         for batch_rows, batch in padded_batches(features, self.tokenizer.pad_token_id, self.batch_size, self.device):
             outputs = self.head.row_outputs(self.backend.logits(batch))
             for r, row in zip(batch_rows, outputs):
-                predictions[r] = row[:lengths[r]]
+                predictions[r] = row[: lengths[r]]
         return predictions
 
     # -- entities
 
-    def predict_tokens(self, sentences: Sequence[Sequence[str]],
-                       document_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    def predict_tokens(
+        self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
+    ) -> list[dict[str, Any]]:
         """Entities of pre-split sentences: `{"entities", "words", "tags"}` per sentence.
 
         An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are WORD indices
@@ -149,7 +184,9 @@ class NerPredictor:
         tagged = self.predict_words(sentences, document_ids)
         return [self.tokens_result(words, tags) for words, tags in zip(sentences, tagged)]
 
-    def predict_texts(self, texts: Sequence[str], document_ids: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    def predict_texts(
+        self, texts: Sequence[str], document_ids: Sequence[str | None] | None = None
+    ) -> list[dict[str, Any]]:
         """Entities of raw texts: `{"entities", "words", "tags"}` per text (words from `split_words`).
 
         An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are CHARACTER
@@ -167,12 +204,15 @@ class NerPredictor:
 
     def tokens_result(self, words: Sequence[str], tagged: Sequence[tuple[str, float]]) -> dict[str, Any]:
         """`{"entities", "words", "tags"}` of a pre-split sentence; entity offsets are word indices."""
-        entities = [{"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score}
-                    for type_, i, j, score in self._spans(tagged)]
+        entities = [
+            {"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score}
+            for type_, i, j, score in self._spans(tagged)
+        ]
         return {"entities": entities, "words": list(words), "tags": [tag for tag, _ in tagged]}
 
-    def text_result(self, text: str, words: Sequence[tuple[str, int, int]],
-                    tagged: Sequence[tuple[str, float]]) -> dict[str, Any]:
+    def text_result(
+        self, text: str, words: Sequence[tuple[str, int, int]], tagged: Sequence[tuple[str, float]]
+    ) -> dict[str, Any]:
         """`{"entities", "words", "tags"}` of a text split by `split_words`; entity offsets are characters."""
         entities = []
         for type_, i, j, score in self._spans(tagged):

@@ -32,7 +32,6 @@ from .schemes import normalize_scheme, tags_to_spans
 
 __all__ = [
     "ERROR_KINDS",
-
     "error_analysis",
     "bootstrap_f1_ci",
     "format_error_summary",
@@ -53,6 +52,7 @@ Span = tuple[str, int, int]
 # --------------------------------------------------------------------------- label renaming
 
 # --------------------------------------------------------------------------- error analysis
+
 
 def _overlaps(a: Span, b: Span) -> bool:
     return a[1] < b[2] and b[1] < a[2]
@@ -80,9 +80,14 @@ def _classify(gold: Span, pred: Span | None) -> str:
     return "boundary" if pred[0] == gold[0] else "boundary_type"
 
 
-def error_analysis(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2",
-                   words: Sequence[Sequence[str]] | None = None, max_examples: int = 5,
-                   top_confusions: int = 10) -> dict:
+def error_analysis(
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    scheme: str = "IOB2",
+    words: Sequence[Sequence[str]] | None = None,
+    max_examples: int = 5,
+    top_confusions: int = 10,
+) -> dict:
     """Compare gold and predicted entity spans sentence by sentence (see the module docstring).
 
     Returns a JSON-ready dict:
@@ -127,12 +132,16 @@ def error_analysis(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
             if kind == "exact" or kind in seen_kinds or len(examples[kind]) >= max_examples:
                 continue
             seen_kinds.add(kind)  # one example per kind and sentence
-            examples[kind].append({
-                "sentence": i,
-                "words": list(words[i]) if words is not None else None,
-                "gold": list(g_tags), "pred": list(p_tags),
-                "gold_span": list(g) if g else None, "pred_span": list(p) if p else None,
-            })
+            examples[kind].append(
+                {
+                    "sentence": i,
+                    "words": list(words[i]) if words is not None else None,
+                    "gold": list(g_tags),
+                    "pred": list(p_tags),
+                    "gold_span": list(g) if g else None,
+                    "pred_span": list(p) if p else None,
+                }
+            )
     gold_types = sorted({g for g, _ in pairs if g != NONE_GOLD} | {p for _, p in pairs if p != NONE_PRED})
     pred_types = list(gold_types)
     gold_labels, pred_labels = gold_types + [NONE_GOLD], pred_types + [NONE_PRED]
@@ -142,8 +151,10 @@ def error_analysis(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
         "n_gold": n_gold,
         "n_pred": n_pred,
         "n_sentences": len(gold),
-        "top_confusions": [{"gold": g, "pred": p, "count": c} for (g, p), c in
-                           sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))[:top_confusions]],
+        "top_confusions": [
+            {"gold": g, "pred": p, "count": c}
+            for (g, p), c in sorted(confusions.items(), key=lambda kv: (-kv[1], kv[0]))[:top_confusions]
+        ],
         "confusion_matrix": {"gold_labels": gold_labels, "pred_labels": pred_labels, "counts": matrix},
         "examples": examples,
     }
@@ -152,8 +163,9 @@ def error_analysis(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]],
 def format_error_summary(analysis: dict) -> str:
     """A few lines for report.txt: the counts of every kind and the top type confusions."""
     counts, n_gold = analysis["counts"], analysis["n_gold"]
-    lines = [f"gold entities: {n_gold}   predicted entities: {analysis['n_pred']}   "
-             f"sentences: {analysis['n_sentences']}"]
+    lines = [
+        f"gold entities: {n_gold}   predicted entities: {analysis['n_pred']}   sentences: {analysis['n_sentences']}"
+    ]
     for kind in ERROR_KINDS:
         share = f"{counts[kind] / n_gold:7.2%} of gold" if n_gold and kind != "spurious" else ""
         if kind == "spurious" and analysis["n_pred"]:
@@ -172,8 +184,9 @@ def format_mode_table(default: dict, strict: dict | None, digits: int = 4) -> st
     width = max([len(t) for t in types] + [len("token accuracy")])
     col = max(len("precision"), digits + 2)
     empty = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
-    header = " " * width + "".join(f"  {f'{name} ' + '-' * (3 * (col + 2) - len(name) - 3):<{3 * (col + 2) - 2}}"
-                                   for name, _ in modes)
+    header = " " * width + "".join(
+        f"  {f'{name} ' + '-' * (3 * (col + 2) - len(name) - 3):<{3 * (col + 2) - 2}}" for name, _ in modes
+    )
     sub = " " * width + "".join(f"  {h:>{col}}" for _ in modes for h in ("precision", "recall", "f1-score"))
     lines = [header, sub + f"  {'support':>{col}}", ""]
 
@@ -193,6 +206,7 @@ def format_mode_table(default: dict, strict: dict | None, digits: int = 4) -> st
 
 
 # --------------------------------------------------------------------------- bootstrap
+
 
 def _sentence_counts(gold, pred, scheme: str, strict: bool) -> np.ndarray:
     """Per sentence: (correct entities, predicted entities, gold entities), as seqeval counts them."""
@@ -223,8 +237,15 @@ def _f1(tp, n_pred, n_gold):
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
 
 
-def bootstrap_f1_ci(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2",
-                    n: int = 1000, seed: int = 0, strict: bool = False, confidence: float = 0.95) -> dict:
+def bootstrap_f1_ci(
+    gold: Sequence[Sequence[str]],
+    pred: Sequence[Sequence[str]],
+    scheme: str = "IOB2",
+    n: int = 1000,
+    seed: int = 0,
+    strict: bool = False,
+    confidence: float = 0.95,
+) -> dict:
     """Percentile bootstrap CI of the entity-level micro F1, resampling SENTENCES with replacement.
 
     Each of the `n` resamples draws as many sentences as the split has (numpy, seeded: the same inputs
@@ -257,6 +278,7 @@ def bootstrap_f1_ci(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]
 
 # --------------------------------------------------------------------------- plots
 
+
 def _pyplot():
     """matplotlib.pyplot on the headless Agg backend, or None (logged) when matplotlib is not installed."""
     try:
@@ -270,8 +292,9 @@ def _pyplot():
     return plt
 
 
-def plot_confusion_matrix(matrix: dict, out_png: str | Path, title: str = "entity types: gold vs predicted",
-                          ) -> Path | None:
+def plot_confusion_matrix(
+    matrix: dict, out_png: str | Path, title: str = "entity types: gold vs predicted"
+) -> Path | None:
     """Draw `error_analysis(...)["confusion_matrix"]` as a heat map with counts; None if matplotlib is missing."""
     plt = _pyplot()
     if plt is None:
@@ -289,8 +312,15 @@ def plot_confusion_matrix(matrix: dict, out_png: str | Path, title: str = "entit
         threshold = counts.max() / 2 if counts.size else 0
         for r in range(n_rows):
             for c in range(n_cols):
-                ax.text(c, r, f"{int(counts[r, c])}", ha="center", va="center",
-                        color="white" if counts[r, c] > threshold else "black", fontsize=8)
+                ax.text(
+                    c,
+                    r,
+                    f"{int(counts[r, c])}",
+                    ha="center",
+                    va="center",
+                    color="white" if counts[r, c] > threshold else "black",
+                    fontsize=8,
+                )
         fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
         fig.tight_layout()
         fig.savefig(out_png, format="png")
@@ -337,11 +367,22 @@ def plot_learning_curves(trainer_state_path: str | Path, out_png: str | Path) ->
             # Epochs on a second axis when the log has them.
             epochs = {h["step"]: h["epoch"] for h in history if "epoch" in h and "eval_f1" in h}
             if epochs:
-                ax_f1.set_title("validation F1 (epochs " + ", ".join(f"{e:g}" for e in sorted(epochs.values())[:8])
-                                + (" ..." if len(epochs) > 8 else "") + ")", fontsize=9)
+                ax_f1.set_title(
+                    "validation F1 (epochs "
+                    + ", ".join(f"{e:g}" for e in sorted(epochs.values())[:8])
+                    + (" ..." if len(epochs) > 8 else "")
+                    + ")",
+                    fontsize=9,
+                )
         else:
-            ax_f1.text(0.5, 0.5, "no validation F1 logged\n(eval_strategy=no)", ha="center", va="center",
-                       transform=ax_f1.transAxes)
+            ax_f1.text(
+                0.5,
+                0.5,
+                "no validation F1 logged\n(eval_strategy=no)",
+                ha="center",
+                va="center",
+                transform=ax_f1.transAxes,
+            )
             ax_f1.set_title("validation F1")
         ax_f1.set_xlabel("step")
         ax_f1.set_ylabel("entity F1")

@@ -89,14 +89,28 @@ class RunDir:
         if recipe is not None:
             trained_scheme = normalize_scheme(recipe.data.train_scheme)
             if trained_scheme != scheme:
-                logger.warning("%s says train_scheme=%s but the labels look %s; reading tags as %s",
-                               recipe_file, trained_scheme, scheme, trained_scheme)
+                logger.warning(
+                    "%s says train_scheme=%s but the labels look %s; reading tags as %s",
+                    recipe_file,
+                    trained_scheme,
+                    scheme,
+                    trained_scheme,
+                )
             scheme = trained_scheme
         sizes = recipe or Recipe()
-        return cls(path=path, recipe_file=recipe_file, recipe=recipe, id2label=dict(enumerate(labels)),
-                   scheme=scheme, head_name=head_of(config).name, is_adapter=adapter,
-                   max_length=sizes.max_length, window_overlap=sizes.window_overlap,
-                   context_size=sizes.context_size, is_onnx=(path / ONNX_FILE).is_file())
+        return cls(
+            path=path,
+            recipe_file=recipe_file,
+            recipe=recipe,
+            id2label=dict(enumerate(labels)),
+            scheme=scheme,
+            head_name=head_of(config).name,
+            is_adapter=adapter,
+            max_length=sizes.max_length,
+            window_overlap=sizes.window_overlap,
+            context_size=sizes.context_size,
+            is_onnx=(path / ONNX_FILE).is_file(),
+        )
 
     def recipe_with(self, overrides: Sequence[str] = ()) -> Recipe:
         """The saved recipe (defaults without one) for this model dir, with `key=value` overrides applied;
@@ -110,8 +124,10 @@ class RunDir:
     def load_model(self):
         """The model with its head, in eval mode (a LoRA adapter dir: on a fresh base model, not merged)."""
         if self.is_onnx:
-            raise ModelError(f"{self.path} is an ONNX export ({ONNX_FILE}): it has no PyTorch weights; "
-                             "predict and serve run it with ONNX Runtime")
+            raise ModelError(
+                f"{self.path} is an ONNX export ({ONNX_FILE}): it has no PyTorch weights; "
+                "predict and serve run it with ONNX Runtime"
+            )
         return load_for_inference(str(self.path))
 
     def load_tokenizer(self):

@@ -108,8 +108,7 @@ def parse_tag(tag: str) -> tuple[str, str | None]:
     """
     if not isinstance(tag, str):
         raise InvalidTagError(
-            f"tag {tag!r} is of type {type(tag).__name__}, not a string "
-            "(convert label ids to label names first)",
+            f"tag {tag!r} is of type {type(tag).__name__}, not a string (convert label ids to label names first)",
             tag=tag,
         )
     if tag == "O":
@@ -123,15 +122,10 @@ def parse_tag(tag: str) -> tuple[str, str | None]:
         raise InvalidTagError("tag 'o' is invalid: the outside tag is upper-case 'O'", tag=tag)
     prefix, hyphen, type_ = tag.partition("-")
     if not hyphen:
-        raise InvalidTagError(
-            f"tag {tag!r} has no prefix: expected 'O' or '<prefix>-<type>' "
-            "such as 'B-PER'",
-            tag=tag,
-        )
+        raise InvalidTagError(f"tag {tag!r} has no prefix: expected 'O' or '<prefix>-<type>' such as 'B-PER'", tag=tag)
     if prefix not in _NORMALISED_PREFIX:
         raise InvalidTagError(
-            f"tag {tag!r} has unknown prefix {prefix!r}: expected one of B, I, E, S, L, U, M, W",
-            tag=tag,
+            f"tag {tag!r} has unknown prefix {prefix!r}: expected one of B, I, E, S, L, U, M, W", tag=tag
         )
     if not type_:
         raise InvalidTagError(f"tag {tag!r} has an empty entity type", tag=tag)
@@ -219,9 +213,7 @@ def spans_to_tags(spans: Iterable[Span], length: int, scheme: str = "IOB2") -> l
         if not isinstance(type_, str) or not type_:
             raise ValueError(f"span {(type_, start, stop)!r} has no entity type")
         if not 0 <= start < stop <= length:
-            raise ValueError(
-                f"span {(type_, start, stop)!r} is empty or outside a sentence of length {length}"
-            )
+            raise ValueError(f"span {(type_, start, stop)!r} is empty or outside a sentence of length {length}")
         if start < prev_end:
             raise ValueError(f"span {(type_, start, stop)!r} overlaps the previous span")
         after_same_type = start == prev_end and prev_type == type_
@@ -323,8 +315,17 @@ def _count_evidence(sequences: Iterable[Sequence[str]]) -> tuple[Counter, Counte
 def _warn(scheme: str, anomalies: int, total: int, what: str, advice: str) -> None:
     """Log `anomalies` of `total` pieces of evidence that contradict `scheme`."""
     mixed = "" if anomalies <= ANOMALY_TOLERANCE * total else " (a mixed corpus: the guess is by majority)"
-    logger.warning("tag scheme detected as %s with %d anomal%s%s: %d of %d %s; %s", scheme, anomalies,
-                   "y" if anomalies == 1 else "ies", mixed, anomalies, total, what, advice)
+    logger.warning(
+        "tag scheme detected as %s with %d anomal%s%s: %d of %d %s; %s",
+        scheme,
+        anomalies,
+        "y" if anomalies == 1 else "ies",
+        mixed,
+        anomalies,
+        total,
+        what,
+        advice,
+    )
 
 
 def _other_letters(letters: Counter, scheme_letters: str) -> str:
@@ -357,21 +358,41 @@ def detect_scheme(sequences: Iterable[Sequence[str]]) -> str:
         scheme = max(scores, key=scores.__getitem__)  # the first of equal scores
         if n_tags > scores[scheme]:
             others = _other_letters(letters, _VARIANT_LETTERS[scheme])
-            _warn(scheme, n_tags - scores[scheme], n_tags, f"entity tags use a prefix {scheme} does not write "
-                  f"({others})", f"they are read as {scheme} (M = I, L = E, U = W = S)")
+            _warn(
+                scheme,
+                n_tags - scores[scheme],
+                n_tags,
+                f"entity tags use a prefix {scheme} does not write ({others})",
+                f"they are read as {scheme} (M = I, L = E, U = W = S)",
+            )
         if entities["unmarked"]:
-            _warn(scheme, entities["unmarked"], n_entities, "entities do not end with an E- or S- tag",
-                  "each is read as ending at its last word")
+            _warn(
+                scheme,
+                entities["unmarked"],
+                n_entities,
+                "entities do not end with an E- or S- tag",
+                "each is read as ending at its last word",
+            )
         return scheme
     n_starts = entities["i_start"] + entities["free_b"]
     scheme = "IOB1" if entities["i_start"] > entities["free_b"] else "IOB2"
     if n_other:
-        _warn(scheme, n_other, n_tags, f"entity tags use a prefix other than B-/I- ({_other_letters(letters, 'BI')})",
-              "reading stops at the first: fix them, or set the tag scheme to BIOES to read them")
+        _warn(
+            scheme,
+            n_other,
+            n_tags,
+            f"entity tags use a prefix other than B-/I- ({_other_letters(letters, 'BI')})",
+            "reading stops at the first: fix them, or set the tag scheme to BIOES to read them",
+        )
     minority = entities["free_b" if scheme == "IOB1" else "i_start"]
     if minority:
-        _warn(scheme, minority, n_starts, f"entities start with {'B' if scheme == 'IOB1' else 'I'}- "
-              "after O or another type", "each is read as an entity all the same")
+        _warn(
+            scheme,
+            minority,
+            n_starts,
+            f"entities start with {'B' if scheme == 'IOB1' else 'I'}- after O or another type",
+            "each is read as an entity all the same",
+        )
     return scheme
 
 

@@ -62,13 +62,21 @@ def _validation_error(request: Request, exc: RequestValidationError) -> JSONResp
     if any(e["type"] == "json_invalid" for e in errors):
         return JSONResponse({"detail": "the request body is not valid JSON", "errors": errors}, status_code=400)
     if any(e["type"] == "missing" and e["loc"] == ["body"] for e in errors):
-        return JSONResponse({"detail": 'the request body is empty: send {"text": "..."} or {"texts": [...]}',
-                             "errors": errors}, status_code=400)
+        return JSONResponse(
+            {"detail": 'the request body is empty: send {"text": "..."} or {"texts": [...]}', "errors": errors},
+            status_code=400,
+        )
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (content_type == "application/json" or content_type.endswith("+json")):
         # e.g. `curl -d` without `-H "Content-Type: application/json"`: FastAPI then never parses the JSON.
-        return JSONResponse({"detail": "send the body as JSON with Content-Type: application/json, not "
-                                       f"{content_type or 'without a Content-Type'}", "errors": errors}, status_code=415)
+        return JSONResponse(
+            {
+                "detail": "send the body as JSON with Content-Type: application/json, not "
+                f"{content_type or 'without a Content-Type'}",
+                "errors": errors,
+            },
+            status_code=415,
+        )
     summary = "; ".join(f"{'.'.join(str(part) for part in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
     return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
 
@@ -78,16 +86,28 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("nertune_requests", "HTTP requests by endpoint and status code",
-                                ["endpoint", "status"], registry=self.registry)
-        self.latency = Histogram("nertune_request_duration_seconds", "HTTP request latency by endpoint",
-                                 ["endpoint"], registry=self.registry,
-                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
-        self.batch_sentences = Histogram("nertune_batch_sentences", "sentences per model call",
-                                         registry=self.registry,
-                                         buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
-        self.queue_sentences = Gauge("nertune_queue_sentences", "sentences waiting for the model",
-                                     registry=self.registry)
+        self.requests = Counter(
+            "nertune_requests",
+            "HTTP requests by endpoint and status code",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "nertune_request_duration_seconds",
+            "HTTP request latency by endpoint",
+            ["endpoint"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+        )
+        self.batch_sentences = Histogram(
+            "nertune_batch_sentences",
+            "sentences per model call",
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+        )
+        self.queue_sentences = Gauge(
+            "nertune_queue_sentences", "sentences waiting for the model", registry=self.registry
+        )
 
 
 def read_api_key(api_key_file: str | Path | None = None) -> str | None:
@@ -113,20 +133,33 @@ def _given_key(request: Request) -> str:
     return request.headers.get("x-api-key", "")
 
 
-def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10_000, *,
-               max_batch_sentences: int = 64, max_wait_ms: float = 5.0, max_queue_sentences: int = 1024,
-               api_key: str | None = None) -> FastAPI:
+def create_app(
+    predictor: NerPredictor,
+    max_batch: int = 32,
+    max_chars: int = 10_000,
+    *,
+    max_batch_sentences: int = 64,
+    max_wait_ms: float = 5.0,
+    max_queue_sentences: int = 1024,
+    api_key: str | None = None,
+) -> FastAPI:
     """The FastAPI application around one predictor. Its batcher runs while the app's lifespan does
     (uvicorn, or `with TestClient(app)`); `app.state.metrics` is its `ServerMetrics`."""
     if max_batch < 1 or max_chars < 1:
         raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     if max_queue_sentences < max_batch:
-        raise RequestError(f"max_queue_sentences ({max_queue_sentences}) must hold at least one full request "
-                         f"(max_batch={max_batch})")
+        raise RequestError(
+            f"max_queue_sentences ({max_queue_sentences}) must hold at least one full request (max_batch={max_batch})"
+        )
     metrics = ServerMetrics()
-    batcher = DynamicBatcher(predictor, max_batch_sentences=max_batch_sentences, max_wait_ms=max_wait_ms,
-                             max_queue_sentences=max_queue_sentences, on_batch=metrics.batch_sentences.observe,
-                             on_queue=metrics.queue_sentences.set)
+    batcher = DynamicBatcher(
+        predictor,
+        max_batch_sentences=max_batch_sentences,
+        max_wait_ms=max_wait_ms,
+        max_queue_sentences=max_queue_sentences,
+        on_batch=metrics.batch_sentences.observe,
+        on_queue=metrics.queue_sentences.set,
+    )
     expected_key = api_key.encode("utf-8") if api_key else None
 
     @asynccontextmanager
@@ -148,11 +181,16 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
     async def authorize_and_measure(request: Request, call_next):
         started = time.perf_counter()
         path = request.url.path
-        if expected_key is not None and path not in OPEN_PATHS and \
-                not hmac.compare_digest(_given_key(request).encode("utf-8"), expected_key):
+        if (
+            expected_key is not None
+            and path not in OPEN_PATHS
+            and not hmac.compare_digest(_given_key(request).encode("utf-8"), expected_key)
+        ):
             response: Response = JSONResponse(
                 {"detail": "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>"},
-                status_code=401, headers={"WWW-Authenticate": "Bearer"})
+                status_code=401,
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         else:
             response = await call_next(request)
         endpoint = path if path in ENDPOINTS else "other"
@@ -166,11 +204,20 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
 
     @app.get("/info")
     def info() -> dict[str, Any]:
-        return {"model": predictor.name, "labels": predictor.labels, "scheme": predictor.scheme,
-                "max_batch": max_batch, "max_chars": max_chars, "max_length": predictor.max_length,
-                "context_size": predictor.context_size, "device": str(predictor.device),
-                "max_batch_sentences": max_batch_sentences, "max_wait_ms": max_wait_ms,
-                "max_queue_sentences": max_queue_sentences, "api_key_required": expected_key is not None}
+        return {
+            "model": predictor.name,
+            "labels": predictor.labels,
+            "scheme": predictor.scheme,
+            "max_batch": max_batch,
+            "max_chars": max_chars,
+            "max_length": predictor.max_length,
+            "context_size": predictor.context_size,
+            "device": str(predictor.device),
+            "max_batch_sentences": max_batch_sentences,
+            "max_wait_ms": max_wait_ms,
+            "max_queue_sentences": max_queue_sentences,
+            "api_key_required": expected_key is not None,
+        }
 
     @app.get("/metrics")
     def prometheus_metrics() -> Response:
@@ -180,14 +227,20 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
     async def predict(request: PredictRequest) -> Any:
         given = [key for key in ("text", "texts", "document") if getattr(request, key) is not None]
         if len(given) != 1:
-            raise HTTPException(422, 'give exactly one of "text" (a string), "texts" (a list of strings) or '
-                                     f'"document" (a list of sentences); got {given or "none"}')
+            raise HTTPException(
+                422,
+                'give exactly one of "text" (a string), "texts" (a list of strings) or '
+                f'"document" (a list of sentences); got {given or "none"}',
+            )
         kind = given[0]
         single = kind == "text"
         texts = [request.text] if single else getattr(request, kind)
         if len(texts) > max_batch:
-            raise HTTPException(413, f"{len(texts)} {'sentences' if kind == 'document' else 'texts'} in one request; "
-                                     f"the limit is {max_batch} (--max-batch)")
+            raise HTTPException(
+                413,
+                f"{len(texts)} {'sentences' if kind == 'document' else 'texts'} in one request; "
+                f"the limit is {max_batch} (--max-batch)",
+            )
         for i, text in enumerate(texts):
             where = "text" if single else f"{kind}[{i}]"
             if len(text) > max_chars:
@@ -199,8 +252,11 @@ def create_app(predictor: NerPredictor, max_batch: int = 32, max_chars: int = 10
         try:
             future = batcher.submit(texts, document=kind == "document")
         except (QueueFullError, BatcherClosedError) as e:
-            return JSONResponse({"detail": f"server busy: {e}; retry in {RETRY_AFTER_S} s"}, status_code=503,
-                                headers={"Retry-After": str(RETRY_AFTER_S)})
+            return JSONResponse(
+                {"detail": f"server busy: {e}; retry in {RETRY_AFTER_S} s"},
+                status_code=503,
+                headers={"Retry-After": str(RETRY_AFTER_S)},
+            )
         results = await asyncio.wrap_future(future)
         return results[0] if single else {"results": results}
 
@@ -212,18 +268,35 @@ def _return_after_signal(signum: int, frame: object) -> None:
     logger.info("stopped by %s", signal.Signals(signum).name)
 
 
-def run_server(model_dir: str | Path, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 32,
-               max_chars: int = 10_000, batch_size: int = 32, device: str | None = None,
-               precision: str = "auto", max_batch_sentences: int = 64, max_wait_ms: float = 5.0,
-               max_queue_sentences: int = 1024, api_key_file: str | Path | None = None) -> None:
+def run_server(
+    model_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    max_batch: int = 32,
+    max_chars: int = 10_000,
+    batch_size: int = 32,
+    device: str | None = None,
+    precision: str = "auto",
+    max_batch_sentences: int = 64,
+    max_wait_ms: float = 5.0,
+    max_queue_sentences: int = 1024,
+    api_key_file: str | Path | None = None,
+) -> None:
     """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
     finish the requests in flight and return normally."""
     import uvicorn
 
     api_key = read_api_key(api_key_file)
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
-    app = create_app(predictor, max_batch=max_batch, max_chars=max_chars, max_batch_sentences=max_batch_sentences,
-                     max_wait_ms=max_wait_ms, max_queue_sentences=max_queue_sentences, api_key=api_key)
+    app = create_app(
+        predictor,
+        max_batch=max_batch,
+        max_chars=max_chars,
+        max_batch_sentences=max_batch_sentences,
+        max_wait_ms=max_wait_ms,
+        max_queue_sentences=max_queue_sentences,
+        api_key=api_key,
+    )
     if api_key is None:
         logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)
     previous = {sig: signal.signal(sig, _return_after_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -28,8 +28,10 @@ def _percentile(values: Sequence[float], q: float) -> float:
 def _batch_totals(app) -> tuple[float, float]:
     """(model calls, sentences) so far, from the app's batch-size histogram."""
     samples = app.state.metrics.batch_sentences.collect()[0].samples
-    return (next(s.value for s in samples if s.name.endswith("_count")),
-            next(s.value for s in samples if s.name.endswith("_sum")))
+    return (
+        next(s.value for s in samples if s.name.endswith("_count")),
+        next(s.value for s in samples if s.name.endswith("_sum")),
+    )
 
 
 class _LoopbackServer:
@@ -60,9 +62,18 @@ class _LoopbackServer:
         self._socket.close()
 
 
-def bench_serving(model_dir: str | Path, sentences: Sequence[str], clients: int = 32, requests_per_client: int = 8,
-                  max_batch_sentences: int = 64, max_wait_ms: float = 5.0, batch_size: int = 32,
-                  device: str | None = None, precision: str = "auto", single_client_requests: int = 20) -> dict[str, Any]:
+def bench_serving(
+    model_dir: str | Path,
+    sentences: Sequence[str],
+    clients: int = 32,
+    requests_per_client: int = 8,
+    max_batch_sentences: int = 64,
+    max_wait_ms: float = 5.0,
+    batch_size: int = 32,
+    device: str | None = None,
+    precision: str = "auto",
+    single_client_requests: int = 20,
+) -> dict[str, Any]:
     """Serving vs offline sentences/s of one model on the same sentences (texts, one per request).
 
     `clients` threads each send `requests_per_client` single-sentence requests (sentences taken in turn,
@@ -80,8 +91,10 @@ def bench_serving(model_dir: str | Path, sentences: Sequence[str], clients: int 
     if not sentences:
         raise ValueError("bench_serving needs at least one sentence")
     if clients < 1 or requests_per_client < 1 or single_client_requests < 1:
-        raise ValueError(f"clients, requests_per_client and single_client_requests must be at least 1, got "
-                         f"{clients}, {requests_per_client} and {single_client_requests}")
+        raise ValueError(
+            f"clients, requests_per_client and single_client_requests must be at least 1, got "
+            f"{clients}, {requests_per_client} and {single_client_requests}"
+        )
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
     total = clients * requests_per_client
     texts = [sentences[i % len(sentences)] for i in range(total)]
@@ -94,8 +107,12 @@ def bench_serving(model_dir: str | Path, sentences: Sequence[str], clients: int 
     predictor.predict_texts(texts[:batch_size])  # warm-up: first calls allocate
     offline_before = offline_rate()
 
-    app = create_app(predictor, max_batch_sentences=max_batch_sentences, max_wait_ms=max_wait_ms,
-                     max_queue_sentences=max(1024, total))
+    app = create_app(
+        predictor,
+        max_batch_sentences=max_batch_sentences,
+        max_wait_ms=max_wait_ms,
+        max_queue_sentences=max(1024, total),
+    )
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
@@ -116,7 +133,9 @@ def bench_serving(model_dir: str | Path, sentences: Sequence[str], clients: int 
                     request_started = time.perf_counter()
                     try:
                         response = own.post("/predict", json={"text": text})
-                        failed = None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                        failed = (
+                            None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
+                        )
                     except httpx.HTTPError as e:
                         failed = repr(e)
                     with lock:
@@ -132,8 +151,9 @@ def bench_serving(model_dir: str | Path, sentences: Sequence[str], clients: int 
         for thread in threads:
             thread.join()
         serving_rate = total / (time.perf_counter() - started)
-        calls, batched_sentences = (after - before for after, before in zip(_batch_totals(app),
-                                                                            (calls_before, sentences_before)))
+        calls, batched_sentences = (
+            after - before for after, before in zip(_batch_totals(app), (calls_before, sentences_before))
+        )
     # Measured before and after serving, the better one counts: a busy machine must not flatter serving.
     offline = max(offline_before, offline_rate())
     result = {
@@ -145,12 +165,22 @@ def bench_serving(model_dir: str | Path, sentences: Sequence[str], clients: int 
         "single_client_latency_ms": 1000 * statistics.median(single),
         "mean_batch_sentences": batched_sentences / calls if calls else 0.0,
         "errors": len(errors),
-        "clients": clients, "requests": total, "max_batch_sentences": max_batch_sentences,
-        "max_wait_ms": max_wait_ms, "batch_size": batch_size, "device": str(predictor.device),
+        "clients": clients,
+        "requests": total,
+        "max_batch_sentences": max_batch_sentences,
+        "max_wait_ms": max_wait_ms,
+        "batch_size": batch_size,
+        "device": str(predictor.device),
     }
     for error in errors[:5]:
         logger.warning("serving benchmark error: %s", error)
-    logger.info("serving: %.1f sentences/s vs %.1f offline (%.2f), p50 %.0f ms, p95 %.0f ms, %d errors",
-                serving_rate, offline, result["serving_efficiency"], result["latency_p50_ms"],
-                result["latency_p95_ms"], len(errors))
+    logger.info(
+        "serving: %.1f sentences/s vs %.1f offline (%.2f), p50 %.0f ms, p95 %.0f ms, %d errors",
+        serving_rate,
+        offline,
+        result["serving_efficiency"],
+        result["latency_p50_ms"],
+        result["latency_p95_ms"],
+        len(errors),
+    )
     return result

@@ -11,12 +11,7 @@ from typing import Any
 
 import torch
 from datasets import DatasetDict
-from transformers import (
-    DataCollatorForTokenClassification,
-    EarlyStoppingCallback,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .align import encode_split
@@ -25,13 +20,7 @@ from .continuation import continued_run_metrics, evaluate_starting_model
 from .data import DataError, detect_language, load_splits
 from .distributed import batch_layout, check_world_size
 from .errors import ModelError
-from .evaluation import (
-    make_compute_metrics,
-    predict_split,
-    score_split,
-    write_conll_predictions,
-    write_json,
-)
+from .evaluation import make_compute_metrics, predict_split, score_split, write_conll_predictions, write_json
 from .heads import head_for_recipe
 from .hub import check_hub_access, push_run, write_model_card
 from .lora import (
@@ -68,8 +57,10 @@ def _report_to(setting: str) -> list[str] | str:
     if setting == "auto":
         if importlib.util.find_spec("tensorboard"):
             return ["tensorboard"]
-        logger.info("report_to=auto: tensorboard is not installed, so training logs go to trainer_state.json "
-                    "and learning_curves.png only")
+        logger.info(
+            "report_to=auto: tensorboard is not installed, so training logs go to trainer_state.json "
+            "and learning_curves.png only"
+        )
         return "none"
     return "none" if setting == "none" else [s.strip() for s in setting.split(",")]
 
@@ -126,8 +117,11 @@ def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArgument
     )
     # The world size is known only now; a global batch is split into per-device batch x accumulation.
     args.per_device_train_batch_size, args.gradient_accumulation_steps = batch_layout(
-        recipe.per_device_train_batch_size, recipe.gradient_accumulation_steps, recipe.global_batch_size,
-        args.world_size)
+        recipe.per_device_train_batch_size,
+        recipe.gradient_accumulation_steps,
+        recipe.global_batch_size,
+        args.world_size,
+    )
     return args
 
 
@@ -172,20 +166,46 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
     label2id = {label: i for i, label in enumerate(labels)}
     id2label = dict(enumerate(labels))
-    logger.info("data: %s tags read as %s, trained as %s; %d labels; %s", source_scheme, source_scheme, scheme,
-                len(labels), {k: len(v) for k, v in splits.items()})
+    logger.info(
+        "data: %s tags read as %s, trained as %s; %d labels; %s",
+        source_scheme,
+        source_scheme,
+        scheme,
+        len(labels),
+        {k: len(v) for k, v in splits.items()},
+    )
 
     if recipe.context_size and not any(splits["train"]["document_id"]):
-        raise DataError(f"context_size={recipe.context_size} needs documents, but the training data has no "
-                        "-DOCSTART- lines or document_id values; set context_size=0 or mark the documents")
+        raise DataError(
+            f"context_size={recipe.context_size} needs documents, but the training data has no "
+            "-DOCSTART- lines or document_id values; set context_size=0 or mark the documents"
+        )
     tokenizer = load_tokenizer(model_path)
-    encode = dict(tokenizer=tokenizer, max_length=recipe.max_length, window_overlap=recipe.window_overlap,
-                  label2id=label2id, scheme=scheme, context_size=recipe.context_size)
+    encode = dict(
+        tokenizer=tokenizer,
+        max_length=recipe.max_length,
+        window_overlap=recipe.window_overlap,
+        label2id=label2id,
+        scheme=scheme,
+        context_size=recipe.context_size,
+    )
     train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
     eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
     gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
-    return PreparedData(splits, source_scheme, scheme, labels, keep_head, label2id, id2label, tokenizer,
-                        train_features, eval_features, gold, start_labels)
+    return PreparedData(
+        splits,
+        source_scheme,
+        scheme,
+        labels,
+        keep_head,
+        label2id,
+        id2label,
+        tokenizer,
+        train_features,
+        eval_features,
+        gold,
+        start_labels,
+    )
 
 
 def build_model(recipe: Recipe, model_path: str, data: PreparedData):
@@ -199,8 +219,10 @@ def build_model(recipe: Recipe, model_path: str, data: PreparedData):
     extending = data.keep_head and len(data.labels) > len(data.start_labels or [])
     if is_adapter_dir(model_path) and recipe.lora.enabled:
         if extending:
-            raise ModelError(f"{model_path} is a LoRA adapter: extending its labels needs lora.enabled=false "
-                             "(merge it, then train in full)")
+            raise ModelError(
+                f"{model_path} is a LoRA adapter: extending its labels needs lora.enabled=false "
+                "(merge it, then train in full)"
+            )
         model = load_adapter_model(model_path, trainable=True)
         head.attach(model.get_base_model(), model_path)
         return model
@@ -214,8 +236,9 @@ def build_model(recipe: Recipe, model_path: str, data: PreparedData):
     return model
 
 
-def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, model=None,
-                  model_init=None) -> NerTrainer:
+def build_trainer(
+    recipe: Recipe, args: TrainingArguments, data: PreparedData, model=None, model_init=None
+) -> NerTrainer:
     """The NerTrainer of `run_training` (validation F1 as metric); `model_init` instead of `model` for HPO."""
     callbacks = []
     if _without_tensorboard(_report_to(recipe.report_to))[1]:
@@ -237,9 +260,15 @@ def build_trainer(recipe: Recipe, args: TrainingArguments, data: PreparedData, m
             data.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
         ),
         processing_class=data.tokenizer,
-        compute_metrics=make_compute_metrics(data.eval_features["validation"], data.gold["validation"],
-                                             data.id2label, data.scheme, recipe.strict_metrics,
-                                             head, lambda: trainer.model),  # model_init builds it later
+        compute_metrics=make_compute_metrics(
+            data.eval_features["validation"],
+            data.gold["validation"],
+            data.id2label,
+            data.scheme,
+            recipe.strict_metrics,
+            head,
+            lambda: trainer.model,
+        ),  # model_init builds it later
         callbacks=callbacks,
         head=head,
         max_tokens_per_batch=recipe.max_tokens_per_batch,
@@ -283,7 +312,14 @@ def run_training(recipe: Recipe) -> dict:
     output_dir = Path(recipe.output_dir)
     run = setup_run(recipe)  # everything that can fail on bad input fails here, before any training time is spent
     precision, args, is_main, model_path, resume, hub_api, data = (
-        run.precision, run.args, run.is_main, run.model_path, run.resume, run.hub_api, run.data)
+        run.precision,
+        run.args,
+        run.is_main,
+        run.model_path,
+        run.resume,
+        run.hub_api,
+        run.data,
+    )
     if is_main:
         output_dir.mkdir(parents=True, exist_ok=True)
         save_recipe(recipe, output_dir / RECIPE_FILE)
@@ -296,11 +332,22 @@ def run_training(recipe: Recipe) -> dict:
     trainable, total = trainable_parameters(model)
     trainer = build_trainer(recipe, args, data, model=model)
     global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
-    logger.info("training on %s (%s) x %d processes, %d train windows from %d sentences; global batch %d = "
-                "%d per device x %d accumulation x %d processes; %d of %d parameters trainable (%.2f%%)",
-                args.device, precision, args.world_size, len(train_features), len(splits["train"]), global_batch,
-                args.per_device_train_batch_size, args.gradient_accumulation_steps, args.world_size,
-                trainable, total, 100 * trainable / total)
+    logger.info(
+        "training on %s (%s) x %d processes, %d train windows from %d sentences; global batch %d = "
+        "%d per device x %d accumulation x %d processes; %d of %d parameters trainable (%.2f%%)",
+        args.device,
+        precision,
+        args.world_size,
+        len(train_features),
+        len(splits["train"]),
+        global_batch,
+        args.per_device_train_batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+        trainable,
+        total,
+        100 * trainable / total,
+    )
     started = time.perf_counter()
     train_result = trainer.train(resume_from_checkpoint=resume)
     train_seconds = time.perf_counter() - started
@@ -342,8 +389,10 @@ def run_training(recipe: Recipe) -> dict:
         # On every process: prediction is a collective (gather); calling it on process 0 alone deadlocks.
         predicted = predict_split(trainer, eval_features[name], n_words, id2label, scheme)
         scores = score_split(gold[name], predicted, scheme, recipe.strict_metrics)
-        reports.append(f"== {name}: entity level ==\n{scores.pop('entity_report')}\n"
-                       f"== {name}: token level ==\n{scores.pop('token_report')}")
+        reports.append(
+            f"== {name}: entity level ==\n{scores.pop('entity_report')}\n"
+            f"== {name}: token level ==\n{scores.pop('token_report')}"
+        )
         for key in ("f1", "precision", "recall", "macro_f1", "accuracy"):
             metrics[f"{name}_{key}"] = scores[key]
         metrics[f"{name}_per_type"] = scores["per_type"]
@@ -352,8 +401,9 @@ def run_training(recipe: Recipe) -> dict:
         if name == "test" and is_main:
             write_conll_predictions(output_dir / "test_predictions.conll", splits[name], gold[name], predicted)
         if name == "test" and before is not None:
-            metrics.update(continued_run_metrics(recipe.model_name_or_path, data, before, predicted,
-                                                 recipe.strict_metrics))
+            metrics.update(
+                continued_run_metrics(recipe.model_name_or_path, data, before, predicted, recipe.strict_metrics)
+            )
 
     if is_main:
         if recipe.lora.enabled and recipe.lora.merge:
@@ -364,6 +414,8 @@ def run_training(recipe: Recipe) -> dict:
         if hub_api is not None:
             metrics["hub_commit"] = push_run(output_dir, recipe.hub_model_id, recipe.hub_private, api=hub_api)
         print("\n".join(reports))
-        print(f"test entity F1 {metrics['test_f1']:.4f} | validation F1 {metrics['validation_f1']:.4f} | "
-              f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}")
+        print(
+            f"test entity F1 {metrics['test_f1']:.4f} | validation F1 {metrics['validation_f1']:.4f} | "
+            f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}"
+        )
     return metrics

@@ -35,8 +35,9 @@ class NerTrainer(Trainer):
       `compute_metrics` as `token_loss`).
     """
 
-    def __init__(self, *args: Any, head: Head | None = None, max_tokens_per_batch: int | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, head: Head | None = None, max_tokens_per_batch: int | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.max_tokens_per_batch = max_tokens_per_batch
         self.head = head if head is not None else head_of(self.model)
@@ -53,10 +54,16 @@ class NerTrainer(Trainer):
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         if self.max_tokens_per_batch is not None:
             return TokenBudgetBatchSampler(
-                [len(ids) for ids in dataset["input_ids"]], self.max_tokens_per_batch, seed,
-                dp_size=self.args.world_size, grad_accum=self.args.gradient_accumulation_steps,
-                rank=self.args.process_index)
-        if self.args.train_sampling_strategy == "group_by_length" and "input_ids" in getattr(dataset, "column_names", ()):
+                [len(ids) for ids in dataset["input_ids"]],
+                self.max_tokens_per_batch,
+                seed,
+                dp_size=self.args.world_size,
+                grad_accum=self.args.gradient_accumulation_steps,
+                rank=self.args.process_index,
+            )
+        if self.args.train_sampling_strategy == "group_by_length" and "input_ids" in getattr(
+            dataset, "column_names", ()
+        ):
             global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return LengthGroupedEpochSampler(global_batch, [len(ids) for ids in dataset["input_ids"]], seed)
         return super()._get_train_sampler(train_dataset)

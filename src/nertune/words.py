@@ -62,8 +62,9 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
 
 
-def tag_words_from_spans(text: str, spans: Sequence[tuple[int, int, str]],
-                         expand: bool = False) -> tuple[list[str], list[str]]:
+def tag_words_from_spans(
+    text: str, spans: Sequence[tuple[int, int, str]], expand: bool = False
+) -> tuple[list[str], list[str]]:
     """The words of `text` (`split_words`) and their IOB2 tags from character spans `(start, end, type)`.
 
     Whitespace at the edges of a span is ignored (annotation tools often include it). A span must start
@@ -92,12 +93,16 @@ def tag_words_from_spans(text: str, spans: Sequence[tuple[int, int, str]],
         first, last = covered[0], covered[-1]
         if not expand and (words[first][1] != start or words[last][2] != end):
             cut = words[first] if words[first][1] != start else words[last]
-            raise ValueError(f"{where} {text[start:end]!r} cuts the word {cut[0]!r} at [{cut[1]}, {cut[2]}); "
-                             "fix the span, or set data.span_alignment=expand to take whole words")
+            raise ValueError(
+                f"{where} {text[start:end]!r} cuts the word {cut[0]!r} at [{cut[1]}, {cut[2]}); "
+                "fix the span, or set data.span_alignment=expand to take whole words"
+            )
         taken = [i for i in covered if tags[i] != "O"]
         if taken:
-            raise ValueError(f"{where} {text[start:end]!r} overlaps another entity at the word {words[taken[0]][0]!r} "
-                             "(nested or overlapping entities cannot be written as IOB tags)")
+            raise ValueError(
+                f"{where} {text[start:end]!r} overlaps another entity at the word {words[taken[0]][0]!r} "
+                "(nested or overlapping entities cannot be written as IOB tags)"
+            )
         tags[first] = f"B-{type_}"
         for i in covered[1:]:
             tags[i] = f"I-{type_}"

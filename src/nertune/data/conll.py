@@ -36,8 +36,7 @@ class ConllSentence:
 
 
 def parse_conll(
-    path: str | Path, lines: Iterable[tuple[int, str]], delimiter: str | None = None,
-    comment_prefix: str | None = None,
+    path: str | Path, lines: Iterable[tuple[int, str]], delimiter: str | None = None, comment_prefix: str | None = None
 ) -> Iterator[ConllSentence]:
     """The sentences of CoNLL `lines` (`(line number, text)` pairs), in order.
 
@@ -108,11 +107,14 @@ def read_conll(
         for row in sentence.rows:
             n = len(row.fields)
             if n < needed or token_column % n == tag_column % n:
-                hint = " (a comment line? set data.comment_prefix to skip such lines)" if row.text.startswith("#") else ""
+                hint = (
+                    " (a comment line? set data.comment_prefix to skip such lines)" if row.text.startswith("#") else ""
+                )
                 raise DataError(
                     f"expected at least {needed} columns (token column {token_column}, tag column "
                     f"{tag_column}), found {n}: {row.text!r}{hint}",
-                    path, row.line,
+                    path,
+                    row.line,
                 )
             token, tag = row.fields[token_column], row.fields[tag_column]
             if not token:
@@ -130,8 +132,9 @@ def read_conll(
     return to_dataset(columns)
 
 
-def iter_conll_records(path: str | Path, lines: Iterable[str], layout: ConllLayout | None = None,
-                       warn: bool = True) -> Iterator[InputRecord]:
+def iter_conll_records(
+    path: str | Path, lines: Iterable[str], layout: ConllLayout | None = None, warn: bool = True
+) -> Iterator[InputRecord]:
     """Sentences of a CoNLL file's `lines`, labelled or not, streamed as predict input: the token is in
     `layout.token_column` (the first by default); each record keeps the 0-based index of its tokens' lines.
     `warn`: log lines that look like comments read as words (once the lines are exhausted)."""
@@ -145,8 +148,12 @@ def iter_conll_records(path: str | Path, lines: Iterable[str], layout: ConllLayo
                 token = row.fields[layout.token_column]
             except IndexError:
                 hint = "; a comment line? --comment-prefix skips them" if row.text.startswith("#") else ""
-                raise DataError(f"no token column {layout.token_column} in {row.text!r} "
-                                f"({len(row.fields)} columns; --token-column sets it{hint})", path, row.line) from None
+                raise DataError(
+                    f"no token column {layout.token_column} in {row.text!r} "
+                    f"({len(row.fields)} columns; --token-column sets it{hint})",
+                    path,
+                    row.line,
+                ) from None
             if not token:
                 raise DataError(f"empty token in column {layout.token_column}: {row.text!r}", path, row.line)
             if row.fields[0] == "#" and layout.token_column != 0:
@@ -155,8 +162,13 @@ def iter_conll_records(path: str | Path, lines: Iterable[str], layout: ConllLayo
             record.token_lines.append(row.line - 1)
         yield record
     if n_hash_lines and warn:
-        logger.warning("%s: %d lines start with a '#' column (first: line %d) and are read as words; if they are "
-                       "comments, --comment-prefix '#' skips them", path, n_hash_lines, first_hash_line)
+        logger.warning(
+            "%s: %d lines start with a '#' column (first: line %d) and are read as words; if they are "
+            "comments, --comment-prefix '#' skips them",
+            path,
+            n_hash_lines,
+            first_hash_line,
+        )
 
 
 def read_conll_records(path: str | Path, lines: list[str], layout: ConllLayout | None = None) -> list[InputRecord]:

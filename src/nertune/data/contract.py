@@ -62,8 +62,12 @@ class TagChecker:
 
 
 def tag_strings(
-    tags: Sequence[Any], label_names: Sequence[str] | None, where: str, path: str | Path | None,
-    line: int | None, check_tag: TagChecker,
+    tags: Sequence[Any],
+    label_names: Sequence[str] | None,
+    where: str,
+    path: str | Path | None,
+    line: int | None,
+    check_tag: TagChecker,
 ) -> list[str]:
     """Tags as validated strings; integer tags are looked up in `label_names`."""
     if all(isinstance(t, str) for t in tags):
@@ -74,19 +78,18 @@ def tag_strings(
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in tags):
         bad = [t for t in tags if not isinstance(t, (str, int)) or isinstance(t, bool)]
         kind = f"value {bad[0]!r}" if bad else "a mix of strings and integers"
-        raise DataError(f"{where}tags must be all strings or all integers, got {kind}: {list(tags)!r}",
-                        path, line)
+        raise DataError(f"{where}tags must be all strings or all integers, got {kind}: {list(tags)!r}", path, line)
     if label_names is None:
         raise DataError(
             f"{where}integer tags {list(tags)[:10]!r} need label names: set data.label_names to the "
             "list of tag strings, in id order (e.g. [O, B-PER, I-PER, ...])",
-            path, line,
+            path,
+            line,
         )
     out = []
     for tag in tags:
         if not 0 <= tag < len(label_names):
-            raise DataError(f"{where}tag id {tag} is out of range for {len(label_names)} label names",
-                            path, line)
+            raise DataError(f"{where}tag id {tag} is out of range for {len(label_names)} label names", path, line)
         out.append(label_names[tag])
         check_tag(out[-1], path, line, where)
     return out

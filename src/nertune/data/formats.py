@@ -63,15 +63,19 @@ def _is_tag(text: str) -> bool:
     return True
 
 
-def sniff_format(path: str | Path, encoding: str = "utf-8", delimiter: str | None = None,
-                 comment_prefix: str | None = None) -> tuple[str, str]:
+def sniff_format(
+    path: str | Path, encoding: str = "utf-8", delimiter: str | None = None, comment_prefix: str | None = None
+) -> tuple[str, str]:
     """`(format, evidence)` of a file from its first lines, by the rule in the module docstring."""
     encoding = check_encoding(encoding)
     # Decoding errors are replaced here: the reader chosen afterwards names their line.
     with open(path, encoding="utf-8-sig" if encoding == "utf-8" else encoding, errors="replace") as handle:
         lines = [(no, line.rstrip("\r\n")) for no, line in enumerate(itertools.islice(handle, _SNIFF_SCAN), start=1)]
-    lines = [(no, text) for no, text in lines
-             if not is_blank(text) and not (comment_prefix and text.startswith(comment_prefix))][:_SNIFF_LINES]
+    lines = [
+        (no, text)
+        for no, text in lines
+        if not is_blank(text) and not (comment_prefix and text.startswith(comment_prefix))
+    ][:_SNIFF_LINES]
     if not lines:
         return "conll", "it has no data lines"  # the CoNLL reader reports an empty file
     first_no, first = lines[0]
@@ -86,8 +90,15 @@ def sniff_format(path: str | Path, encoding: str = "utf-8", delimiter: str | Non
     return "conll", f"its first {len(lines)} non-blank lines end in a tag column"
 
 
-def detect_format(path: str | Path, given: str | None = None, *, setting: str, encoding: str = "utf-8",
-                  delimiter: str | None = None, comment_prefix: str | None = None) -> FileFormat:
+def detect_format(
+    path: str | Path,
+    given: str | None = None,
+    *,
+    setting: str,
+    encoding: str = "utf-8",
+    delimiter: str | None = None,
+    comment_prefix: str | None = None,
+) -> FileFormat:
     """The format `given` (by `setting`, e.g. data.format or --format), else by the extension, else by the
     content; logged."""
     path = Path(path)
@@ -97,8 +108,11 @@ def detect_format(path: str | Path, given: str | None = None, *, setting: str, e
         found = FileFormat(by_extension, f"by its extension {path.suffix!r}")
     else:
         name, evidence = sniff_format(path, encoding, delimiter, comment_prefix)
-        found = FileFormat(name, f"from its content: {evidence} (the extension {path.suffix!r} does not "
-                                 f"tell; {setting} sets the format)", sniffed=True)
+        found = FileFormat(
+            name,
+            f"from its content: {evidence} (the extension {path.suffix!r} does not tell; {setting} sets the format)",
+            sniffed=True,
+        )
     logger.info("%s: read as %s %s", path, found.name, found.reason)
     return found
 
@@ -143,12 +157,15 @@ def read_split_file(
     resolved = resolve_data_path(path, ".", key)
     if fmt not in ("auto", "conll", "json"):
         raise DataError(f"{label}unknown format {fmt!r}; expected 'auto', 'conll' or 'json'", resolved)
-    found = detect_format(resolved, fmt, setting="data.format", encoding=encoding, delimiter=delimiter,
-                          comment_prefix=comment_prefix)
+    found = detect_format(
+        resolved, fmt, setting="data.format", encoding=encoding, delimiter=delimiter, comment_prefix=comment_prefix
+    )
     if found.name == "text":
-        raise DataError(f"{label}read as plain text {found.reason}; training needs CoNLL (a token and a tag "
-                        "per line) or JSON(L) records with tags; data.format=conll reads it as CoNLL anyway",
-                        resolved)
+        raise DataError(
+            f"{label}read as plain text {found.reason}; training needs CoNLL (a token and a tag "
+            "per line) or JSON(L) records with tags; data.format=conll reads it as CoNLL anyway",
+            resolved,
+        )
     try:
         if found.name == "conll":
             return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix, encoding)

@@ -50,7 +50,9 @@ def _iter_json_records(path: Path) -> Iterator[tuple[Any, int | None, str]]:
                 if len(lists) != 1:
                     raise DataError(
                         "expected a list of records, or an object with exactly one list of records; "
-                        f"found top-level keys {sorted(data)!r}", path)
+                        f"found top-level keys {sorted(data)!r}",
+                        path,
+                    )
                 data = data[lists[0]]
             records = data if isinstance(data, list) else [data]
             for index, record in enumerate(records):
@@ -74,10 +76,17 @@ def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | Non
             span_tuple = tuple(span)
         else:
             span_tuple = None
-        if (span_tuple is None or not all(isinstance(x, int) and not isinstance(x, bool) for x in span_tuple[:2])
-                or not isinstance(span_tuple[2], str)):
-            raise DataError(f"{where}'{field}': expected [start, end, type] or {{\"start\", \"end\", \"label\"}} "
-                            f"with integer offsets, got {span!r:.80}", path, line)
+        if (
+            span_tuple is None
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in span_tuple[:2])
+            or not isinstance(span_tuple[2], str)
+        ):
+            raise DataError(
+                f'{where}\'{field}\': expected [start, end, type] or {{"start", "end", "label"}} '
+                f"with integer offsets, got {span!r:.80}",
+                path,
+                line,
+            )
         out.append(span_tuple)
     return out
 
@@ -92,29 +101,50 @@ def _cluener_spans(label: dict, text: str, where: str, path: Path, line: int | N
     spans = []
     for type_, mentions in label.items():
         if not isinstance(mentions, dict):
-            raise DataError(f"{where}'label' (CLUENER): type {type_!r} must map each mention to its "
-                            f"[[start, end], ...] offsets, got {mentions!r:.80}", path, line)
+            raise DataError(
+                f"{where}'label' (CLUENER): type {type_!r} must map each mention to its "
+                f"[[start, end], ...] offsets, got {mentions!r:.80}",
+                path,
+                line,
+            )
         for mention, offsets in mentions.items():
             if not isinstance(offsets, list) or not offsets:
-                raise DataError(f"{where}'label' (CLUENER): {type_!r} mention {mention!r} needs a list of "
-                                f"[start, end] offsets (end inclusive), got {offsets!r:.80}", path, line)
+                raise DataError(
+                    f"{where}'label' (CLUENER): {type_!r} mention {mention!r} needs a list of "
+                    f"[start, end] offsets (end inclusive), got {offsets!r:.80}",
+                    path,
+                    line,
+                )
             for pair in offsets:
                 if not (isinstance(pair, list) and len(pair) == 2 and all(_is_offset(x) for x in pair)):
-                    raise DataError(f"{where}'label' (CLUENER): {type_!r} mention {mention!r}: expected "
-                                    f"[start, end] integer offsets (end inclusive), got {pair!r:.80}", path, line)
+                    raise DataError(
+                        f"{where}'label' (CLUENER): {type_!r} mention {mention!r}: expected "
+                        f"[start, end] integer offsets (end inclusive), got {pair!r:.80}",
+                        path,
+                        line,
+                    )
                 start, last = pair
                 if not 0 <= start <= last < len(text):
-                    raise DataError(f"{where}{type_!r} mention {mention!r} at [{start}, {last}] (end inclusive) is "
-                                    f"not inside the text ({len(text)} characters)", path, line)
-                if text[start:last + 1] != mention:
-                    raise DataError(f"{where}{type_!r} mention {mention!r} at [{start}, {last}] (end inclusive) "
-                                    f"does not match the text there: {text[start:last + 1]!r}", path, line)
+                    raise DataError(
+                        f"{where}{type_!r} mention {mention!r} at [{start}, {last}] (end inclusive) is "
+                        f"not inside the text ({len(text)} characters)",
+                        path,
+                        line,
+                    )
+                if text[start : last + 1] != mention:
+                    raise DataError(
+                        f"{where}{type_!r} mention {mention!r} at [{start}, {last}] (end inclusive) "
+                        f"does not match the text there: {text[start : last + 1]!r}",
+                        path,
+                        line,
+                    )
                 spans.append((start, last + 1, type_))
     return spans
 
 
-def read_json(path: str | Path, label_names: Sequence[str] | None = None,
-              span_alignment: str = "strict") -> datasets.Dataset:
+def read_json(
+    path: str | Path, label_names: Sequence[str] | None = None, span_alignment: str = "strict"
+) -> datasets.Dataset:
     """Read JSON (a list of records, or an object holding one list) or JSONL (one record a line).
 
     A record has `tokens` (list of str) and tags under `ner_tags`, `tags` or `labels`: strings, or
@@ -129,14 +159,17 @@ def read_json(path: str | Path, label_names: Sequence[str] | None = None,
     check_tag = TagChecker()
     for record, line, where in _iter_json_records(path):
         if not isinstance(record, dict):
-            raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}",
-                            path, line)
+            raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}", path, line)
         tokens = record.get("tokens")
         if tokens is None and isinstance(record.get("text"), str):
             span_field = next((name for name in SPAN_FIELDS if name in record), None)
             if span_field is None:
-                raise DataError(f"{where}a record with 'text' needs its entity spans under one of "
-                                f"{list(SPAN_FIELDS)} (an empty list for none); keys: {sorted(record)!r}", path, line)
+                raise DataError(
+                    f"{where}a record with 'text' needs its entity spans under one of "
+                    f"{list(SPAN_FIELDS)} (an empty list for none); keys: {sorted(record)!r}",
+                    path,
+                    line,
+                )
             if span_field == "label" and isinstance(record["label"], dict):
                 spans = _cluener_spans(record["label"], record["text"], where, path, line)
             else:
@@ -147,20 +180,21 @@ def read_json(path: str | Path, label_names: Sequence[str] | None = None,
                 raise DataError(f"{where}{e}", path, line) from None
             record = {**record, "ner_tags": span_tags}
         if tokens is None:
-            raise DataError(f"{where}missing field 'tokens' (or 'text' with entity spans); keys: {sorted(record)!r}",
-                            path, line)
+            raise DataError(
+                f"{where}missing field 'tokens' (or 'text' with entity spans); keys: {sorted(record)!r}", path, line
+            )
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
             raise DataError(f"{where}'tokens' must be a list of strings, got {tokens!r:.80}", path, line)
         tag_field = next((name for name in TAG_FIELDS if name in record), None)  # span records: ner_tags
         if tag_field is None:
-            raise DataError(f"{where}missing tags: expected one of {list(TAG_FIELDS)} "
-                            f"(keys: {sorted(record)!r})", path, line)
+            raise DataError(
+                f"{where}missing tags: expected one of {list(TAG_FIELDS)} (keys: {sorted(record)!r})", path, line
+            )
         tags = record[tag_field]
         if not isinstance(tags, list):
             raise DataError(f"{where}'{tag_field}' must be a list, got {tags!r:.80}", path, line)
         if len(tags) != len(tokens):
-            raise DataError(f"{where}{len(tokens)} tokens but {len(tags)} tags in '{tag_field}'",
-                            path, line)
+            raise DataError(f"{where}{len(tokens)} tokens but {len(tags)} tags in '{tag_field}'", path, line)
         document_id = record.get("document_id", "")
         if not isinstance(document_id, (str, int)) or isinstance(document_id, bool):
             raise DataError(f"{where}'document_id' must be a string, got {document_id!r}", path, line)
@@ -179,8 +213,9 @@ def iter_jsonl_records(path: str | Path) -> Iterator[InputRecord]:
     `document_id` (records sharing one are the sentences of a document, in file order); blank lines are skipped."""
     for i, value in iter_json_lines(path):
         if not isinstance(value, dict):
-            raise DataError(f'expected an object {{"text": ...}} or {{"tokens": [...]}}, got {json.dumps(value)[:80]!r}',
-                            path, i)
+            raise DataError(
+                f'expected an object {{"text": ...}} or {{"tokens": [...]}}, got {json.dumps(value)[:80]!r}', path, i
+            )
         if ("text" in value) == ("tokens" in value):
             raise DataError(f"a record needs exactly one of 'text' or 'tokens', it has keys {sorted(value)}", path, i)
         record = InputRecord(id=value.get("id"), has_id="id" in value, line=i)

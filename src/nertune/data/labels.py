@@ -14,8 +14,9 @@ from .errors import DataError
 logger = logging.getLogger(__name__)
 
 
-def apply_label_map(sentences: Sequence[Sequence[str]], label_map: Mapping[str, str] | None,
-                    ) -> tuple[list[list[str]], dict[str, int]]:
+def apply_label_map(
+    sentences: Sequence[Sequence[str]], label_map: Mapping[str, str] | None
+) -> tuple[list[list[str]], dict[str, int]]:
     """Rename the entity TYPES of tag sequences: ``{"PERSON": "PER"}`` turns B-PERSON into B-PER.
 
     A type mapped to ``"O"`` becomes O (all its words). Types not in the map are kept. Returns the new
@@ -60,8 +61,12 @@ def rename_entity_types(dataset: datasets.Dataset, label_map: Mapping[str, str] 
         raise DataError(str(err)) from None
     unused = [k for k, n in used.items() if n == 0]
     if unused:
-        logger.warning("data.label_map: %s not among the types of split %r (%s); keys are entity types "
-                       "without the B-/I- prefix", unused, split, types)
+        logger.warning(
+            "data.label_map: %s not among the types of split %r (%s); keys are entity types without the B-/I- prefix",
+            unused,
+            split,
+            types,
+        )
     renamed = {k: f"{label_map[k]} ({n} tags)" for k, n in used.items() if n}
     if renamed:
         logger.info("data.label_map renamed %s", renamed)

@@ -8,8 +8,15 @@ from collections.abc import Iterable, Sequence
 import regex
 
 _LETTER = regex.compile(r"\p{L}")
-_SCRIPTS = {name: regex.compile(pattern) for name, pattern in (
-    ("han", r"\p{Han}"), ("kana", r"[\p{Hiragana}\p{Katakana}]"), ("hangul", r"\p{Hangul}"), ("thai", r"\p{Thai}"))}
+_SCRIPTS = {
+    name: regex.compile(pattern)
+    for name, pattern in (
+        ("han", r"\p{Han}"),
+        ("kana", r"[\p{Hiragana}\p{Katakana}]"),
+        ("hangul", r"\p{Hangul}"),
+        ("thai", r"\p{Thai}"),
+    )
+}
 SAMPLE_SENTENCES = 2000  # the script of a corpus shows in its first sentences; reading all of a big one is slow
 
 

@@ -81,8 +81,9 @@ def is_invisible(text: str) -> bool:
     return bool(visible) and all(c.isspace() or unicodedata.category(c) == "Cf" for c in visible)
 
 
-def read_lines(path: str | Path, encoding: str = "utf-8",
-               setting: str | None = "data.encoding") -> Iterator[tuple[int, str]]:
+def read_lines(
+    path: str | Path, encoding: str = "utf-8", setting: str | None = "data.encoding"
+) -> Iterator[tuple[int, str]]:
     """`(line number, text without the line ending)` for every line of a text file.
 
     Binary lines are decoded one by one, so a decoding error names its exact line (a text-mode file
@@ -97,19 +98,28 @@ def read_lines(path: str | Path, encoding: str = "utf-8",
     with open(path, "rb") as handle:
         for line_no, raw in enumerate(handle, start=1):
             if line_no == 1 and raw.startswith(_BOM) and encoding == "utf-8":
-                raw = raw[len(_BOM):]
+                raw = raw[len(_BOM) :]
             try:
                 text = raw.decode(encoding).rstrip("\r\n")
             except UnicodeDecodeError as err:
-                raise DataError(f"not valid {encoding} ({err.reason} at byte {err.start}): {raw[:80]!r}; "
-                                f"{_decoding_hint(raw, encoding, setting)}", path, line_no) from None
+                raise DataError(
+                    f"not valid {encoding} ({err.reason} at byte {err.start}): {raw[:80]!r}; "
+                    f"{_decoding_hint(raw, encoding, setting)}",
+                    path,
+                    line_no,
+                ) from None
             if is_invisible(text):
-                logger.warning("%s:%d: a line of invisible characters only (%s) is read as a blank line",
-                               path, line_no, " ".join(f"U+{ord(c):04X}" for c in text if not c.isascii()))
+                logger.warning(
+                    "%s:%d: a line of invisible characters only (%s) is read as a blank line",
+                    path,
+                    line_no,
+                    " ".join(f"U+{ord(c):04X}" for c in text if not c.isascii()),
+                )
                 text = ""
             elif "\ufeff" in text and _GLUED_BOM.search(text):
-                logger.warning("%s:%d: removed a byte-order mark (U+FEFF) glued to a token: %r",
-                               path, line_no, text[:80])
+                logger.warning(
+                    "%s:%d: removed a byte-order mark (U+FEFF) glued to a token: %r", path, line_no, text[:80]
+                )
                 text = _GLUED_BOM.sub("", text)
             yield line_no, text
 

@@ -16,19 +16,30 @@ from .records import ConllLayout, InputRecord, iter_input_lines, iter_text_recor
 PREDICTION_INPUT_FORMATS = ("text", "jsonl", "conll")
 
 
-def prediction_input_format(path: str | Path, given: str | None = None, *, encoding: str = "utf-8",
-                            layout: ConllLayout | None = None) -> FileFormat:
+def prediction_input_format(
+    path: str | Path, given: str | None = None, *, encoding: str = "utf-8", layout: ConllLayout | None = None
+) -> FileFormat:
     """The input format, named 'text', 'jsonl' or 'conll': `given` (--format), else by the extension or
     the content (`formats.detect_format`, logged)."""
-    found = detect_format(path, given, setting="--format", encoding=encoding,
-                          delimiter=layout.delimiter if layout else None,
-                          comment_prefix=layout.comment_prefix if layout else None)
+    found = detect_format(
+        path,
+        given,
+        setting="--format",
+        encoding=encoding,
+        delimiter=layout.delimiter if layout else None,
+        comment_prefix=layout.comment_prefix if layout else None,
+    )
     return replace(found, name="jsonl") if found.name == "json" else found
 
 
 def iter_prediction_input(
-    path: str | Path, fmt: str | FileFormat | None = None, *, documents: bool = False, encoding: str = "utf-8",
-    layout: ConllLayout | None = None, warn: bool = True,
+    path: str | Path,
+    fmt: str | FileFormat | None = None,
+    *,
+    documents: bool = False,
+    encoding: str = "utf-8",
+    layout: ConllLayout | None = None,
+    warn: bool = True,
 ) -> tuple[str, Iterator[InputRecord]]:
     """`(format, records)` of a predict input file, the records streamed one at a time (memory does not grow
     with the file); for CoNLL input, `iter_input_lines` streams the lines its output is written back from.
@@ -46,8 +57,10 @@ def iter_prediction_input(
     if fmt not in PREDICTION_INPUT_FORMATS:
         raise RequestError(f"unknown input format {fmt!r} (one of {PREDICTION_INPUT_FORMATS})")
     if documents and fmt != "text":
-        raise RequestError(f"--documents is for text input; {fmt} input marks documents itself "
-                         "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)")
+        raise RequestError(
+            f"--documents is for text input; {fmt} input marks documents itself "
+            "(CoNLL: -DOCSTART- lines, JSONL: a document_id field)"
+        )
     if encoding != "utf-8" and fmt == "jsonl":
         raise RequestError("--encoding is for text and CoNLL input; JSON is UTF-8 by its standard")
     if fmt == "text":
@@ -67,7 +80,11 @@ def _explained(records: Iterator[InputRecord], found: FileFormat) -> Iterator[In
 
 
 def read_prediction_input(
-    path: str | Path, fmt: str | FileFormat | None = None, *, documents: bool = False, encoding: str = "utf-8",
+    path: str | Path,
+    fmt: str | FileFormat | None = None,
+    *,
+    documents: bool = False,
+    encoding: str = "utf-8",
     layout: ConllLayout | None = None,
 ) -> tuple[str, list[InputRecord], list[str] | None]:
     """`(format, records, lines)` of a predict input file, read whole (`iter_prediction_input` streams it);

@@ -22,9 +22,7 @@ from .labels import rename_entity_types
 logger = logging.getLogger(__name__)
 
 
-def split_dataset(
-    ds: datasets.Dataset, validation_ratio: float, test_ratio: float, seed: int
-) -> datasets.DatasetDict:
+def split_dataset(ds: datasets.Dataset, validation_ratio: float, test_ratio: float, seed: int) -> datasets.DatasetDict:
     """Split one corpus into `train`, `validation` and `test`, deterministically for a `seed`.
 
     Whole documents are assigned to splits when any document_id is set (so document context
@@ -37,8 +35,7 @@ def split_dataset(
         if not 0 <= ratio < 1:
             raise DataError(f"data.{name}_ratio must be in [0, 1), got {ratio}")
     if validation_ratio + test_ratio >= 1:
-        raise DataError(f"data.validation_ratio + data.test_ratio must be < 1, "
-                        f"got {validation_ratio} + {test_ratio}")
+        raise DataError(f"data.validation_ratio + data.test_ratio must be < 1, got {validation_ratio} + {test_ratio}")
     wanted = {name: ratio for name, ratio in ratios.items() if ratio > 0}
 
     doc_ids = ds["document_id"]
@@ -48,8 +45,9 @@ def split_dataset(
         for row, doc in enumerate(doc_ids):
             units.setdefault(doc, []).append(row)
         if len(units) <= len(wanted):
-            logger.warning("only %d document(s) for %d splits: splitting by sentence instead",
-                           len(units), len(wanted) + 1)
+            logger.warning(
+                "only %d document(s) for %d splits: splitting by sentence instead", len(units), len(wanted) + 1
+            )
             units = {}
     if not units:
         units = {str(row): [row] for row in range(len(ds))}
@@ -61,23 +59,31 @@ def split_dataset(
     start = 0
     for name, ratio in wanted.items():
         count = max(1, round(ratio * len(groups)))
-        rows[name] = [r for g in order[start:start + count] for r in groups[g]]
+        rows[name] = [r for g in order[start : start + count] for r in groups[g]]
         start += count
     rows["train"] = [r for g in order[start:] for r in groups[g]]
     if not rows["train"]:
-        raise DataError(f"{len(groups)} sentence(s)/document(s) are too few to carve out "
-                        f"{', '.join(wanted)} and keep a training split; give the splits as files")
-    return datasets.DatasetDict(
-        {name: ds.select(sorted(rows[name])) for name in ("train", *wanted)}
-    )
+        raise DataError(
+            f"{len(groups)} sentence(s)/document(s) are too few to carve out "
+            f"{', '.join(wanted)} and keep a training split; give the splits as files"
+        )
+    return datasets.DatasetDict({name: ds.select(sorted(rows[name])) for name in ("train", *wanted)})
 
 
 def _read_configured_file(path: Path, data_cfg: Any, key: str) -> datasets.Dataset:
     """`read_split_file` with the reading options of the recipe's `data` section."""
-    return read_split_file(path, data_cfg.format, key=key, token_column=data_cfg.token_column,
-                           tag_column=data_cfg.tag_column, delimiter=data_cfg.delimiter,
-                           label_names=data_cfg.label_names, comment_prefix=data_cfg.comment_prefix,
-                           span_alignment=data_cfg.span_alignment, encoding=data_cfg.encoding)
+    return read_split_file(
+        path,
+        data_cfg.format,
+        key=key,
+        token_column=data_cfg.token_column,
+        tag_column=data_cfg.tag_column,
+        delimiter=data_cfg.delimiter,
+        label_names=data_cfg.label_names,
+        comment_prefix=data_cfg.comment_prefix,
+        span_alignment=data_cfg.span_alignment,
+        encoding=data_cfg.encoding,
+    )
 
 
 def validate_splits(splits: datasets.DatasetDict) -> None:
@@ -97,9 +103,7 @@ def _entity_type(tag: str) -> str | None:
 
 
 def check_labels(
-    splits: datasets.DatasetDict,
-    policy: str = "error",
-    sources: Mapping[str, str | Path] | None = None,
+    splits: datasets.DatasetDict, policy: str = "error", sources: Mapping[str, str | Path] | None = None
 ) -> datasets.DatasetDict:
     """Handle entity types of non-train splits that never occur in `train`.
 
@@ -123,22 +127,33 @@ def check_labels(
                     continue
                 if policy == "error":
                     example = ds[row]
-                    where = (f"{sources[name]}:{example['line']}" if name in sources and example["line"]
-                             else f"sentence_id {example['sentence_id']}")
+                    where = (
+                        f"{sources[name]}:{example['line']}"
+                        if name in sources and example["line"]
+                        else f"sentence_id {example['sentence_id']}"
+                    )
                     raise DataError(
                         f"split {name!r} has entity type {type_!r} (tag {tag!r}, word {position} "
                         f"{example['tokens'][position]!r} of the sentence at {where}) that never "
                         "occurs in train; fix the data, or set data.unseen_label_policy=O to map "
-                        "such tags to O")
+                        "such tags to O"
+                    )
                 unseen[type_] = unseen.get(type_, 0) + 1
         if unseen:
-            logger.warning("split %r: mapping %d tag(s) of entity types unseen in train to O: %s "
-                           "(data.unseen_label_policy=O)", name, sum(unseen.values()), unseen)
+            logger.warning(
+                "split %r: mapping %d tag(s) of entity types unseen in train to O: %s (data.unseen_label_policy=O)",
+                name,
+                sum(unseen.values()),
+                unseen,
+            )
             drop = set(unseen)
             out[name] = ds.map(
-                lambda batch: {"ner_tags": [["O" if _entity_type(t) in drop else t for t in tags]
-                                            for tags in batch["ner_tags"]]},
-                batched=True, desc="unseen types to O")
+                lambda batch, drop=drop: {
+                    "ner_tags": [["O" if _entity_type(t) in drop else t for t in tags] for tags in batch["ner_tags"]]
+                },
+                batched=True,
+                desc="unseen types to O",
+            )
     return datasets.DatasetDict(out)
 
 
@@ -155,10 +170,16 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
     splits: dict[str, datasets.Dataset] = {}
     sources: dict[str, str] = {}
     if data_cfg.dataset_name:
-        splits.update(load_hub_dataset(data_cfg.dataset_name, data_cfg.dataset_config,
-                                       data_cfg.dataset_revision, label_names=data_cfg.label_names,
-                                       tokens_column_name=getattr(data_cfg, "tokens_field", None),
-                                       tag_column_name=getattr(data_cfg, "tags_field", None)))
+        splits.update(
+            load_hub_dataset(
+                data_cfg.dataset_name,
+                data_cfg.dataset_config,
+                data_cfg.dataset_revision,
+                label_names=data_cfg.label_names,
+                tokens_column_name=getattr(data_cfg, "tokens_field", None),
+                tag_column_name=getattr(data_cfg, "tags_field", None),
+            )
+        )
     elif not data_cfg.train_file:
         raise DataError("no training data: set data.dataset_name or data.train_file")
     for split in ("train", "validation", "test"):
@@ -170,30 +191,43 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
         splits[split] = _read_configured_file(path, data_cfg, key)
         sources[split] = str(path)
     if "train" not in splits:
-        raise DataError(f"Hub dataset {data_cfg.dataset_name!r} has no train split "
-                        f"(splits: {sorted(splits)}); set data.train_file")
+        raise DataError(
+            f"Hub dataset {data_cfg.dataset_name!r} has no train split (splits: {sorted(splits)}); set data.train_file"
+        )
 
     missing = {s: getattr(data_cfg, f"{s}_ratio") for s in ("validation", "test") if s not in splits}
     if any(missing.values()):
-        carved = split_dataset(splits["train"], missing.get("validation", 0.0),
-                               missing.get("test", 0.0), data_cfg.split_seed)
+        carved = split_dataset(
+            splits["train"], missing.get("validation", 0.0), missing.get("test", 0.0), data_cfg.split_seed
+        )
         splits.update(carved)
         for name in carved:
             if "train" in sources:
                 sources[name] = sources["train"]
-        logger.info("carved %s out of train (seed %d): %s", ", ".join(n for n in carved if n != "train"),
-                    data_cfg.split_seed, {n: len(d) for n, d in carved.items()})
+        logger.info(
+            "carved %s out of train (seed %d): %s",
+            ", ".join(n for n in carved if n != "train"),
+            data_cfg.split_seed,
+            {n: len(d) for n, d in carved.items()},
+        )
 
     label_map = getattr(data_cfg, "label_map", None)
     splits = {name: rename_entity_types(ds, label_map, name) for name, ds in splits.items()}
     try:
         target = schemes.normalize_scheme(data_cfg.train_scheme)
-        source = (schemes.detect_scheme(splits["train"]["ner_tags"]) if data_cfg.tag_scheme == "auto"
-                  else schemes.normalize_scheme(data_cfg.tag_scheme))
+        source = (
+            schemes.detect_scheme(splits["train"]["ner_tags"])
+            if data_cfg.tag_scheme == "auto"
+            else schemes.normalize_scheme(data_cfg.tag_scheme)
+        )
     except ValueError as err:
         raise DataError(f"data.tag_scheme/data.train_scheme: {err}") from None
-    logger.info("input tag scheme: %s (%s); training scheme: %s", source,
-                "detected on train" if data_cfg.tag_scheme == "auto" else "from data.tag_scheme", target)
+    logger.info(
+        "input tag scheme: %s (%s); training scheme: %s",
+        source,
+        "detected on train" if data_cfg.tag_scheme == "auto" else "from data.tag_scheme",
+        target,
+    )
     for name, ds in splits.items():
         splits[name] = _convert_split(ds, name, source, target, sources.get(name))
     if getattr(data_cfg, "replay_file", None):
@@ -218,32 +252,49 @@ def mix_replay(train: datasets.Dataset, data_cfg: Any, base_dir: str | Path, tar
     replay = _read_configured_file(path, data_cfg, key)
     wanted = round(ratio * len(train))
     if not 0 < ratio or wanted < 1:
-        raise DataError(f"data.replay_ratio={ratio}: must give at least one sentence of {len(train)} train "
-                        "sentences (e.g. 0.5)")
+        raise DataError(
+            f"data.replay_ratio={ratio}: must give at least one sentence of {len(train)} train sentences (e.g. 0.5)"
+        )
     if wanted > len(replay):
-        raise DataError(f"data.replay_ratio={ratio} asks for {wanted} sentences ({ratio} x {len(train)} train), "
-                        f"but {key} has {len(replay)}; at most {len(replay) / len(train):.3f}", path)
+        raise DataError(
+            f"data.replay_ratio={ratio} asks for {wanted} sentences ({ratio} x {len(train)} train), "
+            f"but {key} has {len(replay)}; at most {len(replay) / len(train):.3f}",
+            path,
+        )
     replay = rename_entity_types(replay, getattr(data_cfg, "label_map", None), "replay")
     try:
-        source = (schemes.detect_scheme(replay["ner_tags"]) if data_cfg.tag_scheme == "auto"
-                  else schemes.normalize_scheme(data_cfg.tag_scheme))
+        source = (
+            schemes.detect_scheme(replay["ner_tags"])
+            if data_cfg.tag_scheme == "auto"
+            else schemes.normalize_scheme(data_cfg.tag_scheme)
+        )
     except ValueError as err:
         raise DataError(f"{key}: {err}", path) from None
     available = len(replay)
     rows = sorted(random.Random(data_cfg.split_seed).sample(range(available), wanted))
     replay = _convert_split(replay.select(rows), "replay", source, target, str(path))
     offset = max(train["sentence_id"], default=-1) + 1
-    replay = replay.map(lambda batch: {
-        "sentence_id": [offset + i for i in batch["sentence_id"]],
-        "document_id": [f"replay:{d}" if d else "" for d in batch["document_id"]],
-    }, batched=True, desc="replay rows")
-    logger.info("rehearsal: %d of %d sentences of %s (replay_ratio %s, seed %d) added to %d train sentences",
-                wanted, available, path, ratio, data_cfg.split_seed, len(train))
+    replay = replay.map(
+        lambda batch: {
+            "sentence_id": [offset + i for i in batch["sentence_id"]],
+            "document_id": [f"replay:{d}" if d else "" for d in batch["document_id"]],
+        },
+        batched=True,
+        desc="replay rows",
+    )
+    logger.info(
+        "rehearsal: %d of %d sentences of %s (replay_ratio %s, seed %d) added to %d train sentences",
+        wanted,
+        available,
+        path,
+        ratio,
+        data_cfg.split_seed,
+        len(train),
+    )
     return datasets.concatenate_datasets([train, replay.cast(train.features)])
 
 
-def _convert_split(ds: datasets.Dataset, name: str, source: str, target: str,
-                   path: str | None) -> datasets.Dataset:
+def _convert_split(ds: datasets.Dataset, name: str, source: str, target: str, path: str | None) -> datasets.Dataset:
     """Convert one split's tags from `source` to `target`, naming the sentence on a scheme error.
 
     `convert_tags` also repairs invalid sequences (e.g. IOB2 `O I-PER` becomes `O B-PER`); the
@@ -265,8 +316,7 @@ def _convert_split(ds: datasets.Dataset, name: str, source: str, target: str,
 
     converted = ds.map(convert, batched=True, desc=f"{source} -> {target}")
     if repaired[0]:
-        logger.warning("split %r: %d sentence(s) were not valid %s and were repaired",
-                       name, repaired[0], source)
+        logger.warning("split %r: %d sentence(s) were not valid %s and were repaired", name, repaired[0], source)
     return converted
 
 
@@ -293,9 +343,11 @@ def load_split(data_cfg: Any, split: str, base_dir: str | Path = ".") -> tuple[d
     ds = rename_entity_types(ds, getattr(data_cfg, "label_map", None), split)
     try:
         target = schemes.normalize_scheme(data_cfg.train_scheme)
-        source = (schemes.detect_scheme(ds["ner_tags"]) if data_cfg.tag_scheme == "auto"
-                  else schemes.normalize_scheme(data_cfg.tag_scheme))
+        source = (
+            schemes.detect_scheme(ds["ner_tags"])
+            if data_cfg.tag_scheme == "auto"
+            else schemes.normalize_scheme(data_cfg.tag_scheme)
+        )
     except ValueError as err:
         raise DataError(f"data.tag_scheme/data.train_scheme: {err}") from None
     return _convert_split(ds, split, source, target, str(path)), source
-

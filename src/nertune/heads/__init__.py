@@ -15,10 +15,7 @@ from .linear import LinearHead
 if TYPE_CHECKING:
     from ..config import Recipe
 
-HEADS: dict[str, type[Head]] = {
-    LinearHead.name: LinearHead,
-    CrfHead.name: CrfHead,
-}
+HEADS: dict[str, type[Head]] = {LinearHead.name: LinearHead, CrfHead.name: CrfHead}
 
 
 def get_head(name: str) -> type[Head]:

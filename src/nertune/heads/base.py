@@ -87,20 +87,25 @@ class Head:
         followed by the new ones): every old label keeps its id and its weights exactly; new rows start as
         the model's initialiser would start a fresh head."""
         old_labels, new_labels = list(old_labels), list(new_labels)
-        if new_labels[:len(old_labels)] != old_labels:
+        if new_labels[: len(old_labels)] != old_labels:
             raise ModelError(f"extending labels {old_labels}: the new list {new_labels} must start with them")
         layer = classifier_layer(model)
         if layer.out_features != len(old_labels):
             raise ModelError(f"the classifier has {layer.out_features} outputs, not one per label of {old_labels}")
-        grown = torch.nn.Linear(layer.in_features, len(new_labels), bias=layer.bias is not None,
-                                device=layer.weight.device, dtype=layer.weight.dtype)
+        grown = torch.nn.Linear(
+            layer.in_features,
+            len(new_labels),
+            bias=layer.bias is not None,
+            device=layer.weight.device,
+            dtype=layer.weight.dtype,
+        )
         std = getattr(model.config, "initializer_range", 0.02)
         with torch.no_grad():
             grown.weight.normal_(0.0, std)
-            grown.weight[:len(old_labels)] = layer.weight
+            grown.weight[: len(old_labels)] = layer.weight
             if layer.bias is not None:
                 grown.bias.zero_()
-                grown.bias[:len(old_labels)] = layer.bias
+                grown.bias[: len(old_labels)] = layer.bias
         inner = unwrap_model(model)
         for name in _CLASSIFIER_NAMES:
             if getattr(inner, name, None) is layer:
@@ -141,8 +146,7 @@ class Head:
         """Per row of a batch's float32 logits (B, T, L): the output kept at every sub-token."""
         raise NotImplementedError
 
-    def decode_words(self, model: torch.nn.Module,
-                     word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+    def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Every sentence's per-word outputs (one per word, windows merged) -> one (label id, score) per word."""
         raise NotImplementedError
 

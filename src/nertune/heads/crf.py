@@ -1,4 +1,5 @@
-"""The CRF head (`head: crf`): an optional linear-chain CRF (`head: crf`) over the word-level emissions of a token-classification model.
+"""The CRF head (`head: crf`): an optional linear-chain CRF over the word-level emissions of a
+token-classification model.
 
 The model stays a plain HF token-classification model: its `logits` are the CRF's emission scores at every
 sub-token. The CRF (`model.crf`, a `LinearChainCRF`) adds start, end and transition scores and runs over one
@@ -46,15 +47,22 @@ def allowed_transitions(labels: Sequence[str], scheme: str) -> tuple[list[bool],
         start = [is_valid_sequence([label], scheme) for label in labels]
         # j may follow i when [i, j] is valid after some context that makes i itself valid (I-X needs B-X/I-X).
         contexts = [[]] + [[label] for label in labels]
-        transition = [[any(is_valid_sequence([*context, labels[i], labels[j]], scheme) for context in contexts)
-                       for j in range(n)] for i in range(n)]
+        transition = [
+            [any(is_valid_sequence([*context, labels[i], labels[j]], scheme) for context in contexts) for j in range(n)]
+            for i in range(n)
+        ]
         return start, transition, [True] * n
     parsed = [parse_tag(label) for label in labels]  # BIOES / BILOU (L, U read as E, S)
     opens = [prefix in ("B", "I") for prefix, _ in parsed]  # an entity awaiting its E-
     closed_next = [prefix in ("O", "B", "S") for prefix, _ in parsed]
     start = list(closed_next)
-    transition = [[(parsed[j][0] in ("I", "E") and parsed[j][1] == parsed[i][1]) if opens[i] else closed_next[j]
-                   for j in range(n)] for i in range(n)]
+    transition = [
+        [
+            (parsed[j][0] in ("I", "E") and parsed[j][1] == parsed[i][1]) if opens[i] else closed_next[j]
+            for j in range(n)
+        ]
+        for i in range(n)
+    ]
     return start, transition, [not o for o in opens]
 
 
@@ -81,8 +89,11 @@ class LinearChainCRF(nn.Module):
     # -- scores
 
     def _scores(self, constrained: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        start, transitions, end = (self.start_transitions.float(), self.transitions.float(),
-                                   self.end_transitions.float())
+        start, transitions, end = (
+            self.start_transitions.float(),
+            self.transitions.float(),
+            self.end_transitions.float(),
+        )
         if constrained:
             start = start.masked_fill(~self.allowed_start, _FORBIDDEN)
             transitions = transitions.masked_fill(~self.allowed_transitions, _FORBIDDEN)
@@ -119,8 +130,9 @@ class LinearChainCRF(nn.Module):
     # -- decoding
 
     @torch.no_grad()
-    def decode(self, emissions: torch.Tensor, mask: torch.Tensor | None = None,
-               constrained: bool = True) -> list[list[int]]:
+    def decode(
+        self, emissions: torch.Tensor, mask: torch.Tensor | None = None, constrained: bool = True
+    ) -> list[list[int]]:
         """Best tag sequence of every row: `emissions` (B, T, L), `mask` (B, T) a prefix mask (None: all)."""
         emissions = emissions.float()
         batch, length, _ = emissions.shape
@@ -172,18 +184,19 @@ def viterbi_words(crf: LinearChainCRF, word_emissions: Sequence[Sequence], batch
     already merged); one label id per word. Empty sentences give []."""
     device = crf.transitions.device
     results: list[list[int]] = [[] for _ in word_emissions]
-    order = [i for i in sorted(range(len(word_emissions)), key=lambda i: len(word_emissions[i]))
-             if len(word_emissions[i])]
+    order = [
+        i for i in sorted(range(len(word_emissions)), key=lambda i: len(word_emissions[i])) if len(word_emissions[i])
+    ]
     for first in range(0, len(order), batch_size):
-        chunk = order[first:first + batch_size]
+        chunk = order[first : first + batch_size]
         width = len(word_emissions[chunk[-1]])
         n_labels = len(crf.labels)
         batch = np.zeros((len(chunk), width, n_labels), dtype=np.float32)
         mask = np.zeros((len(chunk), width), dtype=bool)
         for row, i in enumerate(chunk):
             vectors = np.asarray([np.asarray(v, dtype=np.float32) for v in word_emissions[i]])
-            batch[row, :len(vectors)] = vectors[:, :n_labels]
-            mask[row, :len(vectors)] = True
+            batch[row, : len(vectors)] = vectors[:, :n_labels]
+            mask[row, : len(vectors)] = True
         paths = crf.decode(torch.from_numpy(batch).to(device), torch.from_numpy(mask).to(device))
         for i, path in zip(chunk, paths):
             results[i] = path
@@ -287,8 +300,7 @@ with the CRF.
         """The float32 emission score vector (a CPU tensor) at every sub-token."""
         return [list(row) for row in logits.cpu()]
 
-    def decode_words(self, model: torch.nn.Module,
-                     word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+    def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Constrained Viterbi over each whole sentence; a word's score is the softmax probability of its
         Viterbi label under its emission scores."""
         results = []
@@ -323,5 +335,5 @@ def saved_crf_state(model_path: str) -> dict[str, torch.Tensor] | None:
     for file in files:
         if file.is_file():
             with safe_open(str(file), framework="pt") as f:
-                state.update({k[len("crf."):]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
+                state.update({k[len("crf.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
     return state or None

@@ -19,8 +19,10 @@ class LinearHead(Head):
 
     def loss(self, model: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(
-            logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1).to(logits.device),
-            ignore_index=IGNORE_INDEX, reduction="sum",
+            logits.reshape(-1, logits.shape[-1]).float(),
+            labels.reshape(-1).to(logits.device),
+            ignore_index=IGNORE_INDEX,
+            reduction="sum",
         )
 
     def preprocess_logits_for_metrics(self, logits, labels):
@@ -36,14 +38,17 @@ class LinearHead(Head):
         predictions = logits.argmax(dim=-1)
         if labels is None:
             return predictions
-        token_loss = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0),
-                                                       reduction="none")
+        token_loss = torch.nn.functional.cross_entropy(
+            logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none"
+        )
         return predictions, token_loss
 
     def eval_row_outputs(self, predictions) -> Sequence:
         if isinstance(predictions, tuple):  # (label ids, sub-token losses)
             predictions = predictions[0]
-        if isinstance(predictions, np.ndarray) and predictions.ndim == 3:  # logits, from a Trainer without preprocessing
+        if (
+            isinstance(predictions, np.ndarray) and predictions.ndim == 3
+        ):  # logits, from a Trainer without preprocessing
             predictions = predictions.argmax(-1)
         return predictions
 
@@ -57,8 +62,7 @@ class LinearHead(Head):
         probabilities, label_ids = logits.softmax(dim=-1).max(dim=-1)
         return [list(zip(ids, probs)) for ids, probs in zip(label_ids.tolist(), probabilities.tolist())]
 
-    def decode_words(self, model: torch.nn.Module,
-                     word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+    def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         return [[(int(label_id), float(score)) for label_id, score in sentence] for sentence in word_outputs]
 
     def decode_word_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
