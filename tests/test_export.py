@@ -16,7 +16,7 @@ from nertune.export import REPORT_FILE, export_run  # noqa: E402
 from nertune.predictor import NerPredictor  # noqa: E402
 from nertune.rundir import RunDir  # noqa: E402
 
-from .conftest import make_sentences, running_server, tiny_recipe, write_conll  # noqa: E402
+from .helpers import make_sentences, running_server, tiny_recipe, write_conll  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
