@@ -197,7 +197,7 @@ def test_lora_adapter_dir_is_merged_on_export(tiny_model_dir, tmp_path):
 
 def test_clear_errors(trained_model_dir, exported_dir, tmp_path, capsys):
     assert main(["export", str(tmp_path / "missing"), "--output", str(tmp_path / "out")]) == 2
-    assert "no such local path" in capsys.readouterr().err
+    assert "model directory not found" in capsys.readouterr().err
     assert main(["export", str(exported_dir), "--output", str(tmp_path / "again")]) == 2
     assert "already an ONNX export" in capsys.readouterr().err
     (tmp_path / "full").mkdir()
