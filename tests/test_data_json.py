@@ -9,7 +9,7 @@ import pytest
 from nertune import data
 from nertune.data import DataError
 
-from .helpers import write
+from .helpers import data_cfg, write
 
 RECORDS = [
     {"tokens": ["EU", "rejects"], "ner_tags": ["B-ORG", "O"], "document_id": "d1"},
@@ -192,3 +192,18 @@ def test_bad_cluener_spans_name_file_line_and_mention(tmp_path, label, message):
 def test_doccano_label_list_is_still_read_as_spans(tmp_path):
     path = write(tmp_path, "doccano.jsonl", json.dumps({"text": "EU rejects", "label": [[0, 2, "ORG"]]}))
     assert data.read_split_file(path)["ner_tags"] == [["B-ORG", "O"]]
+
+
+def test_json_with_other_field_names_reads_through_the_recipe(tmp_path):
+    """`data.tokens_field` / `data.tags_field` name a JSON corpus's own fields; a missing one names the key."""
+    from nertune.data import load_splits
+
+    lines = [json.dumps({"words": ["John", "lives", "in", "Paris"], "bio": ["B-PER", "O", "O", "B-LOC"]})] * 12
+    train = write(tmp_path, "train.jsonl", "\n".join(lines) + "\n")
+    splits, _ = load_splits(data_cfg(train_file=str(train), tokens_field="words", tags_field="bio"))
+    assert splits["train"][0]["tokens"] == ["John", "lives", "in", "Paris"]
+    assert splits["train"][0]["ner_tags"] == ["B-PER", "O", "O", "B-LOC"]
+    with pytest.raises(DataError, match=r"train.jsonl:1: missing field 'tokens'.*data.tokens_field"):
+        load_splits(data_cfg(train_file=str(train)))
+    with pytest.raises(DataError, match=r"train.jsonl:1: missing tags: expected 'tags'.*data.tags_field"):
+        load_splits(data_cfg(train_file=str(train), tokens_field="words", tags_field="tags"))

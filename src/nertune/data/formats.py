@@ -146,12 +146,15 @@ def read_split_file(
     comment_prefix: str | None = None,
     span_alignment: str = "strict",
     encoding: str = "utf-8",
+    tokens_field: str | None = None,
+    tags_field: str | None = None,
 ) -> datasets.Dataset:
     """Read one split file as CoNLL or JSON(L), chosen by `fmt`, by the extension, or else by the content.
 
-    `path` may be `pkg://package/file`. `key` (e.g. "data.validation_file") only appears in error
-    messages. The CoNLL options are ignored for JSON and `label_names` for CoNLL, because a recipe
-    always carries all of them. A file whose content reads as plain text is an error: training needs tags.
+        `path` may be `pkg://package/file`. `key` (e.g. "data.validation_file") only appears in error
+        messages. `tokens_field`/`tags_field` name the JSON fields of the words and tags (`data.tokens_field`,
+    `data.tags_field`). The CoNLL options are ignored for JSON and `label_names` for CoNLL, because a recipe
+        always carries all of them. A file whose content reads as plain text is an error: training needs tags.
     """
     label = f"{key}: " if key else ""
     resolved = resolve_data_path(path, ".", key)
@@ -169,6 +172,6 @@ def read_split_file(
     try:
         if found.name == "conll":
             return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix, encoding)
-        return read_json(resolved, label_names, span_alignment)
+        return read_json(resolved, label_names, span_alignment, tokens_field=tokens_field, tags_field=tags_field)
     except DataError as err:
         raise explain(err, found) from None

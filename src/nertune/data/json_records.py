@@ -143,7 +143,12 @@ def _cluener_spans(label: dict, text: str, where: str, path: Path, line: int | N
 
 
 def read_json(
-    path: str | Path, label_names: Sequence[str] | None = None, span_alignment: str = "strict"
+    path: str | Path,
+    label_names: Sequence[str] | None = None,
+    span_alignment: str = "strict",
+    *,
+    tokens_field: str | None = None,
+    tags_field: str | None = None,
 ) -> datasets.Dataset:
     """Read JSON (a list of records, or an object holding one list) or JSONL (one record a line).
 
@@ -152,7 +157,9 @@ def read_json(
     `label` (spaCy, Prodigy, Doccano; CLUENER2020's `label` mapping type -> mention -> inclusive offsets,
     each mention checked against the text), split into words by `words.split_words` (every Chinese
     character a word) and tagged IOB2 (`span_alignment`: see `words.tag_words_from_spans`).
-    An optional `document_id` is kept (default `""`). JSONL is recognised by the `.jsonl` extension or by its content.
+    `tokens_field` / `tags_field` (`data.tokens_field`, `data.tags_field`) name other fields for the words and
+    the tags. An optional `document_id` is kept (default `""`). JSONL is recognised by the `.jsonl`
+    extension or by its content.
     """
     path = Path(path)
     columns = empty_columns()
@@ -160,8 +167,9 @@ def read_json(
     for record, line, where in _iter_json_records(path):
         if not isinstance(record, dict):
             raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}", path, line)
-        tokens = record.get("tokens")
-        if tokens is None and isinstance(record.get("text"), str):
+        tokens = record.get(tokens_field or "tokens")
+        from_spans = False
+        if tokens is None and tokens_field is None and isinstance(record.get("text"), str):
             span_field = next((name for name in SPAN_FIELDS if name in record), None)
             if span_field is None:
                 raise DataError(
@@ -178,17 +186,28 @@ def read_json(
                 tokens, span_tags = tag_words_from_spans(record["text"], spans, expand=span_alignment == "expand")
             except ValueError as e:
                 raise DataError(f"{where}{e}", path, line) from None
-            record = {**record, "ner_tags": span_tags}
+            record, from_spans = {**record, "ner_tags": span_tags}, True
         if tokens is None:
+            wanted = (
+                f"'{tokens_field}' (data.tokens_field)" if tokens_field else "'tokens' (or 'text' with entity spans)"
+            )
             raise DataError(
-                f"{where}missing field 'tokens' (or 'text' with entity spans); keys: {sorted(record)!r}", path, line
+                f"{where}missing field {wanted}; keys: {sorted(record)!r}; data.tokens_field names the words' field",
+                path,
+                line,
             )
         if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
-            raise DataError(f"{where}'tokens' must be a list of strings, got {tokens!r:.80}", path, line)
-        tag_field = next((name for name in TAG_FIELDS if name in record), None)  # span records: ner_tags
+            raise DataError(
+                f"{where}'{tokens_field or 'tokens'}' must be a list of strings, got {tokens!r:.80}", path, line
+            )
+        fields = ["ner_tags"] if from_spans else [tags_field] if tags_field else list(TAG_FIELDS)
+        tag_field = next((name for name in fields if name in record), None)
         if tag_field is None:
             raise DataError(
-                f"{where}missing tags: expected one of {list(TAG_FIELDS)} (keys: {sorted(record)!r})", path, line
+                f"{where}missing tags: expected {' or '.join(map(repr, fields))} (keys: {sorted(record)!r}); "
+                "data.tags_field names the tags' field",
+                path,
+                line,
             )
         tags = record[tag_field]
         if not isinstance(tags, list):

@@ -81,6 +81,8 @@ def _read_configured_file(path: Path, data_cfg: Any, key: str) -> datasets.Datas
         delimiter=data_cfg.delimiter,
         label_names=data_cfg.label_names,
         comment_prefix=data_cfg.comment_prefix,
+        tokens_field=getattr(data_cfg, "tokens_field", None),
+        tags_field=getattr(data_cfg, "tags_field", None),
         span_alignment=data_cfg.span_alignment,
         encoding=data_cfg.encoding,
     )
