@@ -140,6 +140,26 @@ def train_project(recipe: Recipe) -> dict:
     }
 
 
+def measure_serving(model_dir: str, texts: list[str]) -> dict:
+    """32 clients, one sentence per request, against the same predictor's offline batches (`serve_bench`);
+    empty without the `serve` extra."""
+    try:
+        from .serve_bench import bench_serving
+    except ModuleNotFoundError as e:
+        logger.info("no serving numbers: %s is not installed (pip install 'nertune[serve]')", e.name)
+        return {}
+    serving = bench_serving(model_dir, texts)
+    return {
+        "serving_efficiency": serving["serving_efficiency"],
+        "serving_sentences_per_second": serving["serving_sentences_per_second"],
+        "serving_offline_sentences_per_second": serving["offline_sentences_per_second"],
+        "serving_latency_p50_ms": serving["latency_p50_ms"],
+        "serving_latency_p95_ms": serving["latency_p95_ms"],
+        "serving_single_client_latency_ms": serving["single_client_latency_ms"],
+        "serving_errors": serving["errors"],
+    }
+
+
 def run_bench(recipe_path: str | None, overrides: list[str] | None = None, target_eval_steps: int = 20) -> dict:
     """Run every comparison of the module docstring; write bench.json and bench.md, print the table.
 
@@ -176,10 +196,7 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None, targe
         target_eval_steps,
     )
     inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]), list(splits["test"]["ner_tags"]))
-    # 32 clients, one sentence per request, against the same predictor's offline batches.
-    from .serve_bench import bench_serving  # the `serve` extra
-
-    serving = bench_serving(str(out / "project"), [" ".join(tokens) for tokens in splits["test"]["tokens"]])
+    serving = measure_serving(str(out / "project"), [" ".join(tokens) for tokens in splits["test"]["tokens"]])
 
     from transformers import AutoConfig
 
@@ -220,13 +237,7 @@ def run_bench(recipe_path: str | None, overrides: list[str] | None = None, targe
         "time_to_target_speedup": (run_ner["train_runtime_s"] / to_target["seconds"] if to_target["seconds"] else None),
         "target_timeline": to_target["timeline"],
         **{key: inference[key] for key in ("int8_sentences_per_second", "int8_f1_change") if key in inference},
-        "serving_efficiency": serving["serving_efficiency"],
-        "serving_sentences_per_second": serving["serving_sentences_per_second"],
-        "serving_offline_sentences_per_second": serving["offline_sentences_per_second"],
-        "serving_latency_p50_ms": serving["latency_p50_ms"],
-        "serving_latency_p95_ms": serving["latency_p95_ms"],
-        "serving_single_client_latency_ms": serving["single_client_latency_ms"],
-        "serving_errors": serving["errors"],
+        **serving,
         **inference_options(inference),
         "matmul_peak_flops": peak,
         "mfu": 6 * dense_params * tokens_per_second / peak,
