@@ -138,12 +138,7 @@ def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[s
     import httpx
 
     port = free_port()
-    src = str(SRC)
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),
-        "OMP_NUM_THREADS": "1",
-    }  # a tiny model on a shared CPU
+    env = subprocess_env()
     command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
     # Output to a file, not a pipe: nobody reads a pipe while the tests run, and a full one blocks the server.
     with open(log_path, "w") as log:
@@ -236,6 +231,18 @@ def ddp_overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
     )
 
 
+def subprocess_env() -> dict[str, str]:
+    """The environment of a nertune subprocess: this checkout's src first, offline, one thread per process (a
+    tiny model on a shared CPU)."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
+        "HF_HUB_OFFLINE": "1",
+        "HF_DATASETS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+    }
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -243,16 +250,9 @@ def free_port() -> int:
 
 
 def launch_module(launcher: list[str], script: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
     return subprocess.run(
         [sys.executable, "-m", *launcher, str(script), *args],
-        env=env,
+        env=subprocess_env(),
         cwd=REPO,
         capture_output=True,
         text=True,

@@ -4,9 +4,7 @@ in input order as they come, `--resume` after a SIGKILL, and several processes u
 from __future__ import annotations
 
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,27 +12,14 @@ from pathlib import Path
 
 import pytest
 
-import nertune
 from nertune.cli import main
 from nertune.data import DataError, InputRecord, iter_prediction_input
 from nertune.prediction import run_prediction
 from nertune.prediction_stream import JSONL_DOCUMENT_GAP, document_chunks, resume_point
 
-from .helpers import CITIES, LABELS, ORGS, PERSONS, random_head_model
+from .helpers import CITIES, LABELS, ORGS, PERSONS, REPO, free_port, random_head_model, subprocess_env
 
-REPO = Path(__file__).resolve().parents[1]
-SRC = Path(nertune.__file__).resolve().parents[1]
 WORDS = PERSONS + CITIES + ORGS + ["lives", "in", "works", "at", "the", "."]
-
-
-def _env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")])),
-        "HF_HUB_OFFLINE": "1",
-        "HF_DATASETS_OFFLINE": "1",
-        "OMP_NUM_THREADS": "1",
-    }
 
 
 def _sentence(i: int) -> list[str]:
@@ -190,7 +175,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
         "1",
     ]
     with open(tmp_path / "killed.log", "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=_env())
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env())
     deadline = time.monotonic() + 180
     while not (output.is_file() and output.stat().st_size > 2000):
         assert process.poll() is None, (tmp_path / "killed.log").read_text()
@@ -208,12 +193,6 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
     assert output.read_bytes() == reference.read_bytes()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
     launcher = [
@@ -225,7 +204,7 @@ def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
         "--num_processes",
         "2",
         "--main_process_port",
-        str(_free_port()),
+        str(free_port()),
         "-m",
         "nertune.cli",
         "predict",
@@ -246,7 +225,7 @@ def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
                 "--comment-prefix",
                 "#",
             ],
-            env=_env(),
+            env=subprocess_env(),
             cwd=tmp_path,
             capture_output=True,
             text=True,
