@@ -30,12 +30,15 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
+MODEL_HELP = (
+    "a run directory written by `nertune train`, or a Hub id owner/name[@revision] "
+    "(through the Hugging Face cache; offline with HF_HUB_OFFLINE=1)"
+)
+
+
 def evaluate_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="nertune evaluate", description="Evaluate a trained model directory.")
-    parser.add_argument(
-        "model_dir",
-        help="a run directory written by `nertune train`, or a Hub id owner/name[@revision] (through the Hugging Face cache; offline with HF_HUB_OFFLINE=1)",
-    )
+    parser.add_argument("model_dir", help=MODEL_HELP)
     parser.add_argument("overrides", nargs="*", help="key=value overrides (data.test_file=..., split=test)")
     args = parser.parse_args(argv)
     from .evaluation import run_evaluation
@@ -54,10 +57,7 @@ def predict_main(argv: list[str]) -> int:
         "line with the predicted tag appended. The input is streamed and results are written as they come; "
         "under `accelerate launch --num_processes N -m nertune.cli predict ...` N processes share the work.",
     )
-    parser.add_argument(
-        "model_dir",
-        help="a run directory written by `nertune train`, or a Hub id owner/name[@revision] (through the Hugging Face cache; offline with HF_HUB_OFFLINE=1)",
-    )
+    parser.add_argument("model_dir", help=MODEL_HELP)
     parser.add_argument("--input", required=True, help="file to tag")
     parser.add_argument("--output", required=True, help="where to write the predictions")
     parser.add_argument(
@@ -130,10 +130,7 @@ def serve_main(argv: list[str]) -> int:
         'POST /predict {"text": ...} or {"texts": [...]}, GET /health, GET /info, '
         "GET /metrics (Prometheus). Concurrent requests are batched into one model call.",
     )
-    parser.add_argument(
-        "model_dir",
-        help="a run directory written by `nertune train`, or a Hub id owner/name[@revision] (through the Hugging Face cache; offline with HF_HUB_OFFLINE=1)",
-    )
+    parser.add_argument("model_dir", help=MODEL_HELP)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch", type=int, default=32, help="most texts in one request (else 413)")
