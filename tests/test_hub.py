@@ -294,6 +294,22 @@ def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthet
     assert run_card_python(render_model_card(run)) == from_hub
     assert str(base) == base_model_path(run)  # the adapter still loads here from the recipe's reference
 
+    # The pushed adapter repo (what was uploaded, without merged/) predicts by its Hub id from the cache.
+    from nertune.predictor import NerPredictor
+
+    pushed = tmp_path / "pushed"
+    for name, content in uploaded.items():
+        if not name.startswith("merged/"):
+            (pushed / name).parent.mkdir(parents=True, exist_ok=True)
+            (pushed / name).write_bytes(content)
+    cache_snapshot(hub_cache, "someone/tiny-ner-lora-pushed", "f" * 40, pushed)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    by_id = NerPredictor.from_pretrained("someone/tiny-ner-lora-pushed", device="cpu", precision="fp32")
+    local = NerPredictor.from_pretrained(run, device="cpu", precision="fp32")
+    words = [["john", "lives", "in", "paris", "."]]
+    assert by_id.predict_words(words) == local.predict_words(words)
+
     # Without merged/ the card shows no pipeline() (it cannot load an adapter with its labels).
     shutil.rmtree(run / "merged")
     adapter_card = render_model_card(run, "someone/tiny-ner-lora")
