@@ -31,9 +31,9 @@ def word_predictions_from_rows(features, row_predictions, n_words: list[int]) ->
     )
 
 
-def ids_to_tags(word_ids: list[list[int]], id2label: dict[int, str], scheme: str) -> list[list[str]]:
+def ids_to_tags(word_label_ids: list[list[int]], id2label: dict[int, str], scheme: str) -> list[list[str]]:
     # Repair makes every written sequence valid; it keeps the spans seqeval's default mode would read.
-    return [repair_tags([id2label[int(i)] for i in sentence], scheme) for sentence in word_ids]
+    return [repair_tags([id2label[int(i)] for i in sentence], scheme) for sentence in word_label_ids]
 
 
 def make_compute_metrics(
@@ -55,8 +55,8 @@ def make_compute_metrics(
     def compute_metrics(eval_prediction) -> dict[str, float]:
         current = model()
         rows = head.eval_row_outputs(eval_prediction.predictions)
-        word_ids = head.decode_word_ids(current, word_predictions_from_rows(features, rows, n_words))
-        scores = entity_metrics(gold_tags, ids_to_tags(word_ids, id2label, scheme), scheme=scheme, strict=strict)
+        word_label_ids = head.decode_word_label_ids(current, word_predictions_from_rows(features, rows, n_words))
+        scores = entity_metrics(gold_tags, ids_to_tags(word_label_ids, id2label, scheme), scheme=scheme, strict=strict)
         metrics = {key: scores[key] for key in ("precision", "recall", "f1", "macro_f1", "accuracy")}
         if eval_prediction.label_ids is not None:
             metrics["token_loss"] = head.eval_loss(current, eval_prediction.predictions, eval_prediction.label_ids)
@@ -76,8 +76,10 @@ def predict_split(
     finally:
         trainer.compute_metrics = compute_metrics
     rows = trainer.head.eval_row_outputs(output.predictions)
-    word_ids = trainer.head.decode_word_ids(trainer.model, word_predictions_from_rows(features, rows, n_words))
-    tags = ids_to_tags(word_ids, id2label, scheme)
+    word_label_ids = trainer.head.decode_word_label_ids(
+        trainer.model, word_predictions_from_rows(features, rows, n_words)
+    )
+    tags = ids_to_tags(word_label_ids, id2label, scheme)
     assert [len(t) for t in tags] == n_words, "every word of every sentence gets exactly one tag"
     return tags
 

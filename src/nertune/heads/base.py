@@ -150,6 +150,6 @@ class Head:
         """Every sentence's per-word outputs (one per word, windows merged) -> one (label id, score) per word."""
         raise NotImplementedError
 
-    def decode_word_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+    def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         """One label id per word from per-word outputs of `eval_row_outputs` (evaluation needs no scores)."""
         return [[label_id for label_id, _ in sentence] for sentence in self.decode_words(model, word_outputs)]

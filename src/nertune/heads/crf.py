@@ -312,7 +312,7 @@ with the CRF.
             results.append([(label_id, float(probabilities[i, label_id])) for i, label_id in enumerate(path)])
         return results
 
-    def decode_word_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+    def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         return viterbi_words(model_crf(model), word_outputs)
 
 

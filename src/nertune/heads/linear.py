@@ -65,5 +65,5 @@ class LinearHead(Head):
     def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         return [[(int(label_id), float(score)) for label_id, score in sentence] for sentence in word_outputs]
 
-    def decode_word_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+    def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         return [[int(label_id) for label_id in sentence] for sentence in word_outputs]
