@@ -135,7 +135,12 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-batch", type=int, default=32, help="most texts in one request (else 413)")
     parser.add_argument("--max-chars", type=int, default=10000, help="longest text in characters (else 413)")
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="windows per forward pass (online batches are not length-sorted like a file: small passes pad less)",
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
     parser.add_argument(

@@ -274,7 +274,7 @@ def run_server(
     port: int = 8000,
     max_batch: int = 32,
     max_chars: int = 10_000,
-    batch_size: int = 32,
+    batch_size: int = 8,
     device: str | None = None,
     precision: str = "auto",
     max_batch_sentences: int = 64,

@@ -69,7 +69,7 @@ def bench_serving(
     requests_per_client: int = 8,
     max_batch_sentences: int = 64,
     max_wait_ms: float = 5.0,
-    batch_size: int = 32,
+    batch_size: int = 8,
     device: str | None = None,
     precision: str = "auto",
     single_client_requests: int = 20,
