@@ -260,17 +260,15 @@ def launch_module(launcher: list[str], script: Path, *args: str) -> subprocess.C
     )
 
 
+def two_process_launcher() -> list[str]:
+    """`accelerate launch` of two CPU processes with the project's multi-GPU config (python -m arguments)."""
+    config = str(REPO / "recipes/accelerate/multi-gpu.yaml")
+    return ["accelerate.commands.launch", "--config_file", config, "--num_processes", "2",
+            "--main_process_port", str(free_port())]  # fmt: skip
+
+
 def ddp_launch(tmp: Path, overrides: list[str]) -> subprocess.CompletedProcess:
-    launcher = [
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "recipes/accelerate/multi-gpu.yaml"),
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        str(free_port()),
-    ]
-    result = launch_module(launcher, tmp / "worker.py", str(tmp), str(tmp / "recipe.yaml"), *overrides)
+    result = launch_module(two_process_launcher(), tmp / "worker.py", str(tmp), str(tmp / "recipe.yaml"), *overrides)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
     return result
 

@@ -17,7 +17,7 @@ from nertune.data import DataError, InputRecord, iter_prediction_input
 from nertune.prediction import run_prediction
 from nertune.prediction_stream import JSONL_DOCUMENT_GAP, document_chunks, resume_point
 
-from .helpers import CITIES, LABELS, ORGS, PERSONS, REPO, free_port, random_head_model, subprocess_env
+from .helpers import CITIES, LABELS, ORGS, PERSONS, random_head_model, subprocess_env, two_process_launcher
 
 WORDS = PERSONS + CITIES + ORGS + ["lives", "in", "works", "at", "the", "."]
 
@@ -195,21 +195,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
 
 @pytest.mark.slow
 def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
-    launcher = [
-        sys.executable,
-        "-m",
-        "accelerate.commands.launch",
-        "--config_file",
-        str(REPO / "recipes/accelerate/multi-gpu.yaml"),
-        "--num_processes",
-        "2",
-        "--main_process_port",
-        str(free_port()),
-        "-m",
-        "nertune.cli",
-        "predict",
-        str(model_dir),
-    ]
+    launcher = [sys.executable, "-m", *two_process_launcher(), "-m", "nertune.cli", "predict", str(model_dir)]
     for kind, name in (("conll", "out.conll"), ("jsonl", "out.jsonl")):
         reference, output = tmp_path / f"ref-{name}", tmp_path / name
         run_prediction(model_dir, inputs[kind], reference, batch_size=1, comment_prefix="#")
