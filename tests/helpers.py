@@ -100,17 +100,17 @@ def build_tiny_tokenizer():
     return BertTokenizer(vocab={w: i for i, w in enumerate(TINY_VOCAB)}, do_lower_case=True)
 
 
-def build_tiny_model(seed: int = 0):
-    """A 2-layer, 32-wide randomly initialised BERT encoder for `build_tiny_tokenizer`'s vocabulary."""
+def build_tiny_model(seed: int = 0, vocab_size: int = len(TINY_VOCAB), max_position_embeddings: int = 128):
+    """A 2-layer, 32-wide randomly initialised BERT encoder (by default for `build_tiny_tokenizer`'s vocabulary)."""
     from transformers import BertConfig, BertModel
 
     config = BertConfig(
-        vocab_size=len(TINY_VOCAB),
+        vocab_size=vocab_size,
         hidden_size=32,
         num_hidden_layers=2,
         num_attention_heads=2,
         intermediate_size=64,
-        max_position_embeddings=128,
+        max_position_embeddings=max_position_embeddings,
     )
     torch.manual_seed(seed)
     return BertModel(config)

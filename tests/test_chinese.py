@@ -10,13 +10,12 @@ import random
 from pathlib import Path
 
 import pytest
-import torch
 
 from nertune import data
 from nertune.cli import main
 from nertune.data import DataError
 
-from .helpers import data_cfg, running_server, write
+from .helpers import build_tiny_model, data_cfg, running_server, write
 
 PERSONS = ["张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "孙悦"]
 PLACES = ["北京", "上海", "广州", "深圳", "杭州", "成都"]
@@ -228,22 +227,13 @@ def test_detect_language_by_script(tokens, language):
 @pytest.fixture(scope="module")
 def chinese_model_dir(tmp_path_factory) -> Path:
     """A 2-layer, 32-wide BERT whose WordPiece vocabulary holds every character of the corpus."""
-    from transformers import BertConfig, BertModel, BertTokenizer
+    from transformers import BertTokenizer
 
     directory = tmp_path_factory.mktemp("tiny-bert-zh")
     chars = dict.fromkeys("".join(PERSONS + PLACES + ORGS) + FILLER)
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars]
     BertTokenizer(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(directory)
-    config = BertConfig(
-        vocab_size=len(vocab),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=64,
-    )
-    torch.manual_seed(0)
-    BertModel(config).save_pretrained(directory)
+    build_tiny_model(seed=0, vocab_size=len(vocab), max_position_embeddings=64).save_pretrained(directory)
     return directory
 
 
