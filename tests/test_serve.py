@@ -367,6 +367,62 @@ def test_a_cancelled_request_is_skipped(trained_model_dir):
     assert kept.result(timeout=0)[0]["tags"][0] == "B-PER"
 
 
+def test_the_batcher_can_work_in_the_calling_thread(trained_model_dir):
+    """`nertune serve` runs the model in the thread that loaded it (`DynamicBatcher.run`): requests from
+    other threads are answered there, `close` drains and ends it, and so does `keep_running` turning false."""
+    from nertune.batching import BatcherClosedError, DynamicBatcher
+    from nertune.predictor import NerPredictor
+
+    predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
+    model_threads: list[str] = []
+    batcher = DynamicBatcher(
+        predictor, max_wait_ms=50, on_batch=lambda n: model_threads.append(threading.current_thread().name)
+    )
+    answers = []
+
+    def client() -> None:
+        while True:
+            try:
+                future = batcher.submit(["john lives in paris ."])
+                break
+            except BatcherClosedError:  # `run` has not started accepting yet
+                time.sleep(0.01)
+        answers.append(future.result(timeout=60))
+        batcher.close()
+
+    sender = threading.Thread(target=client, name="client")
+    sender.start()
+    batcher.run()
+    sender.join()
+    assert model_threads == [threading.current_thread().name]
+    assert answers[0][0]["tags"] == ["B-PER", "O", "O", "B-LOC", "O"]
+
+    stopped = DynamicBatcher(predictor)
+    started = time.monotonic()
+    stopped.run(keep_running=lambda: time.monotonic() - started < 0.3)  # e.g. the HTTP thread died
+    with pytest.raises(BatcherClosedError, match="not accepting"):
+        stopped.submit(["john lives in paris ."])
+
+
+def test_a_taken_port_is_one_error_line(trained_model_dir):
+    import socket
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "nertune.cli", "serve", str(trained_model_dir), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    assert result.returncode == 2, result.stderr
+    assert f"error: could not listen on 127.0.0.1:{port}" in result.stderr
+
+
 def test_missing_model_dir_is_one_error_line(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     result = subprocess.run(

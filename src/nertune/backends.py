@@ -1,7 +1,8 @@
 """The forward pass of a loaded run: a PyTorch module (`TorchBackend`) or an ONNX Runtime session (`OnnxBackend`).
 
-`NerPredictor` batches windows with `padded_batches` and asks its backend for `logits(batch)`; everything
-else (windows, merging, the head's decoding) is the same for both. A backend also gives the predictor the
+`NerPredictor` asks its backend for the `batches` of its windows (`forward_batches`: packed several to a row
+where the model computes the same as padded, else padded) and for their `logits(batch)`; everything else
+(windows, merging, the head's decoding) is the same for both. A backend also gives the predictor the
 model's `config` and `head_model`: the module the head decodes with (the torch model itself, or for ONNX a
 small module holding only the head's own weights, e.g. the CRF's transition scores, which stay in Python).
 
@@ -11,6 +12,7 @@ its head's own weights, when the head has any, are in `head_weights/model.safete
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +20,18 @@ from typing import Any
 import torch
 
 from .errors import MissingDependencyError, RequestError
+from .forward_batches import MODEL_INPUTS, Placement, packed_batches, padded_batches, padding_share
 from .heads import head_of
 from .modeling import cpu_supports_bf16, resolve_precision
 from .rundir import ONNX_FILE, RunDir
 
+logger = logging.getLogger(__name__)
+
+# Padded batches are cheaper up to this much padding: packed rows attend over longer rows (make bench).
+PACK_ABOVE_PADDING = 0.1
+
 HEAD_WEIGHTS_DIR = "head_weights"  # holds a model.safetensors with the head's own tensors only
 ONNX_EXTRA_HINT = "pip install 'nertune[onnx]'"
-MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -38,26 +45,6 @@ def import_onnxruntime():
     return onnxruntime
 
 
-def padded_batches(
-    features: dict[str, list], pad_token_id: int | None, batch_size: int, device: torch.device
-) -> Iterator[tuple[list[int], dict[str, torch.Tensor]]]:
-    """(row indices, model inputs) of every batch of windows. Windows are sorted by length, so a batch pads
-    only to its own longest window; right padding, as in training: positions keep their index and the mask
-    hides the pad."""
-    rows = features["input_ids"]
-    keys = [k for k in MODEL_INPUTS if k in features]
-    pad_values = {"input_ids": pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
-    order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
-    for first in range(0, len(order), batch_size):
-        batch_rows = order[first : first + batch_size]
-        width = len(rows[batch_rows[-1]])
-        batch = {}
-        for key in keys:
-            padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
-            batch[key] = torch.tensor(padded, dtype=torch.long, device=device)
-        yield batch_rows, batch
-
-
 class Backend:
     """A model's forward pass: `logits(batch)` -> float32 (B, T, L) logits on `device`."""
 
@@ -68,6 +55,12 @@ class Backend:
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         raise NotImplementedError
 
+    def batches(
+        self, features: dict[str, list], pad_token_id: int | None, batch_size: int, row_tokens: int
+    ) -> Iterator[tuple[list[Placement], dict[str, torch.Tensor]]]:
+        """The model inputs of every forward pass over `features`' windows (`forward_batches`)."""
+        return padded_batches(features, pad_token_id, batch_size, self.device)
+
 
 class TorchBackend(Backend):
     """A PyTorch token-classification model (with its head's modules), in eval mode."""
@@ -77,6 +70,7 @@ class TorchBackend(Backend):
         self.head_model = self.model
         self.config = model.config
         self.device = next(model.parameters()).device
+        self.packs: bool | None = None  # whether windows are packed several to a row; decided on first use
 
     @classmethod
     def from_run(cls, run: RunDir, device: str | None = None, precision: str = "auto") -> TorchBackend:
@@ -97,6 +91,54 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.model(**batch).logits.float()
+
+    def batches(
+        self, features: dict[str, list], pad_token_id: int | None, batch_size: int, row_tokens: int
+    ) -> Iterator[tuple[list[Placement], dict[str, torch.Tensor]]]:
+        """Packed rows of `row_tokens` sub-tokens when padded batches would add more than `PACK_ABOVE_PADDING`
+        padding and the model computes the same for packed rows (checked once), else padded batches."""
+        lengths = [len(window) for window in features["input_ids"]]
+        if padding_share(lengths, batch_size) <= PACK_ABOVE_PADDING:
+            return padded_batches(features, pad_token_id, batch_size, self.device)
+        if self.packs is None:
+            self.packs = self._packing_matches_padding(features, pad_token_id, row_tokens)
+        if not self.packs:
+            return padded_batches(features, pad_token_id, batch_size, self.device)
+        return packed_batches(features, pad_token_id, batch_size, row_tokens, self.device, self._dtype())
+
+    def _dtype(self) -> torch.dtype:
+        """The dtype of the model's activations (int8 models keep float32 ones)."""
+        return next(self.model.parameters()).dtype
+
+    def _packing_matches_padding(self, features: dict[str, list], pad_token_id: int | None, row_tokens: int) -> bool:
+        """Whether two copies of a window packed into one row get the logits the window gets alone."""
+        length = min(len(features["input_ids"][0]), row_tokens // 2)
+        if length < 2:
+            return False  # rows too short to hold two windows: nothing to gain
+        probe = {key: [features[key][0][:length]] * 2 for key in MODEL_INPUTS if key in features}
+        _, alone = next(padded_batches(probe, pad_token_id, 1, self.device))
+        placements, packed = next(packed_batches(probe, pad_token_id, 1, row_tokens, self.device, self._dtype()))
+        try:
+            reference = self.logits(alone)[0]
+            together = self.logits(packed)
+        except (TypeError, ValueError, RuntimeError) as e:  # e.g. a model that takes no position_ids
+            logger.info("%s: windows are padded, not packed (%s)", type(self.model).__name__, e)
+            return False
+        quantized = any("quantized" in type(module).__module__ for module in self.model.modules())
+        tolerance = 1e-4 if self._dtype() == torch.float32 and not quantized else 2e-2
+        scale = 1 + reference.abs().max().item()
+        matches = all(
+            (together[row, offset : offset + length] - reference).abs().max().item() <= tolerance * scale
+            for _, row, offset in placements
+        )
+        logger.info(
+            "%s: %s",
+            type(self.model).__name__,
+            f"short windows are packed into rows of {row_tokens} sub-tokens"
+            if matches
+            else "packed rows change its logits (positions or masks of its own): windows are padded",
+        )
+        return matches
 
 
 def _torch_precision(precision: str, device: torch.device) -> str:

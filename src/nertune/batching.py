@@ -1,10 +1,11 @@
 """Dynamic batching for serving: concurrent requests gathered into one model call.
 
 Requests enter a bounded queue (counted in sentences, so memory stays bounded whatever the clients send);
-one worker thread takes whatever is queued, up to `max_batch_sentences`, waiting at most `max_wait_ms`
-for more to arrive, and calls `NerPredictor.predict_words` once for all of it. Every request gets only
-its own results, in order. Sentences of a `document` request share a document id of their own, so sentences
-of different requests never become each other's context.
+one worker (a thread of its own, or the caller's thread with `run`) takes whatever is queued, up to
+`max_batch_sentences`, waiting at most `max_wait_ms` for more to arrive, and calls
+`NerPredictor.predict_words` once for all of it. Every request gets only its own results, in order.
+Sentences of a `document` request share a document id of their own, so sentences of different requests
+never become each other's context.
 """
 
 from __future__ import annotations
@@ -89,12 +90,28 @@ class DynamicBatcher:
             self._worker = threading.Thread(target=self._run, name="nertune-batcher", daemon=True)
             self._worker.start()
 
+    def run(self, keep_running: Callable[[], bool] = lambda: True) -> None:
+        """Accept requests and work in the calling thread until `close` (after draining the queue) or until
+        `keep_running()` turns false (checked at least every half second while idle).
+
+        `nertune serve` runs the model here, in the thread that loaded it: torch gives every thread that runs
+        ops a thread pool of its own, and two pools on the same cores make every forward pass slower."""
+        with self._condition:
+            if self._worker is not None or self._accepting:
+                raise RuntimeError("the batcher is already started")
+            self._accepting = True
+        try:
+            self._run(keep_running)
+        finally:
+            with self._condition:
+                self._accepting = False
+
     def close(self, timeout: float | None = None) -> None:
         """Stop accepting, let the worker finish every queued request (drain), then stop it."""
         with self._condition:
             self._accepting = False
             self._condition.notify_all()
-        if self._worker is not None:
+        if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
 
     def submit(self, texts: Sequence[str], document: bool = False) -> Future:
@@ -125,13 +142,13 @@ class DynamicBatcher:
 
     # -- the worker
 
-    def _next_batch(self) -> list[_Job] | None:
-        """The jobs of the next model call (None: closed and drained)."""
+    def _next_batch(self, keep_running: Callable[[], bool]) -> list[_Job] | None:
+        """The jobs of the next model call (None: closed and drained, or `keep_running()` false)."""
         with self._condition:
             while not self._jobs:
-                if not self._accepting:
+                if not self._accepting or not keep_running():
                     return None
-                self._condition.wait()
+                self._condition.wait(0.5)
             # Wait a little for more requests, unless the batch is full or the server is draining.
             deadline = time.monotonic() + self.max_wait_s
             while self._queued_sentences < self.max_batch_sentences and self._accepting:
@@ -148,8 +165,8 @@ class DynamicBatcher:
             self._on_queue(self._queued_sentences)
             return batch
 
-    def _run(self) -> None:
-        while (batch := self._next_batch()) is not None:
+    def _run(self, keep_running: Callable[[], bool] = lambda: True) -> None:
+        while (batch := self._next_batch(keep_running)) is not None:
             # A request whose client went away was cancelled: skip it (and a running future can no longer be
             # cancelled, so setting its result below cannot fail).
             batch = [job for job in batch if job.future.set_running_or_notify_cancel()]

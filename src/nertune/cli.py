@@ -72,7 +72,9 @@ def predict_main(argv: list[str]) -> int:
         default=None,
         help="output format (default: from the extension; .txt means conll for CoNLL input)",
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument(
+        "--batch-size", type=int, default=32, help="windows (or rows of packed windows) per forward pass"
+    )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")
     parser.add_argument(
@@ -138,8 +140,9 @@ def serve_main(argv: list[str]) -> int:
     parser.add_argument(
         "--batch-size",
         type=int,
-        default=8,
-        help="windows per forward pass (online batches are not length-sorted like a file: small passes pad less)",
+        default=32,
+        help="windows per forward pass; windows of concurrent requests are packed several to a row of "
+        "max_length sub-tokens, so one pass holds this many rows",
     )
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto")

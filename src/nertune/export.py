@@ -26,9 +26,10 @@ from typing import Any
 import torch
 
 from .align import encode_examples
-from .backends import HEAD_WEIGHTS_DIR, ONNX_EXTRA_HINT, OnnxBackend, TorchBackend, padded_batches
+from .backends import HEAD_WEIGHTS_DIR, ONNX_EXTRA_HINT, OnnxBackend, TorchBackend
 from .data import DataError, load_split
 from .errors import MissingDependencyError, RequestError
+from .forward_batches import padded_batches
 from .heads import head_of
 from .paths import RECIPE_FILE
 from .predictor import NerPredictor

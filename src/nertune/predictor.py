@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .align import encode_examples, merge_window_predictions
-from .backends import Backend, TorchBackend, load_backend, padded_batches
+from .backends import Backend, TorchBackend, load_backend
 from .errors import ModelError, RequestError
 from .heads import head_of
 from .modeling import trained_labels
@@ -164,10 +164,11 @@ class NerPredictor:
         """The head's output (`Head.row_outputs`) at every sub-token of every window."""
         lengths = [len(row) for row in features["input_ids"]]
         predictions: list = [None] * len(lengths)
-        for batch_rows, batch in padded_batches(features, self.tokenizer.pad_token_id, self.batch_size, self.device):
+        batches = self.backend.batches(features, self.tokenizer.pad_token_id, self.batch_size, self.max_length)
+        for placements, batch in batches:
             outputs = self.head.row_outputs(self.backend.logits(batch))
-            for r, row in zip(batch_rows, outputs):
-                predictions[r] = row[: lengths[r]]
+            for window, row, offset in placements:
+                predictions[window] = outputs[row][offset : offset + lengths[window]]
         return predictions
 
     # -- entities

@@ -23,6 +23,7 @@ import hmac
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,6 +35,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, ConfigDict, StrictStr
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batching import BatcherClosedError, DynamicBatcher, QueueFullError
 from .errors import PathNotFoundError, RequestError
@@ -125,12 +128,56 @@ def read_api_key(api_key_file: str | Path | None = None) -> str | None:
     return key or None
 
 
-def _given_key(request: Request) -> str:
-    authorization = request.headers.get("authorization", "")
+def _given_key(headers: Headers) -> str:
+    authorization = headers.get("authorization", "")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
-    return request.headers.get("x-api-key", "")
+    return headers.get("x-api-key", "")
+
+
+class AuthorizeAndMeasure:
+    """ASGI middleware: answers 401 without the API key (every path but `OPEN_PATHS`) and counts every
+    request's status and latency. Plain ASGI rather than `@app.middleware("http")`, whose per-request
+    streams and task group cost the server's event loop more than the rest of a request."""
+
+    def __init__(self, app: ASGIApp, metrics: ServerMetrics, expected_key: bytes | None) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.expected_key = expected_key
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        path = scope["path"]
+        status = 500  # unless the app answers: an exception becomes a 500 further out
+
+        async def send_and_record(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            if (
+                self.expected_key is not None
+                and path not in OPEN_PATHS
+                and not hmac.compare_digest(_given_key(Headers(scope=scope)).encode("utf-8"), self.expected_key)
+            ):
+                response = JSONResponse(
+                    {"detail": "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
+                await response(scope, receive, send_and_record)
+            else:
+                await self.app(scope, receive, send_and_record)
+        finally:
+            endpoint = path if path in ENDPOINTS else "other"
+            self.metrics.requests.labels(endpoint, str(status)).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
 def create_app(
@@ -142,9 +189,13 @@ def create_app(
     max_wait_ms: float = 5.0,
     max_queue_sentences: int = 1024,
     api_key: str | None = None,
+    batcher_thread: bool = True,
 ) -> FastAPI:
-    """The FastAPI application around one predictor. Its batcher runs while the app's lifespan does
-    (uvicorn, or `with TestClient(app)`); `app.state.metrics` is its `ServerMetrics`."""
+    """The FastAPI application around one predictor; `app.state.metrics` is its `ServerMetrics`.
+
+    `batcher_thread=True`: the app's lifespan (uvicorn, or `with TestClient(app)`) runs its batcher in a
+    thread of its own. False: the caller runs `app.state.batcher.run()` (`run_server` does, in the thread
+    that loaded the model); the lifespan's end still closes it."""
     if max_batch < 1 or max_chars < 1:
         raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     if max_queue_sentences < max_batch:
@@ -164,7 +215,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        batcher.start()
+        if batcher_thread:
+            batcher.start()
         try:
             yield
         finally:
@@ -177,26 +229,7 @@ def create_app(
     app.state.batcher = batcher
     app.add_exception_handler(RequestValidationError, _validation_error)
 
-    @app.middleware("http")
-    async def authorize_and_measure(request: Request, call_next):
-        started = time.perf_counter()
-        path = request.url.path
-        if (
-            expected_key is not None
-            and path not in OPEN_PATHS
-            and not hmac.compare_digest(_given_key(request).encode("utf-8"), expected_key)
-        ):
-            response: Response = JSONResponse(
-                {"detail": "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        else:
-            response = await call_next(request)
-        endpoint = path if path in ENDPOINTS else "other"
-        metrics.requests.labels(endpoint, str(response.status_code)).inc()
-        metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(AuthorizeAndMeasure, metrics=metrics, expected_key=expected_key)
 
     @app.get("/health")
     def health() -> dict[str, str]:
@@ -263,18 +296,13 @@ def create_app(
     return app
 
 
-def _return_after_signal(signum: int, frame: object) -> None:
-    """uvicorn re-raises the signal that stopped it once it has shut down; a graceful stop then exits 0."""
-    logger.info("stopped by %s", signal.Signals(signum).name)
-
-
 def run_server(
     model_dir: str | Path,
     host: str = "127.0.0.1",
     port: int = 8000,
     max_batch: int = 32,
     max_chars: int = 10_000,
-    batch_size: int = 8,
+    batch_size: int = 32,
     device: str | None = None,
     precision: str = "auto",
     max_batch_sentences: int = 64,
@@ -283,7 +311,9 @@ def run_server(
     api_key_file: str | Path | None = None,
 ) -> None:
     """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
-    finish the requests in flight and return normally."""
+    finish the requests in flight and return normally.
+
+    uvicorn runs in a thread; the model runs in this one, where it was loaded (see `DynamicBatcher.run`)."""
     import uvicorn
 
     api_key = read_api_key(api_key_file)
@@ -296,12 +326,26 @@ def run_server(
         max_wait_ms=max_wait_ms,
         max_queue_sentences=max_queue_sentences,
         api_key=api_key,
+        batcher_thread=False,
     )
     if api_key is None:
         logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)
-    previous = {sig: signal.signal(sig, _return_after_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+
+    def stop(signum: int, frame: object) -> None:
+        # uvicorn's own handlers: stop accepting and finish the requests in flight; a second signal forces it.
+        logger.info("stopped by %s", signal.Signals(signum).name)
+        server.force_exit = server.should_exit
+        server.should_exit = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    http = threading.Thread(target=server.run, name="nertune-http", daemon=True)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info")
+        http.start()
+        app.state.batcher.run(keep_running=http.is_alive)
+        http.join()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if not server.started:  # uvicorn logged why (e.g. the port is taken) and ended its thread
+        raise RequestError(f"could not listen on {host}:{port} (uvicorn's error is above; is the port taken?)")

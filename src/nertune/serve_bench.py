@@ -1,14 +1,23 @@
-"""Serving throughput against the model's own: `bench_serving` runs the real server (uvicorn on loopback,
-in a thread of this process, around the same predictor), many concurrent clients each sending ONE sentence
-per request, and compares its sentences/s with the predictor's offline batched throughput on the same
-sentences (`serving_efficiency`, the share of the model's throughput that serving keeps).
+"""Serving throughput against the model's own: `bench_serving` starts the real server (`nertune serve` in a
+process of its own, on loopback), lets many concurrent clients each send ONE sentence per request, and compares
+its sentences/s with the same predictor's offline batched throughput on the same sentences
+(`serving_efficiency`, the share of the model's throughput that serving keeps).
+
+The clients are a minimal HTTP/1.1 keep-alive load generator (`HttpConnection`, in the spirit of `wrk`): each
+request is one `send` of bytes built beforehand and the answer is read by its Content-Length, so the
+measurement's own CPU stays small next to the server's on a machine whose cores they share. Every answer is
+still checked: status 200 and a JSON body with `entities`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import statistics
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import Sequence
@@ -25,41 +34,126 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def _batch_totals(app) -> tuple[float, float]:
-    """(model calls, sentences) so far, from the app's batch-size histogram."""
-    samples = app.state.metrics.batch_sentences.collect()[0].samples
-    return (
-        next(s.value for s in samples if s.name.endswith("_count")),
-        next(s.value for s in samples if s.name.endswith("_sum")),
-    )
+def free_loopback_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
-class _LoopbackServer:
-    """uvicorn serving `app` on a free 127.0.0.1 port in a background thread (a context manager)."""
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection to 127.0.0.1:`port` (no chunked bodies: the server sends
+    Content-Length). `request` returns (status, body)."""
 
-    def __init__(self, app) -> None:
-        import uvicorn
+    def __init__(self, port: int, timeout: float = 120) -> None:
+        self._socket = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        # One send per request: without NODELAY a second small write would wait for the peer's delayed ACK.
+        self._socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._buffer = b""
 
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._socket.getsockname()[1]}"
-        # Access logs would cost the server time the measurement should not count.
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
-        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, daemon=True)
+    @staticmethod
+    def encode(method: str, path: str, payload: Any = None) -> bytes:
+        body = b"" if payload is None else json.dumps(payload).encode("utf-8")
+        head = f"{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {len(body)}\r\n"
+        if payload is not None:
+            head += "Content-Type: application/json\r\n"
+        return (head + "\r\n").encode("ascii") + body
 
-    def __enter__(self) -> _LoopbackServer:
-        self._thread.start()
-        deadline = time.monotonic() + 60
-        while not self._server.started:
-            if not self._thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the benchmark server did not start")
-            time.sleep(0.02)
-        return self
+    def request(self, raw: bytes) -> tuple[int, bytes]:
+        self._socket.sendall(raw)
+        while b"\r\n\r\n" not in self._buffer:
+            self._receive()
+        head, _, self._buffer = self._buffer.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = 0
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        while len(self._buffer) < length:
+            self._receive()
+        body, self._buffer = self._buffer[:length], self._buffer[length:]
+        return status, body
+
+    def _receive(self) -> None:
+        chunk = self._socket.recv(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self._buffer += chunk
+
+    def close(self) -> None:
+        self._socket.close()
+
+
+class ServerProcess:
+    """`nertune serve MODEL_DIR --port P [options]` as a subprocess on a free loopback port (a context
+    manager); its output goes to a temporary log, whose end is shown when it fails to start."""
+
+    def __init__(self, model_dir: str | Path, options: Sequence[str] = (), startup_timeout_s: float = 300) -> None:
+        self.port = free_loopback_port()
+        self._command = [
+            sys.executable,
+            "-m",
+            "nertune.cli",
+            "serve",
+            str(model_dir),
+            "--port",
+            str(self.port),
+            *options,
+        ]
+        self._startup_timeout_s = startup_timeout_s
+        self._log = tempfile.TemporaryFile("w+")
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> ServerProcess:
+        self._process = subprocess.Popen(self._command, stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self._startup_timeout_s
+        health = HttpConnection.encode("GET", "/health")
+        while True:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the benchmark server exited with {self._process.returncode}:\n{self.log()}")
+            try:
+                connection = HttpConnection(self.port, timeout=5)
+                try:
+                    if connection.request(health)[0] == 200:
+                        return self
+                finally:
+                    connection.close()
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                self.__exit__()
+                raise RuntimeError(f"the benchmark server did not answer within {self._startup_timeout_s} s")
+            time.sleep(0.2)
+
+    def log(self) -> str:
+        self._log.seek(0)
+        return self._log.read()[-3000:]
 
     def __exit__(self, *exc: object) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout=60)
-        self._socket.close()
+        if self._process is not None and self._process.poll() is None:
+            self._process.terminate()
+            try:
+                self._process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                self._process.wait()
+        self._log.close()
+
+
+def _batch_totals(port: int) -> tuple[float, float]:
+    """(model calls, sentences) so far, from the server's Prometheus batch-size histogram."""
+    connection = HttpConnection(port)
+    try:
+        status, body = connection.request(HttpConnection.encode("GET", "/metrics"))
+    finally:
+        connection.close()
+    values = {}
+    for line in body.decode("utf-8").splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("nertune_batch_sentences_count", "nertune_batch_sentences_sum"):
+            values[name] = float(value)
+    return values.get("nertune_batch_sentences_count", 0.0), values.get("nertune_batch_sentences_sum", 0.0)
 
 
 def bench_serving(
@@ -69,7 +163,7 @@ def bench_serving(
     requests_per_client: int = 8,
     max_batch_sentences: int = 64,
     max_wait_ms: float = 5.0,
-    batch_size: int = 8,
+    batch_size: int = 32,
     device: str | None = None,
     precision: str = "auto",
     single_client_requests: int = 20,
@@ -77,17 +171,13 @@ def bench_serving(
     """Serving vs offline sentences/s of one model on the same sentences (texts, one per request).
 
     `clients` threads each send `requests_per_client` single-sentence requests (sentences taken in turn,
-    repeated if too few), all at once. Returns `serving_sentences_per_second`,
-    `offline_sentences_per_second` (`predict_texts` on all of them in batches of `batch_size`, the better
-    of a run before and one after serving),
-    `serving_efficiency` (their ratio), `latency_p50_ms`/`latency_p95_ms` under load,
-    `single_client_latency_ms` (median of sequential requests on an idle server), `errors` (non-200 or
-    failed requests) and the settings.
+    repeated if too few), all at once, each over its own keep-alive connection. Returns
+    `serving_sentences_per_second`, `offline_sentences_per_second` (`predict_texts` on all of them in
+    batches of `batch_size`, the better of a run before and one after serving), `serving_efficiency` (their
+    ratio), `latency_p50_ms`/`latency_p95_ms` under load, `single_client_latency_ms` (median of sequential
+    requests on an idle server), `mean_batch_sentences` (from the server's /metrics), `errors` (non-200
+    answers, bodies without entities, failed connections) and the settings.
     """
-    import httpx
-
-    from .serve import create_app
-
     if not sentences:
         raise ValueError("bench_serving needs at least one sentence")
     if clients < 1 or requests_per_client < 1 or single_client_requests < 1:
@@ -95,9 +185,12 @@ def bench_serving(
             f"clients, requests_per_client and single_client_requests must be at least 1, got "
             f"{clients}, {requests_per_client} and {single_client_requests}"
         )
+    import fastapi  # noqa: F401 - the server needs the `serve` extra: fail here, not in its subprocess
+
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
     total = clients * requests_per_client
     texts = [sentences[i % len(sentences)] for i in range(total)]
+    requests = [HttpConnection.encode("POST", "/predict", {"text": text}) for text in texts]
 
     def offline_rate() -> float:
         started = time.perf_counter()
@@ -107,44 +200,62 @@ def bench_serving(
     predictor.predict_texts(texts[:batch_size])  # warm-up: first calls allocate
     offline_before = offline_rate()
 
-    app = create_app(
-        predictor,
-        max_batch_sentences=max_batch_sentences,
-        max_wait_ms=max_wait_ms,
-        max_queue_sentences=max(1024, total),
-    )
+    options = [
+        f"--batch-size={batch_size}",
+        f"--precision={precision}",
+        f"--max-batch-sentences={max_batch_sentences}",
+        f"--max-wait-ms={max_wait_ms}",
+        f"--max-queue-sentences={max(1024, total)}",
+        *([f"--device={device}"] if device else []),
+    ]
     latencies: list[float] = []
     errors: list[str] = []
     lock = threading.Lock()
-    with _LoopbackServer(app) as server, httpx.Client(base_url=server.url, timeout=120) as http:
+
+    def check(status: int, body: bytes) -> str | None:
+        if status != 200:
+            return f"{status} {body[:200]!r}"
+        return None if "entities" in json.loads(body) else f"no entities in {body[:200]!r}"
+
+    with ServerProcess(model_dir, options) as server:
         single: list[float] = []
-        for i in range(single_client_requests + 1):
-            request_started = time.perf_counter()
-            response = http.post("/predict", json={"text": texts[i % total]})
-            if i:  # the first request warms the server's path up
-                single.append(time.perf_counter() - request_started)
-            if response.status_code != 200:
-                errors.append(f"single client: {response.status_code} {response.text[:200]}")
+        connection = HttpConnection(server.port)
+        try:
+            for i in range(single_client_requests + 1):
+                request_started = time.perf_counter()
+                failed = check(*connection.request(requests[i % total]))
+                if i:  # the first request warms the server's path up
+                    single.append(time.perf_counter() - request_started)
+                if failed:
+                    errors.append(f"single client: {failed}")
+        finally:
+            connection.close()
 
         def client(k: int) -> None:
-            with httpx.Client(base_url=server.url, timeout=120) as own:
+            try:
+                own = HttpConnection(server.port)
+            except OSError as e:
+                with lock:
+                    errors.append(f"client {k}: {e!r}")
+                return
+            try:
                 for i in range(requests_per_client):
-                    text = texts[k * requests_per_client + i]
                     request_started = time.perf_counter()
                     try:
-                        response = own.post("/predict", json={"text": text})
-                        failed = (
-                            None if response.status_code == 200 else f"{response.status_code} {response.text[:200]}"
-                        )
-                    except httpx.HTTPError as e:
+                        failed = check(*own.request(requests[k * requests_per_client + i]))
+                    except (OSError, ValueError) as e:
                         failed = repr(e)
                     with lock:
                         latencies.append(time.perf_counter() - request_started)
                         if failed:
                             errors.append(f"client {k} request {i}: {failed}")
+                    if failed:
+                        return
+            finally:
+                own.close()
 
         threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-        calls_before, sentences_before = _batch_totals(app)
+        calls_before, sentences_before = _batch_totals(server.port)
         started = time.perf_counter()
         for thread in threads:
             thread.start()
@@ -152,16 +263,18 @@ def bench_serving(
             thread.join()
         serving_rate = total / (time.perf_counter() - started)
         calls, batched_sentences = (
-            after - before for after, before in zip(_batch_totals(app), (calls_before, sentences_before))
+            after - before for after, before in zip(_batch_totals(server.port), (calls_before, sentences_before))
         )
+        if errors:
+            logger.warning("server log:\n%s", server.log())
     # Measured before and after serving, the better one counts: a busy machine must not flatter serving.
     offline = max(offline_before, offline_rate())
     result = {
         "serving_sentences_per_second": serving_rate,
         "offline_sentences_per_second": offline,
         "serving_efficiency": serving_rate / offline,
-        "latency_p50_ms": 1000 * statistics.median(latencies),
-        "latency_p95_ms": 1000 * _percentile(latencies, 0.95),
+        "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
+        "latency_p95_ms": 1000 * _percentile(latencies, 0.95) if latencies else float("nan"),
         "single_client_latency_ms": 1000 * statistics.median(single),
         "mean_batch_sentences": batched_sentences / calls if calls else 0.0,
         "errors": len(errors),

@@ -1,0 +1,116 @@
+"""Windows (rows of sub-token ids from `align.encode_examples`) grouped into the model inputs of forward passes.
+
+- `padded_batches`: one window per row, `batch_size` windows sorted by length, padded to the longest.
+- `packed_batches`: several windows per row, up to `row_tokens` sub-tokens, `batch_size` rows per pass.
+  Each window keeps its own positions (0, 1, ...) and a block-diagonal attention mask keeps windows from
+  seeing each other, so the model computes what it would for the window alone, without padding it to its
+  neighbours' length. That pays where few windows of mixed lengths come at once (a server's batch of
+  concurrent requests: `padding_share` is high); over a whole sorted file, padding is already small and
+  attending over long rows costs more. Only models whose outputs match the padded ones take it
+  (`TorchBackend` checks): e.g. RoBERTa derives positions from padding and would not.
+
+Both yield `(placements, inputs)`: a placement `(window, row, offset)` says where a window's sub-tokens
+start in the batch, so `logits[row, offset : offset + length]` are that window's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+Placement = tuple[int, int, int]  # (window index, row of the batch, first position in that row)
+
+
+def padded_batches(
+    features: dict[str, list], pad_token_id: int | None, batch_size: int, device: torch.device
+) -> Iterator[tuple[list[Placement], dict[str, torch.Tensor]]]:
+    """One window per row. Windows are sorted by length, so a batch pads only to its own longest window;
+    right padding, as in training: positions keep their index and the mask hides the pad."""
+    rows = features["input_ids"]
+    keys = [k for k in MODEL_INPUTS if k in features]
+    pad_values = {"input_ids": pad_token_id or 0, "attention_mask": 0, "token_type_ids": 0}
+    order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+    for first in range(0, len(order), batch_size):
+        batch_rows = order[first : first + batch_size]
+        width = len(rows[batch_rows[-1]])
+        batch = {}
+        for key in keys:
+            padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
+            batch[key] = torch.tensor(padded, dtype=torch.long, device=device)
+        yield [(r, b, 0) for b, r in enumerate(batch_rows)], batch
+
+
+def padding_share(lengths: list[int], batch_size: int) -> float:
+    """The share of padding `padded_batches` would add to these window lengths (0.25: a quarter more)."""
+    ordered = sorted(lengths)
+    padded = sum(
+        len(ordered[i : i + batch_size]) * ordered[i : i + batch_size][-1] for i in range(0, len(ordered), batch_size)
+    )
+    return padded / max(1, sum(ordered)) - 1
+
+
+def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
+    """Window indices per row, first-fit decreasing: each window, longest first, goes into the first row
+    with room for it (a window longer than `row_tokens` gets a row of its own)."""
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for window in sorted(range(len(lengths)), key=lambda w: -lengths[w]):
+        for r, free in enumerate(room):
+            if lengths[window] <= free:
+                rows[r].append(window)
+                room[r] -= lengths[window]
+                break
+        else:
+            rows.append([window])
+            room.append(row_tokens - lengths[window])
+    return rows
+
+
+def packed_batches(
+    features: dict[str, list],
+    pad_token_id: int | None,
+    batch_size: int,
+    row_tokens: int,
+    device: torch.device,
+    mask_dtype: torch.dtype = torch.float32,
+) -> Iterator[tuple[list[Placement], dict[str, torch.Tensor]]]:
+    """`batch_size` rows of up to `row_tokens` sub-tokens per pass, each row holding several windows.
+
+    The attention mask is 4-D and additive (batch, 1, query, key) in `mask_dtype` (the model's): 0 where a
+    sub-token may attend (same window), the dtype's minimum elsewhere. A row's padding forms a window of
+    its own, so no query is left with nothing to attend to."""
+    ids = features["input_ids"]
+    types = features.get("token_type_ids")
+    rows = pack_rows([len(window) for window in ids], row_tokens)
+    blocked = torch.finfo(mask_dtype).min
+    for first in range(0, len(rows), batch_size):
+        group = rows[first : first + batch_size]
+        width = max(sum(len(ids[w]) for w in row) for row in group)
+        input_ids, token_types, positions, segments, placements = [], [], [], [], []
+        for b, row in enumerate(group):
+            row_ids, row_types, row_positions, row_segments = [], [], [], []
+            for s, window in enumerate(row):
+                placements.append((window, b, len(row_ids)))
+                row_ids += ids[window]
+                row_types += types[window] if types is not None else [0] * len(ids[window])
+                row_positions += range(len(ids[window]))
+                row_segments += [s] * len(ids[window])
+            pad = width - len(row_ids)
+            input_ids.append(row_ids + [pad_token_id or 0] * pad)
+            token_types.append(row_types + [0] * pad)
+            positions.append(row_positions + [0] * pad)
+            segments.append(row_segments + [-1] * pad)
+        segment = torch.tensor(segments, device=device)
+        same_window = segment[:, :, None] == segment[:, None, :]
+        mask = torch.zeros(same_window.shape, dtype=mask_dtype, device=device).masked_fill_(~same_window, blocked)
+        batch = {
+            "input_ids": torch.tensor(input_ids, dtype=torch.long, device=device),
+            "attention_mask": mask[:, None],
+            "position_ids": torch.tensor(positions, dtype=torch.long, device=device),
+        }
+        if types is not None:
+            batch["token_type_ids"] = torch.tensor(token_types, dtype=torch.long, device=device)
+        yield placements, batch
