@@ -31,6 +31,7 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
             length,
         ],
         target_eval_steps=5,
+        f1_seeds=2,
     )
     on_disk = json.loads((tmp_path / "bench" / "bench.json").read_text())
     assert on_disk == result
@@ -55,6 +56,8 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     ):
         assert key in result
     assert result["serving_errors"] == 0 and result["serving_efficiency"] > 0
+    assert len(result["f1_project_runs"]) == len(result["f1_baseline_runs"]) == 2
+    assert result["f1_project"] == pytest.approx(sum(result["f1_project_runs"]) / 2)
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # the `onnx` extra
         assert result["f1_onnx"] == pytest.approx(result["f1_pytorch"], abs=0.005)
         assert result["inference_speedup_onnx"] > 0 and 0 <= result["f1_onnx_int8"] <= 1

@@ -135,7 +135,8 @@ def test_batching_and_padding_do_not_change_predictions(predictor):
     alone = [predictor.predict_texts([t])[0] for t in texts]
     for a, b in zip(together, alone):
         assert a["tags"] == b["tags"]
-        assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-5)
+        # Together, the windows are packed into one row: float sums in another order, equal to 1e-4.
+        assert [e["score"] for e in a["entities"]] == pytest.approx([e["score"] for e in b["entities"]], abs=1e-4)
 
 
 def test_long_text_is_windowed_and_every_word_tagged(predictor):

@@ -198,10 +198,16 @@ def bench_main(argv: list[str]) -> int:
     )
     parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (default recipes/quickstart.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, applied to both sides")
+    parser.add_argument(
+        "--f1-seeds",
+        type=int,
+        default=3,
+        help="training runs per side whose test F1 is averaged (one run's F1 moves by points with the seed)",
+    )
     args = parser.parse_args(argv)
     from .bench import run_bench
 
-    run_bench(args.recipe, args.overrides)
+    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds)
     return 0
 
 

@@ -7,8 +7,9 @@
 - `GET /health` -> `{"status": "ok"}` (always open, for probes); `GET /info` -> the model, its labels, the
   server's limits and batching settings; `GET /metrics` -> Prometheus text format.
 
-Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call; a full queue answers
-503 with `Retry-After`. Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add
+Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call, which `run_server`
+runs in the thread that loaded the model while uvicorn serves HTTP in another; a full queue answers 503
+with `Retry-After`. Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add
 `"errors"`), never a 500: 400 for a body that is not JSON or is empty, 415 for a content type other than
 JSON, 422 for wrong fields or types, 413 for too many or too long texts. With an API key, every endpoint but
 `/health` needs `Authorization: Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the model,
@@ -291,7 +292,8 @@ def create_app(
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         results = await asyncio.wrap_future(future)
-        return results[0] if single else {"results": results}
+        # A response, not a dict: FastAPI would walk every word and tag through jsonable_encoder first.
+        return JSONResponse(results[0] if single else {"results": results})
 
     return app
 

@@ -160,7 +160,7 @@ def bench_serving(
     model_dir: str | Path,
     sentences: Sequence[str],
     clients: int = 32,
-    requests_per_client: int = 8,
+    requests_per_client: int = 30,
     max_batch_sentences: int = 64,
     max_wait_ms: float = 5.0,
     batch_size: int = 32,
