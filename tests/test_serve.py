@@ -220,7 +220,7 @@ def test_concurrent_clients(server):
 
 def test_metrics_and_info_show_batching(server):
     info = httpx.get(f"{server}/info").json()
-    assert (info["max_batch_sentences"], info["max_wait_ms"], info["max_queue_sentences"]) == (64, 5.0, 1024)
+    assert (info["max_batch_sentences"], info["max_wait_ms"], info["max_queue_sentences"]) == (64, 2.0, 1024)
     assert info["api_key_required"] is False
     post(server, json={"text": "john"})
     post(server, json={"txt": "john"})

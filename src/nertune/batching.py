@@ -53,7 +53,7 @@ class DynamicBatcher:
         self,
         predictor: NerPredictor,
         max_batch_sentences: int = 64,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 2.0,
         max_queue_sentences: int = 1024,
         on_batch: Callable[[int], None] | None = None,
         on_queue: Callable[[int], None] | None = None,

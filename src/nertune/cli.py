@@ -153,7 +153,7 @@ def serve_main(argv: list[str]) -> int:
         help="most sentences of concurrent requests gathered into one model call",
     )
     parser.add_argument(
-        "--max-wait-ms", type=float, default=5.0, help="longest wait for more requests before a model call"
+        "--max-wait-ms", type=float, default=2.0, help="longest wait for more requests before a model call"
     )
     parser.add_argument(
         "--max-queue-sentences",

@@ -187,7 +187,7 @@ def create_app(
     max_chars: int = 10_000,
     *,
     max_batch_sentences: int = 64,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 2.0,
     max_queue_sentences: int = 1024,
     api_key: str | None = None,
     batcher_thread: bool = True,
@@ -308,7 +308,7 @@ def run_server(
     device: str | None = None,
     precision: str = "auto",
     max_batch_sentences: int = 64,
-    max_wait_ms: float = 5.0,
+    max_wait_ms: float = 2.0,
     max_queue_sentences: int = 1024,
     api_key_file: str | Path | None = None,
 ) -> None:
