@@ -8,7 +8,6 @@ import json
 import os
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from nertune.serve_bench import free_loopback_port as free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -241,12 +242,6 @@ def subprocess_env() -> dict[str, str]:
         "HF_DATASETS_OFFLINE": "1",
         "OMP_NUM_THREADS": "1",
     }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch_module(launcher: list[str], script: Path, *args: str) -> subprocess.CompletedProcess:

@@ -98,13 +98,16 @@ class TorchBackend(Backend):
         """Packed rows of `row_tokens` sub-tokens when padded batches would add more than `PACK_ABOVE_PADDING`
         padding and the model computes the same for packed rows (checked once), else padded batches."""
         lengths = [len(window) for window in features["input_ids"]]
-        if padding_share(lengths, batch_size) <= PACK_ABOVE_PADDING:
-            return padded_batches(features, pad_token_id, batch_size, self.device)
+        if padding_share(lengths, batch_size) > PACK_ABOVE_PADDING and self._packing_works(
+            features, pad_token_id, row_tokens
+        ):
+            return packed_batches(features, pad_token_id, batch_size, row_tokens, self.device, self._dtype())
+        return padded_batches(features, pad_token_id, batch_size, self.device)
+
+    def _packing_works(self, features: dict[str, list], pad_token_id: int | None, row_tokens: int) -> bool:
         if self.packs is None:
             self.packs = self._packing_matches_padding(features, pad_token_id, row_tokens)
-        if not self.packs:
-            return padded_batches(features, pad_token_id, batch_size, self.device)
-        return packed_batches(features, pad_token_id, batch_size, row_tokens, self.device, self._dtype())
+        return self.packs
 
     def _dtype(self) -> torch.dtype:
         """The dtype of the model's activations (int8 models keep float32 ones)."""
