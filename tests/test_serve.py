@@ -218,6 +218,16 @@ def test_concurrent_clients(server):
     assert after[("nertune_queue_sentences", ())] == 0
 
 
+def test_openapi_describes_predict(server):
+    schema = httpx.get(f"{server}/openapi.json").json()
+    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body == {"$ref": "#/components/schemas/PredictRequest"}
+    fields = schema["components"]["schemas"]["PredictRequest"]["properties"]
+    assert set(fields) == {"text", "texts", "document"}
+    assert {"/health", "/info", "/metrics"} <= set(schema["paths"])
+    assert httpx.get(f"{server}/predict").status_code == 405
+
+
 def test_metrics_and_info_show_batching(server):
     info = httpx.get(f"{server}/info").json()
     assert (info["max_batch_sentences"], info["max_wait_ms"], info["max_queue_sentences"]) == (64, 2.0, 1024)
@@ -260,12 +270,14 @@ def test_a_full_queue_answers_503_with_retry_after(trained_model_dir, tmp_path):
         assert first[0].status_code == 200 and len(first[0].json()["results"]) == 4
         assert post(url, json={"text": "mary works at nasa ."}).status_code == 200  # room again
         assert scrape(url)[("nertune_requests_total", (("endpoint", "/predict"), ("status", "503")))] == 1
+    assert '"POST /predict HTTP/1.1"' not in (tmp_path / "server.log").read_text()  # no access log by default
 
 
 def test_api_key(trained_model_dir, tmp_path):
     key_file = tmp_path / "key.txt"
     key_file.write_text("s3cret-key\n")
-    with running_server(trained_model_dir, tmp_path / "server.log", "--api-key-file", str(key_file)) as url:
+    log = tmp_path / "server.log"
+    with running_server(trained_model_dir, log, "--api-key-file", str(key_file), "--access-log") as url:
         body = {"text": "john lives in paris ."}
         for headers in (
             {},
@@ -285,6 +297,7 @@ def test_api_key(trained_model_dir, tmp_path):
         assert httpx.get(f"{url}/info", headers={"X-API-Key": "s3cret-key"}).json()["api_key_required"] is True
         metrics = scrape(url, headers={"X-API-Key": "s3cret-key"})
         assert metrics[("nertune_requests_total", (("endpoint", "/predict"), ("status", "401")))] == 4
+    assert log.read_text().count('"POST /predict HTTP/1.1" 401') == 4  # --access-log: a line per request
 
 
 def test_api_key_from_the_environment(monkeypatch, tmp_path):

@@ -167,6 +167,12 @@ def serve_main(argv: list[str]) -> int:
         help="file holding the API key (default: $NERTUNE_API_KEY; neither: no key). Every "
         "endpoint but /health then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
     )
+    parser.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log a line per request (off by default: it costs the event loop time, and /metrics already "
+        "counts requests by endpoint, status and latency)",
+    )
     args = parser.parse_args(argv)
     try:
         from .serve import run_server
@@ -188,6 +194,7 @@ def serve_main(argv: list[str]) -> int:
         max_wait_ms=args.max_wait_ms,
         max_queue_sentences=args.max_queue_sentences,
         api_key_file=args.api_key_file,
+        access_log=args.access_log,
     )
     return 0
 

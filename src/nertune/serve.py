@@ -10,7 +10,7 @@
 Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call, which `run_server`
 runs in the thread that loaded the model while uvicorn serves HTTP in another; a full queue answers 503
 with `Retry-After`. Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add
-`"errors"`), never a 500: 400 for a body that is not JSON or is empty, 415 for a content type other than
+`"errors"`; see `predict_request`), never a 500: 400 for a body that is not JSON or is empty, 415 for a content type other than
 JSON, 422 for wrong fields or types, 413 for too many or too long texts. With an API key, every endpoint but
 `/health` needs `Authorization: Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the model,
 `/metrics` shows its traffic). On SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight,
@@ -31,16 +31,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, HTTPException, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, ConfigDict, StrictStr
 from starlette.datastructures import Headers
+from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .batching import BatcherClosedError, DynamicBatcher, QueueFullError
 from .errors import PathNotFoundError, RequestError
+from .predict_request import BadPredictRequest, PredictRequest, read_predict_request
 from .predictor import NerPredictor
 
 logger = logging.getLogger(__name__)
@@ -48,41 +49,16 @@ logger = logging.getLogger(__name__)
 API_KEY_ENV = "NERTUNE_API_KEY"
 OPEN_PATHS = frozenset({"/health"})
 RETRY_AFTER_S = 1
+ERROR_ANSWERS = {
+    400: "the body is not JSON, or is empty",
+    401: "missing or wrong API key",
+    413: "too many or too long texts (--max-batch, --max-chars)",
+    415: "the body is not sent as application/json",
+    422: "wrong fields or types",
+    503: "the queue is full: retry after Retry-After seconds",
+}
 # Label values of the request metrics: the app's routes, anything else as "other" (bounded cardinality).
 ENDPOINTS = frozenset({"/predict", "/health", "/info", "/metrics"})
-
-
-class PredictRequest(BaseModel):
-    """Exactly one of `text`, `texts` or `document`; unknown keys (a typo such as `txt`) are an error."""
-
-    model_config = ConfigDict(extra="forbid")
-    text: StrictStr | None = None
-    texts: list[StrictStr] | None = None
-    document: list[StrictStr] | None = None  # the sentences of one document, in order
-
-
-def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")} for e in exc.errors()]
-    if any(e["type"] == "json_invalid" for e in errors):
-        return JSONResponse({"detail": "the request body is not valid JSON", "errors": errors}, status_code=400)
-    if any(e["type"] == "missing" and e["loc"] == ["body"] for e in errors):
-        return JSONResponse(
-            {"detail": 'the request body is empty: send {"text": "..."} or {"texts": [...]}', "errors": errors},
-            status_code=400,
-        )
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if not (content_type == "application/json" or content_type.endswith("+json")):
-        # e.g. `curl -d` without `-H "Content-Type: application/json"`: FastAPI then never parses the JSON.
-        return JSONResponse(
-            {
-                "detail": "send the body as JSON with Content-Type: application/json, not "
-                f"{content_type or 'without a Content-Type'}",
-                "errors": errors,
-            },
-            status_code=415,
-        )
-    summary = "; ".join(f"{'.'.join(str(part) for part in e['loc'][1:]) or 'body'}: {e['msg']}" for e in errors)
-    return JSONResponse({"detail": f"invalid request: {summary}", "errors": errors}, status_code=422)
 
 
 class ServerMetrics:
@@ -181,6 +157,31 @@ class AuthorizeAndMeasure:
             self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
 
 
+def _openapi_with_predict(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema of the app, plus `POST /predict` (a Starlette route, which FastAPI does not describe)."""
+    if app.openapi_schema is None:
+        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
+        request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+        schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = request_schema
+        schema["paths"]["/predict"] = {
+            "post": {
+                "summary": "Predict",
+                "description": 'Entities of one text ({"text": ...} -> {"entities", "words", "tags"}), of several '
+                '({"texts": [...]} -> {"results": [...]}) or of the sentences of one document ({"document": [...]}).',
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
+                },
+                "responses": {
+                    "200": {"description": "the entities"},
+                    **{str(code): {"description": text} for code, text in ERROR_ANSWERS.items()},
+                },
+            }
+        }
+        app.openapi_schema = schema
+    return app.openapi_schema
+
+
 def create_app(
     predictor: NerPredictor,
     max_batch: int = 32,
@@ -228,8 +229,6 @@ def create_app(
     app = FastAPI(title="nertune", summary=f"named entities with {predictor.name}", lifespan=lifespan)
     app.state.metrics = metrics
     app.state.batcher = batcher
-    app.add_exception_handler(RequestValidationError, _validation_error)
-
     app.add_middleware(AuthorizeAndMeasure, metrics=metrics, expected_key=expected_key)
 
     @app.get("/health")
@@ -257,34 +256,17 @@ def create_app(
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
 
-    @app.post("/predict")
-    async def predict(request: PredictRequest) -> Any:
-        given = [key for key in ("text", "texts", "document") if getattr(request, key) is not None]
-        if len(given) != 1:
-            raise HTTPException(
-                422,
-                'give exactly one of "text" (a string), "texts" (a list of strings) or '
-                f'"document" (a list of sentences); got {given or "none"}',
-            )
-        kind = given[0]
-        single = kind == "text"
-        texts = [request.text] if single else getattr(request, kind)
-        if len(texts) > max_batch:
-            raise HTTPException(
-                413,
-                f"{len(texts)} {'sentences' if kind == 'document' else 'texts'} in one request; "
-                f"the limit is {max_batch} (--max-batch)",
-            )
-        for i, text in enumerate(texts):
-            where = "text" if single else f"{kind}[{i}]"
-            if len(text) > max_chars:
-                raise HTTPException(413, f"{where} has {len(text)} characters; the limit is {max_chars} (--max-chars)")
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:  # a lone surrogate ("\ud800") is valid JSON but not text the tokenizer takes
-                raise HTTPException(422, f"{where} is not valid Unicode (it has a lone surrogate)") from None
+    async def predict(request: Request) -> Response:
+        # A Starlette endpoint, not a FastAPI one: FastAPI's per-request work (dependencies, body parsing,
+        # response handling) would cost the one event loop more than the rest of the request.
         try:
-            future = batcher.submit(texts, document=kind == "document")
+            parsed = read_predict_request(
+                await request.body(), request.headers.get("content-type", ""), max_batch, max_chars
+            )
+        except BadPredictRequest as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        try:
+            future = batcher.submit(parsed.texts, document=parsed.kind == "document")
         except (QueueFullError, BatcherClosedError) as e:
             return JSONResponse(
                 {"detail": f"server busy: {e}; retry in {RETRY_AFTER_S} s"},
@@ -292,9 +274,11 @@ def create_app(
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
         results = await asyncio.wrap_future(future)
-        # A response, not a dict: FastAPI would walk every word and tag through jsonable_encoder first.
-        return JSONResponse(results[0] if single else {"results": results})
+        return JSONResponse(results[0] if parsed.kind == "text" else {"results": results})
 
+    # First among the routes: it is the busy one, and routes are matched in order.
+    app.router.routes.insert(0, Route("/predict", predict, methods=["POST"]))
+    app.openapi = lambda: _openapi_with_predict(app)
     return app
 
 
@@ -311,6 +295,7 @@ def run_server(
     max_wait_ms: float = 2.0,
     max_queue_sentences: int = 1024,
     api_key_file: str | Path | None = None,
+    access_log: bool = False,
 ) -> None:
     """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
     finish the requests in flight and return normally.
@@ -332,7 +317,7 @@ def run_server(
     )
     if api_key is None:
         logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)
-    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info"))
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log))
 
     def stop(signum: int, frame: object) -> None:
         # uvicorn's own handlers: stop accepting and finish the requests in flight; a second signal forces it.
