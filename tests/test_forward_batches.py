@@ -8,7 +8,14 @@ import random
 import pytest
 import torch
 
-from nertune.forward_batches import pack_rows, packed_batches, padded_batches, padding_share
+from nertune.forward_batches import (
+    cheapest_row_tokens,
+    pack_rows,
+    packed_batches,
+    packed_shapes,
+    padded_batches,
+    padding_share,
+)
 
 from .helpers import build_tiny_model
 
@@ -32,6 +39,24 @@ def test_pack_rows_places_every_window_once_within_the_row_length():
         assert sum(lengths[w] for w in row) <= 32 or len(row) == 1  # only an over-long window stands alone
     assert [7] in rows  # 40 > 32: a row of its own
     assert len(rows) <= 6  # first-fit decreasing: 164 tokens in rows of 32 (the 40 alone) need 6 at most
+
+
+def test_packed_shapes_are_the_passes_packed_batches_makes():
+    features = random_features(40, seed=3)
+    lengths = [len(window) for window in features["input_ids"]]
+    made = [tuple(batch["input_ids"].shape) for _, batch in packed_batches(features, 0, 4, 48, torch.device("cpu"))]
+    assert packed_shapes(lengths, 48, 4) == made
+
+
+def test_cheapest_row_tokens_trades_unused_room_against_row_width():
+    assert cheapest_row_tokens([60] * 8, 128, 32) == 64  # two per row of 128 or one per row of 64: narrower wins
+    assert cheapest_row_tokens([100, 20, 8], 128, 32) == 128  # all in one row of 128 beats two rows of 104
+    assert cheapest_row_tokens([5, 7, 3], 128, 32) == 16  # short windows: a narrow row
+    assert cheapest_row_tokens([300], 128, 32) == 128  # never beyond the maximum
+    for seed in range(5):
+        lengths = [len(window) for window in random_features(30, seed=seed)["input_ids"]]
+        chosen = cheapest_row_tokens(lengths, 128, 32)
+        assert chosen % 8 == 0 and max(lengths) <= chosen <= 128
 
 
 def test_padding_share():

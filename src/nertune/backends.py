@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from .errors import MissingDependencyError, RequestError
-from .forward_batches import MODEL_INPUTS, Placement, packed_batches, padded_batches, padding_share
+from .forward_batches import MODEL_INPUTS, Placement, cheapest_row_tokens, packed_batches, padded_batches, padding_share
 from .heads import head_of
 from .modeling import cpu_supports_bf16, resolve_precision
 from .rundir import ONNX_FILE, RunDir
@@ -95,12 +95,14 @@ class TorchBackend(Backend):
     def batches(
         self, features: dict[str, list], pad_token_id: int | None, batch_size: int, row_tokens: int
     ) -> Iterator[tuple[list[Placement], dict[str, torch.Tensor]]]:
-        """Packed rows of `row_tokens` sub-tokens when padded batches would add more than `PACK_ABOVE_PADDING`
-        padding and the model computes the same for packed rows (checked once), else padded batches."""
+        """Packed rows of up to `row_tokens` sub-tokens (as many as cost least: `cheapest_row_tokens`) when padded
+        batches would add more than `PACK_ABOVE_PADDING` padding and the model computes the same for packed rows
+        (checked once), else padded batches."""
         lengths = [len(window) for window in features["input_ids"]]
         if padding_share(lengths, batch_size) > PACK_ABOVE_PADDING and self._packing_works(
             features, pad_token_id, row_tokens
         ):
+            row_tokens = cheapest_row_tokens(lengths, row_tokens, batch_size)
             return packed_batches(features, pad_token_id, batch_size, row_tokens, self.device, self._dtype())
         return padded_batches(features, pad_token_id, batch_size, self.device)
 

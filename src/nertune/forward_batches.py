@@ -6,7 +6,8 @@
   seeing each other, so the model computes what it would for the window alone, without padding it to its
   neighbours' length. That pays where few windows of mixed lengths come at once (a server's batch of
   concurrent requests: `padding_share` is high); over a whole sorted file, padding is already small and
-  attending over long rows costs more. Only models whose outputs match the padded ones take it
+  attending over long rows costs more. `cheapest_row_tokens` picks the row length of a packing: long rows
+  leave less room unused, short ones attend over fewer masked sub-tokens. Only models whose outputs match the padded ones take it
   (`TorchBackend` checks): e.g. RoBERTa derives positions from padding and would not.
 
 Both yield `(placements, inputs)`: a placement `(window, row, offset)` says where a window's sub-tokens
@@ -20,6 +21,10 @@ from collections.abc import Iterator
 import torch
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+# A packed row's cost per sub-token grows with its width (every sub-token attends over the whole row, masked
+# or not): as 1 + width / ATTENTION_WIDTH. Fitted on the CPU; `make bench`'s serving check measures it.
+ATTENTION_WIDTH = 400
 
 Placement = tuple[int, int, int]  # (window index, row of the batch, first position in that row)
 
@@ -67,6 +72,27 @@ def pack_rows(lengths: list[int], row_tokens: int) -> list[list[int]]:
             rows.append([window])
             room.append(row_tokens - lengths[window])
     return rows
+
+
+def packed_shapes(lengths: list[int], row_tokens: int, batch_size: int) -> list[tuple[int, int]]:
+    """(rows, width) of every pass `packed_batches` makes of windows of these lengths in rows of `row_tokens`."""
+    fills = [sum(lengths[w] for w in row) for row in pack_rows(lengths, row_tokens)]
+    passes = [fills[first : first + batch_size] for first in range(0, len(fills), batch_size)]
+    return [(len(rows), max(rows)) for rows in passes]
+
+
+def cheapest_row_tokens(lengths: list[int], max_row_tokens: int, batch_size: int) -> int:
+    """The row length, a multiple of 8 from the longest window up to `max_row_tokens`, whose packed passes
+    cost least (rows x width x (1 + width / ATTENTION_WIDTH), summed): long rows leave less room unused,
+    short rows attend over fewer masked sub-tokens."""
+    longest = min(max(lengths), max_row_tokens)
+    candidates = {*range(-(-longest // 8) * 8, max_row_tokens, 8), max_row_tokens}
+
+    def cost(row_tokens: int) -> float:
+        shapes = packed_shapes(lengths, row_tokens, batch_size)
+        return sum(rows * width * (1 + width / ATTENTION_WIDTH) for rows, width in shapes)
+
+    return min(sorted(candidates), key=cost)
 
 
 def packed_batches(
