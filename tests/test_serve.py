@@ -467,5 +467,8 @@ def test_bench_serving(trained_model_dir):
     rounds = result["serving_efficiency_rounds"]
     assert result["rounds"] == len(rounds) == 3 and all(r > 0 for r in rounds)
     assert result["serving_efficiency"] == pytest.approx(sorted(rounds)[1])  # the median round
+    offline = result["offline_runs"]  # one before the first round and one after each
+    references = sorted((before + after) / 2 for before, after in zip(offline, offline[1:]))
+    assert len(offline) == 4 and result["offline_sentences_per_second"] == pytest.approx(references[1])
     assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"] and result["single_client_latency_ms"] > 0
     assert result["mean_batch_sentences"] >= 1

@@ -7,8 +7,8 @@
   neighbours' length. That pays where few windows of mixed lengths come at once (a server's batch of
   concurrent requests: `padding_share` is high); over a whole sorted file, padding is already small and
   attending over long rows costs more. `cheapest_row_tokens` picks the row length of a packing: long rows
-  leave less room unused, short ones attend over fewer masked sub-tokens. Only models whose outputs match the padded ones take it
-  (`TorchBackend` checks): e.g. RoBERTa derives positions from padding and would not.
+  leave less room unused, short ones attend over fewer masked sub-tokens. Only models whose outputs match
+  the padded ones take it (`TorchBackend` checks): e.g. RoBERTa derives positions from padding and would not.
 
 Both yield `(placements, inputs)`: a placement `(window, row, offset)` says where a window's sub-tokens
 start in the batch, so `logits[row, offset : offset + length]` are that window's.

@@ -7,14 +7,14 @@
 - `GET /health` -> `{"status": "ok"}` (always open, for probes); `GET /info` -> the model, its labels, the
   server's limits and batching settings; `GET /metrics` -> Prometheus text format.
 
-Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call, which `run_server`
-runs in the thread that loaded the model while uvicorn serves HTTP in another; a full queue answers 503
-with `Retry-After`. Bad input gets a 4xx answer `{"detail": "<message>"}` (validation errors add
-`"errors"`; see `predict_request`), never a 500: 400 for a body that is not JSON or is empty, 415 for a content type other than
-JSON, 422 for wrong fields or types, 413 for too many or too long texts. With an API key, every endpoint but
-`/health` needs `Authorization: Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the model,
-`/metrics` shows its traffic). On SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight,
-then the lifespan shutdown drains the batcher's queue and the process exits 0.
+Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call, which `run_server` runs in the
+thread that loaded the model while uvicorn serves HTTP in another; a full queue answers 503 with `Retry-After`. Bad
+input gets a 4xx answer `{"detail": "<message>"}` (validation errors add `"errors"`; see `predict_request`), never a
+500: 400 for a body that is not JSON or is empty, 415 for a content type other than JSON, 422 for wrong fields or
+types, 413 for too many or too long texts. With an API key, every endpoint but `/health` needs `Authorization:
+Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the model, `/metrics` shows its traffic). On
+SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight, then the lifespan shutdown drains the
+batcher's queue and the process exits 0.
 """
 
 from __future__ import annotations

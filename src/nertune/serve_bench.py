@@ -171,15 +171,14 @@ def bench_serving(
 ) -> dict[str, Any]:
     """Serving vs offline sentences/s of one model on the same sentences (texts, one per request).
 
-    `clients` threads each send `requests_per_client` single-sentence requests (sentences taken in turn,
-    repeated if too few), all at once, each over its own keep-alive connection; `rounds` times, each
-    between two offline runs (`predict_texts` on all of them in batches of `batch_size`), the better of
-    which is the round's reference. Returns medians over the rounds: `serving_sentences_per_second`,
-    `offline_sentences_per_second`, `serving_efficiency` (per round: served / reference; all of them in
-    `serving_efficiency_rounds`); `latency_p50_ms`/`latency_p95_ms` under load (all rounds),
-    `single_client_latency_ms` (median of sequential requests on an idle server), `mean_batch_sentences`
-    (from the server's /metrics), `errors` (non-200 answers, bodies without entities, failed connections)
-    and the settings.
+    `clients` threads each send `requests_per_client` single-sentence requests (sentences taken in turn, repeated if
+    too few), all at once, each over its own keep-alive connection; `rounds` times, each between two offline runs
+    (`predict_texts` on all of them in batches of `batch_size`), whose mean is the round's reference. Returns
+    medians over the rounds: `serving_sentences_per_second`, `offline_sentences_per_second`, `serving_efficiency`
+    (per round: served / reference; all of them in `serving_efficiency_rounds`, every offline run in
+    `offline_runs`); `latency_p50_ms`/`latency_p95_ms` under load (all rounds), `single_client_latency_ms` (median
+    of sequential requests on an idle server), `mean_batch_sentences` (from the server's /metrics), `errors`
+    (non-200 answers, bodies without entities, failed connections) and the settings.
     """
     if not sentences:
         raise ValueError("bench_serving needs at least one sentence")
@@ -265,8 +264,9 @@ def bench_serving(
                 thread.join()
             return total / (time.perf_counter() - started)
 
-        # Rounds of offline then serving (the server idles while the predictor runs here); a round's reference
-        # is the better of the offline runs around it, so a busy moment never flatters serving.
+        # Offline runs and serving rounds alternate (the server idles while the predictor runs here). The machine's
+        # speed drifts, so a round's reference is the mean of the offline runs just before and after it: the
+        # better of the two would be biased upwards by their noise, against serving.
         calls_before, sentences_before = _batch_totals(server.port)
         offline_runs = [offline_rate()]
         serving_runs = []
@@ -278,7 +278,7 @@ def bench_serving(
         )
         if errors:
             logger.warning("server log:\n%s", server.log())
-    references = [max(before, after) for before, after in zip(offline_runs, offline_runs[1:])]
+    references = [(before + after) / 2 for before, after in zip(offline_runs, offline_runs[1:])]
     efficiencies = [served / reference for served, reference in zip(serving_runs, references)]
     serving_rate, offline = statistics.median(serving_runs), statistics.median(references)
     result = {
@@ -286,6 +286,7 @@ def bench_serving(
         "offline_sentences_per_second": offline,
         "serving_efficiency": statistics.median(efficiencies),
         "serving_efficiency_rounds": efficiencies,
+        "offline_runs": offline_runs,
         "latency_p50_ms": 1000 * statistics.median(latencies) if latencies else float("nan"),
         "latency_p95_ms": 1000 * _percentile(latencies, 0.95) if latencies else float("nan"),
         "single_client_latency_ms": 1000 * statistics.median(single),
