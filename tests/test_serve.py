@@ -380,6 +380,30 @@ def test_a_cancelled_request_is_skipped(trained_model_dir):
     assert kept.result(timeout=0)[0]["tags"][0] == "B-PER"
 
 
+def test_a_batch_starts_once_as_many_sentences_wait_as_the_last_one_had(trained_model_dir):
+    """Under steady load the clients just answered come back: waiting out max_wait_ms then only idles the model."""
+    from nertune.batching import DynamicBatcher
+    from nertune.predictor import NerPredictor
+
+    predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
+    batch_sizes: list[int] = []
+    batcher = DynamicBatcher(predictor, max_batch_sentences=64, max_wait_ms=50, on_batch=batch_sizes.append)
+    batcher.start()
+    try:
+        batcher.submit(["john lives in paris ."] * 3).result(timeout=60)  # a batch of 3, after 50 ms
+        batcher.max_wait_s = 30
+        started = time.monotonic()
+        first = batcher.submit(["mary works at nasa ."])
+        time.sleep(0.3)
+        assert not first.done()  # 1 of the last batch's 3: still waiting for company
+        second = batcher.submit(["john lives in paris .", "mary works at nasa ."])
+        assert first.result(timeout=60)[0]["tags"][0] == "B-PER" and len(second.result(timeout=60)) == 2
+        assert time.monotonic() - started < 20  # far sooner than max_wait_ms
+        assert batch_sizes == [3, 3]
+    finally:
+        batcher.close()
+
+
 def test_the_batcher_can_work_in_the_calling_thread(trained_model_dir):
     """`nertune serve` runs the model in the thread that loaded it (`DynamicBatcher.run`): requests from
     other threads are answered there, `close` drains and ends it, and so does `keep_running` turning false."""

@@ -2,7 +2,8 @@
 
 Requests enter a bounded queue (counted in sentences, so memory stays bounded whatever the clients send);
 one worker (a thread of its own, or the caller's thread with `run`) takes whatever is queued, up to
-`max_batch_sentences`, waiting at most `max_wait_ms` for more to arrive, and calls
+`max_batch_sentences`, waiting at most `max_wait_ms` for more to arrive (less once as many sentences wait
+as the last batch had), and calls
 `NerPredictor.predict_words` once for all of it. Every request gets only its own results, in order.
 Sentences of a `document` request share a document id of their own, so sentences of different requests
 never become each other's context.
@@ -77,6 +78,7 @@ class DynamicBatcher:
         self._accepting = False
         self._worker: threading.Thread | None = None
         self._document_numbers = itertools.count()
+        self._last_batch_sentences = max_batch_sentences  # the first batch waits max_wait_ms for company
 
     @property
     def queued_sentences(self) -> int:
@@ -149,9 +151,11 @@ class DynamicBatcher:
                 if not self._accepting or not keep_running():
                     return None
                 self._condition.wait(0.5)
-            # Wait a little for more requests, unless the batch is full or the server is draining.
+            # Wait a little for more requests, unless the server is draining or as many sentences wait as the last
+            # batch had: under steady load the clients just answered are back, and waiting longer idles the model.
             deadline = time.monotonic() + self.max_wait_s
-            while self._queued_sentences < self.max_batch_sentences and self._accepting:
+            enough = min(self.max_batch_sentences, self._last_batch_sentences)
+            while self._queued_sentences < enough and self._accepting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
@@ -162,6 +166,7 @@ class DynamicBatcher:
                 batch.append(self._jobs.popleft())
                 sentences += len(batch[-1].texts)
             self._queued_sentences -= sentences
+            self._last_batch_sentences = sentences
             self._on_queue(self._queued_sentences)
             return batch
 
