@@ -380,7 +380,7 @@ def test_a_cancelled_request_is_skipped(trained_model_dir):
     assert kept.result(timeout=0)[0]["tags"][0] == "B-PER"
 
 
-def test_a_batch_starts_once_as_many_sentences_wait_as_the_last_one_had(trained_model_dir):
+def test_a_batch_starts_once_the_clients_answered_last_are_back(trained_model_dir):
     """Under steady load the clients just answered come back: waiting out max_wait_ms then only idles the model."""
     from nertune.batching import DynamicBatcher
     from nertune.predictor import NerPredictor
@@ -395,7 +395,7 @@ def test_a_batch_starts_once_as_many_sentences_wait_as_the_last_one_had(trained_
         started = time.monotonic()
         first = batcher.submit(["mary works at nasa ."])
         time.sleep(0.3)
-        assert not first.done()  # 1 of the last batch's 3: still waiting for company
+        assert not first.done()  # 1 of the last batch's 3 sentences: still waiting for the others
         second = batcher.submit(["john lives in paris .", "mary works at nasa ."])
         assert first.result(timeout=60)[0]["tags"][0] == "B-PER" and len(second.result(timeout=60)) == 2
         assert time.monotonic() - started < 20  # far sooner than max_wait_ms

@@ -2,8 +2,8 @@
 
 Requests enter a bounded queue (counted in sentences, so memory stays bounded whatever the clients send);
 one worker (a thread of its own, or the caller's thread with `run`) takes whatever is queued, up to
-`max_batch_sentences`, waiting at most `max_wait_ms` for more to arrive (less once as many sentences wait
-as the last batch had), and calls
+`max_batch_sentences`, waiting at most `max_wait_ms` for more to arrive (less once the clients answered
+last are back), and calls
 `NerPredictor.predict_words` once for all of it. Every request gets only its own results, in order.
 Sentences of a `document` request share a document id of their own, so sentences of different requests
 never become each other's context.
@@ -78,7 +78,9 @@ class DynamicBatcher:
         self._accepting = False
         self._worker: threading.Thread | None = None
         self._document_numbers = itertools.count()
-        self._last_batch_sentences = max_batch_sentences  # the first batch waits max_wait_ms for company
+        # Sentences queued when the last batch was answered plus that batch's own (see `_expect_answered_back`);
+        # the first batch waits max_wait_ms for company.
+        self._expected_sentences = max_batch_sentences
 
     @property
     def queued_sentences(self) -> int:
@@ -151,10 +153,10 @@ class DynamicBatcher:
                 if not self._accepting or not keep_running():
                     return None
                 self._condition.wait(0.5)
-            # Wait a little for more requests, unless the server is draining or as many sentences wait as the last
-            # batch had: under steady load the clients just answered are back, and waiting longer idles the model.
+            # Wait a little for more requests, unless the server is draining or the clients answered last are back
+            # (under steady load they are the next batch, and waiting longer only idles the model).
             deadline = time.monotonic() + self.max_wait_s
-            enough = min(self.max_batch_sentences, self._last_batch_sentences)
+            enough = min(self.max_batch_sentences, self._expected_sentences)
             while self._queued_sentences < enough and self._accepting:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -166,7 +168,6 @@ class DynamicBatcher:
                 batch.append(self._jobs.popleft())
                 sentences += len(batch[-1].texts)
             self._queued_sentences -= sentences
-            self._last_batch_sentences = sentences
             self._on_queue(self._queued_sentences)
             return batch
 
@@ -180,6 +181,7 @@ class DynamicBatcher:
             try:
                 results = self._predict(batch)
             except Exception as e:  # noqa: BLE001 - retried alone below, so one bad request fails only itself
+                self._expect_answered_back(batch)
                 if len(batch) == 1:
                     logger.exception("prediction failed")
                     batch[0].future.set_exception(e)
@@ -191,8 +193,14 @@ class DynamicBatcher:
                         logger.exception("prediction failed")
                         job.future.set_exception(e_alone)
                 continue
+            self._expect_answered_back(batch)
             for job, result in zip(batch, results):
                 job.future.set_result(result)
+
+    def _expect_answered_back(self, batch: list[_Job]) -> None:
+        """Before `batch` is answered: the next batch is complete once its clients are back too."""
+        with self._condition:
+            self._expected_sentences = self._queued_sentences + sum(len(job.texts) for job in batch)
 
     def _predict(self, batch: list[_Job]) -> list[list[dict[str, Any]]]:
         texts = [text for job in batch for text in job.texts]

@@ -153,6 +153,8 @@ def measure_serving(model_dir: str, texts: list[str]) -> dict:
     serving = bench_serving(model_dir, texts)
     return {
         "serving_efficiency": serving["serving_efficiency"],
+        "serving_efficiency_rounds": serving["serving_efficiency_rounds"],
+        "serving_offline_runs": serving["offline_runs"],
         "serving_sentences_per_second": serving["serving_sentences_per_second"],
         "serving_offline_sentences_per_second": serving["offline_sentences_per_second"],
         "serving_latency_p50_ms": serving["latency_p50_ms"],
