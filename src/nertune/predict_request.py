@@ -49,8 +49,8 @@ class ParsedPredictRequest:
     texts: list[str]
 
 
-def _is_json(content_type: str) -> bool:
-    media_type = content_type.split(";")[0].strip().lower()
+def _is_json(media_type: str) -> bool:
+    media_type = media_type.lower()
     return media_type == "application/json" or media_type.endswith("+json")
 
 
@@ -62,9 +62,9 @@ def read_predict_request(body: bytes, content_type: str, max_batch: int, max_cha
     """The texts of a `/predict` body, checked against the server's limits (`BadPredictRequest` otherwise)."""
     if not body.strip():
         raise BadPredictRequest(400, 'the request body is empty: send {"text": "..."} or {"texts": [...]}')
-    if not _is_json(content_type):
+    media_type = content_type.split(";")[0].strip()
+    if not _is_json(media_type):
         # e.g. `curl -d` without `-H "Content-Type: application/json"`
-        media_type = content_type.split(";")[0].strip()
         raise BadPredictRequest(
             415,
             f"send the body as JSON with Content-Type: application/json, not {media_type or 'without a Content-Type'}",
