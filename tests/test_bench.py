@@ -8,6 +8,7 @@ import json
 import pytest
 
 from nertune.bench import run_bench
+from nertune.serve_bench import SERVING_ROUNDS
 
 
 @pytest.mark.slow
@@ -56,7 +57,8 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     ):
         assert key in result
     assert result["serving_errors"] == 0 and result["serving_efficiency"] > 0
-    assert len(result["serving_efficiency_rounds"]) == 3 and len(result["serving_offline_runs"]) == 4
+    assert len(result["serving_efficiency_rounds"]) == SERVING_ROUNDS
+    assert len(result["serving_offline_runs"]) == SERVING_ROUNDS + 1
     assert len(result["f1_project_runs"]) == len(result["f1_baseline_runs"]) == 2
     assert result["f1_project"] == pytest.approx(sum(result["f1_project_runs"]) / 2)
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # the `onnx` extra

@@ -485,6 +485,7 @@ def test_bench_serving(trained_model_dir):
         single_client_requests=2,
         device="cpu",
         precision="fp32",
+        rounds=3,
     )
     assert result["errors"] == 0 and result["requests"] == 12
     assert result["serving_sentences_per_second"] > 0 and result["offline_sentences_per_second"] > 0
