@@ -11,13 +11,12 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
 
+from nertune.serve_bench import ServerProcess
 from nertune.serve_bench import free_loopback_port as free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -134,38 +133,10 @@ def write_corpus(directory: Path, sizes: tuple[int, int, int] = (240, 40, 40)) -
 
 @contextlib.contextmanager
 def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[str]:
-    """A real `nertune serve MODEL_DIR` subprocess on a free loopback port: yields its base URL, stops it
-    after, and fails the test if the server logged a traceback."""
-    import httpx
-
-    port = free_port()
-    env = subprocess_env()
-    command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
-    # Output to a file, not a pipe: nobody reads a pipe while the tests run, and a full one blocks the server.
-    with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log_path.read_text()}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"server not up after 120 s:\n{log_path.read_text()}")
-            time.sleep(0.25)
-        yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+    """A real `nertune serve MODEL_DIR` subprocess on a free loopback port (`serve_bench.ServerProcess`, output in
+    `log_path`): yields its base URL, stops it after, and fails the test if the server logged a traceback."""
+    with ServerProcess(model_dir, options, startup_timeout_s=120, log_path=log_path, env=subprocess_env()) as server:
+        yield server.url
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 

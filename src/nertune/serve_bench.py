@@ -20,7 +20,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -91,10 +91,19 @@ class HttpConnection:
 
 class ServerProcess:
     """`nertune serve MODEL_DIR --port P [options]` as a subprocess on a free loopback port (a context
-    manager); its output goes to a temporary log, whose end is shown when it fails to start."""
+    manager that returns once `/health` answers); its output goes to `log_path` (default: a temporary file),
+    whose end is shown when it fails to start. `env`: the subprocess's environment (default: this one's)."""
 
-    def __init__(self, model_dir: str | Path, options: Sequence[str] = (), startup_timeout_s: float = 300) -> None:
+    def __init__(
+        self,
+        model_dir: str | Path,
+        options: Sequence[str] = (),
+        startup_timeout_s: float = 300,
+        log_path: str | Path | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         self.port = free_loopback_port()
+        self.url = f"http://127.0.0.1:{self.port}"
         self._command = [
             sys.executable,
             "-m",
@@ -106,11 +115,13 @@ class ServerProcess:
             *options,
         ]
         self._startup_timeout_s = startup_timeout_s
-        self._log = tempfile.TemporaryFile("w+")
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one would block it.
+        self._log = open(log_path, "w+") if log_path is not None else tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self._env = dict(env) if env is not None else None
         self._process: subprocess.Popen | None = None
 
     def __enter__(self) -> ServerProcess:
-        self._process = subprocess.Popen(self._command, stdout=self._log, stderr=subprocess.STDOUT)
+        self._process = subprocess.Popen(self._command, stdout=self._log, stderr=subprocess.STDOUT, env=self._env)
         deadline = time.monotonic() + self._startup_timeout_s
         health = HttpConnection.encode("GET", "/health")
         while True:
