@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,26 @@ def test_crlf_bom_trailing_whitespace_blank_runs_and_no_final_newline(tmp_path):
     assert ds["tokens"] == [["Élysée", "said"], ["Zoë", "naïve", "\u00a0x\u00a0"]]
     assert ds["ner_tags"] == [["B-LOC", "O"], ["B-PER", "O", "O"]]
     assert ds["line"] == [1, 7]
+
+
+def test_raw_lines_end_at_newlines_and_lone_carriage_returns():
+    text = b"a\r\nb\r\r\nc\rd\r\re\n\nf\r\r"
+    assert list(data.raw_lines(io.BytesIO(text))) == [b"a", b"b", b"c", b"d", b"", b"e", b"", b"f", b""]
+    assert list(data.raw_lines(io.BytesIO(b"x\ny"))) == [b"x", b"y"]
+
+
+@pytest.mark.parametrize("ending", ["\r", "\r\r\n", "\r\n"])
+def test_lone_carriage_returns_end_lines_as_newlines_do(tmp_path, ending):
+    # Classic Mac files (and Excel's "Macintosh" text exports) end lines with \r alone; files converted twice
+    # end them with \r\r\n. Both read as the \n file would, with the same line numbers.
+    lines = ["EU\tB-ORG", "rejects\tO", "", "Peter\tB-PER", "Blackburn\tI-PER", ""]
+    ds = data.read_conll(write(tmp_path, "mac.txt", ending.join(lines)))
+    assert ds["tokens"] == [["EU", "rejects"], ["Peter", "Blackburn"]]
+    assert ds["ner_tags"] == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    assert ds["line"] == [1, 4]
+    bad = write(tmp_path, "bad.txt", ending.join(lines[:4] + ["Blackburn\tX-PER"]))
+    with pytest.raises(DataError, match=r"bad\.txt:5: invalid tag 'X-PER'"):
+        data.read_conll(bad)
 
 
 def test_forced_delimiter_keeps_spaces_inside_tokens(tmp_path):

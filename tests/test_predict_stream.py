@@ -157,6 +157,24 @@ def test_resume_after_a_cut_anywhere_gives_the_same_bytes(tmp_path, model_dir, i
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("ending", ["\r", "\r\r\n"])
+def test_other_line_endings_predict_and_resume_as_newlines_do(tmp_path, model_dir, inputs, ending):
+    # CoNLL -> CoNLL copies every input line, the blank and comment lines after the last token too: the count
+    # of those (`count_input_lines`) and the reader must agree on where lines end.
+    options = {"batch_size": 4, "comment_prefix": "#"}
+    reference = tmp_path / "ref.conll"
+    run_prediction(model_dir, inputs["conll"], reference, **options)
+    source = tmp_path / "in.conll"
+    source.write_bytes(inputs["conll"].read_bytes().replace(b"\n", ending.encode()))
+    output = tmp_path / "out.conll"
+    assert run_prediction(model_dir, source, output, **options) == 150
+    assert output.read_bytes() == reference.read_bytes()
+    output.write_bytes(reference.read_bytes()[: len(reference.read_bytes()) // 2])
+    run_prediction(model_dir, source, output, resume=True, **options)
+    assert output.read_bytes() == reference.read_bytes()
+
+
+@pytest.mark.slow
 def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir):
     source = write_inputs(tmp_path, 3000)["text"]
     reference, output = tmp_path / "ref.jsonl", tmp_path / "out.jsonl"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .data import DataError, InputRecord
+from .data import DataError, InputRecord, raw_lines
 
 logger = logging.getLogger(__name__)
 
@@ -163,9 +163,10 @@ def count_lines(path: str | Path) -> tuple[int, int]:
 
 
 def count_input_lines(path: str | Path) -> int:
-    """Lines as `read_lines` sees them: a last line without a newline counts."""
-    lines, offset = count_lines(path)
-    return lines + (Path(path).stat().st_size > offset)
+    """Lines as `read_lines` sees them (`raw_lines`: a lone \\r ends a line too; a last line without a newline
+    counts)."""
+    with open(path, "rb") as f:
+        return sum(1 for _ in raw_lines(f))
 
 
 def offset_after_lines(path: str | Path, n_lines: int) -> int:

@@ -24,7 +24,7 @@ from .hub import SPLIT_ALIASES, load_hub_dataset
 from .json_records import SPAN_FIELDS, iter_json_lines, iter_jsonl_records, read_json, read_jsonl_records
 from .labels import apply_label_map, rename_entity_types
 from .language import detect_language
-from .lines import check_encoding, read_lines, split_columns
+from .lines import check_encoding, raw_lines, read_lines, split_columns
 from .prediction_input import (
     PREDICTION_INPUT_FORMATS,
     iter_prediction_input,
@@ -49,6 +49,7 @@ __all__ = [
     "apply_label_map",
     "rename_entity_types",
     "check_encoding",
+    "raw_lines",
     "read_lines",
     "split_columns",
     "CONLL_EXTENSIONS",

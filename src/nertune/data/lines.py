@@ -9,6 +9,7 @@ import re
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import regex
 
@@ -81,6 +82,21 @@ def is_invisible(text: str) -> bool:
     return bool(visible) and all(c.isspace() or unicodedata.category(c) == "Cf" for c in visible)
 
 
+def raw_lines(handle: BinaryIO) -> Iterator[bytes]:
+    """The lines of a binary file, without their endings. \\n ends a line, with any \\r before it (CRLF, and the
+    \\r\\r\\n of files converted twice); a lone \\r ends one too, as editors show it: files saved on classic
+    Mac OS, or exported as Macintosh text by Excel, end every line with \\r alone and would read as one line."""
+    for raw in handle:
+        if raw.endswith(b"\n"):
+            body = raw[:-1].rstrip(b"\r")
+        else:  # the last line; in a file of lone \r line ends, the whole file
+            body = raw[:-1] if raw.endswith(b"\r") else raw
+        if b"\r" in body:
+            yield from body.split(b"\r")
+        else:
+            yield body
+
+
 def read_lines(
     path: str | Path, encoding: str = "utf-8", setting: str | None = "data.encoding"
 ) -> Iterator[tuple[int, str]]:
@@ -89,18 +105,18 @@ def read_lines(
     Binary lines are decoded one by one, so a decoding error names its exact line (a text-mode file
     decodes 8 KiB ahead of the line being read) and says what to set (`setting`: "data.encoding",
     "--encoding", or None for JSON). A UTF-8 byte-order mark starting the file is dropped. Lines end at
-    \\n only (a \\f or \\u2028 inside a line stays in it); a trailing \\r is dropped.
+    \\n, \\r\\n or a lone \\r (`raw_lines`; a \\f or \\u2028 inside a line stays in it).
     A line of invisible characters only (`is_invisible`) is read as a blank line, and a byte-order mark
     glued to the start of a token is removed: both are logged with their line, since they come from
     concatenated files or editors, not from the annotation.
     """
     encoding = check_encoding(encoding)
     with open(path, "rb") as handle:
-        for line_no, raw in enumerate(handle, start=1):
+        for line_no, raw in enumerate(raw_lines(handle), start=1):
             if line_no == 1 and raw.startswith(_BOM) and encoding == "utf-8":
                 raw = raw[len(_BOM) :]
             try:
-                text = raw.decode(encoding).rstrip("\r\n")
+                text = raw.decode(encoding)
             except UnicodeDecodeError as err:
                 raise DataError(
                     f"not valid {encoding} ({err.reason} at byte {err.start}): {raw[:80]!r}; "
