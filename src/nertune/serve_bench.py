@@ -29,7 +29,7 @@ from .predictor import NerPredictor
 logger = logging.getLogger(__name__)
 
 # Serving rounds of a measurement, each between two offline runs; the median round is the result. Single rounds
-# on a noisy shared CPU spread widely (README, "Measured"), and a median of 3 was too coarse to tell 0.83 from 0.8.
+# on a shared CPU spread widely (README, "Measured"): a median of few would not tell a target from a near miss.
 SERVING_ROUNDS = 9
 
 
