@@ -1,8 +1,27 @@
-"""python scripts/bench.py [RECIPE.yaml] [key=value ...]  (same as `nertune bench`)."""
+"""python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N]: `make bench`.
 
+The benchmark harness lives in bench/ beside src/, outside the installed package.
+"""
+
+import argparse
 import sys
+from pathlib import Path
 
-from nertune.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.run import run_bench  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(main(["bench", *sys.argv[1:]]))
+    parser = argparse.ArgumentParser(
+        prog="make bench", description="Project vs plain Trainer / pipeline(): speed, F1, MFU."
+    )
+    parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (default recipes/quickstart.yaml)")
+    parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, applied to both sides")
+    parser.add_argument(
+        "--f1-seeds",
+        type=int,
+        default=3,
+        help="training runs per side whose test F1 is averaged (one run's F1 moves by points with the seed)",
+    )
+    args = parser.parse_args()
+    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds)

@@ -54,7 +54,7 @@ def trained_model_dir(tmp_path_factory, tiny_model_dir) -> Path:
     """`tiny_model_dir` fine-tuned by `run_training` on the synthetic corpus: a real run directory
     (labels in config.json, tokenizer, recipe.yaml with max_length=32) that tags the synthetic entities right.
     Read-only: a test that writes into a run directory uses `trained_run_copy`."""
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     root = tmp_path_factory.mktemp("trained")
     recipe = tiny_recipe(

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from nertune.serve_bench import ServerProcess
-from nertune.serve_bench import free_loopback_port as free_port
+from bench.serving import ServerProcess
+from bench.serving import free_loopback_port as free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -85,7 +85,7 @@ def tiny_overrides(model_dir, corpus, output_dir, *extra: str) -> list[str]:
 
 def tiny_recipe(model_dir, corpus, output_dir, *extra: str):
     """The recipe of `tiny_overrides`, loaded."""
-    from nertune.config import load_recipe
+    from nertune.recipe.schema import load_recipe
 
     return load_recipe(None, tiny_overrides(model_dir, corpus, output_dir, *extra))
 
@@ -153,7 +153,7 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
 
 def data_cfg(**overrides):
     """The recipe's `data` section: config.DataConfig's defaults with `overrides`."""
-    from nertune.config import DataConfig
+    from nertune.recipe.schema import DataConfig
 
     return DataConfig(**overrides)
 
@@ -173,10 +173,10 @@ def many_sentences(n: int, types=("PER", "LOC")) -> str:
 DDP_WORKER = textwrap.dedent("""
     import sys
     import torch
-    import nertune.train
+    import nertune.training.run
     from nertune.cli import main
 
-    class DumpingTrainer(nertune.train.NerTrainer):
+    class DumpingTrainer(nertune.training.run.NerTrainer):
         def train(self, *args, **kwargs):
             result = super().train(*args, **kwargs)
             model = self.accelerator.unwrap_model(self.model)
@@ -184,7 +184,7 @@ DDP_WORKER = textwrap.dedent("""
                        f"{sys.argv[1]}/rank{self.args.process_index}.pt")
             return result
 
-    nertune.train.NerTrainer = DumpingTrainer
+    nertune.training.run.NerTrainer = DumpingTrainer
     sys.exit(main(["train", *sys.argv[2:]]))
 """)
 

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from nertune.align import IGNORE_INDEX, encode_examples, encode_split, merge_window_predictions, plan_windows
+from nertune.data.align import IGNORE_INDEX, encode_examples, encode_split, merge_window_predictions, plan_windows
 
 
 def test_first_subtoken_carries_the_label_others_ignored(tiny_tokenizer):

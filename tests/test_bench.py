@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from nertune.bench import run_bench
-from nertune.serve_bench import SERVING_ROUNDS
+from bench.run import run_bench
+from bench.serving import SERVING_ROUNDS
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
 
 
 def test_best_inference_option_keeps_f1_within_half_a_point():
-    from nertune.bench_inference import best_inference_option
+    from bench.inference import best_inference_option
 
     inference = {
         "project_sentences_per_second": 100.0,

@@ -240,8 +240,8 @@ def chinese_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def chinese_run(tmp_path_factory, chinese_model_dir) -> tuple[Path, dict]:
     """`run_training` on train/dev/test.char.bmes (CRLF, character per line): the run dir and its metrics."""
-    from nertune.config import load_recipe
-    from nertune.train import run_training
+    from nertune.recipe.schema import load_recipe
+    from nertune.training.run import run_training
 
     root = tmp_path_factory.mktemp("zh-run")
     files = {
@@ -338,7 +338,7 @@ def test_serve_chinese_text(chinese_run, tmp_path):
 
 
 def test_zh_recipe_reads_char_bmes_and_cluener_files_given_on_the_command_line(tmp_path):
-    from nertune.config import load_recipe
+    from nertune.recipe.schema import load_recipe
 
     recipe_file = Path(__file__).resolve().parents[1] / "recipes" / "zh-bert-base-chinese.yaml"
     recipe = load_recipe(recipe_file)
@@ -358,7 +358,7 @@ def test_zh_recipe_reads_char_bmes_and_cluener_files_given_on_the_command_line(t
 def test_card_of_an_english_run_states_no_language(trained_model_dir):
     import yaml
 
-    from nertune.modelcard import render_model_card
+    from nertune.hub.modelcard import render_model_card
 
     assert json.loads((trained_model_dir / "metrics.json").read_text())["language"] is None
     assert "language" not in yaml.safe_load(render_model_card(trained_model_dir).split("---\n")[1])

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from nertune.cli import main
-from nertune.config import RecipeError
 from nertune.data import DataError
 from nertune.distributed import LaunchError
 from nertune.errors import (
@@ -22,7 +21,8 @@ from nertune.errors import (
     PathNotFoundError,
     RequestError,
 )
-from nertune.hub import HubError
+from nertune.hub.push import HubError
+from nertune.recipe.schema import RecipeError
 from nertune.schemes import InvalidTagError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,9 +81,9 @@ def test_bad_arguments_exit_2_from_argparse():
 def test_a_bug_exits_1_with_its_traceback(tmp_path):
     """Anything that is not a NertuneError is a bug: the traceback is printed, exit code 1."""
     bug = (
-        "import sys\nimport nertune.config\n"
+        "import sys\nimport nertune.recipe.schema\n"
         "def load_recipe(*args, **kwargs):\n    raise RuntimeError('a bug in load_recipe')\n"
-        "nertune.config.load_recipe = load_recipe\n"
+        "nertune.recipe.schema.load_recipe = load_recipe\n"
         "from nertune.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n"
     )
     result = run_module("recipes/quickstart.yaml", code=bug)
@@ -92,12 +92,12 @@ def test_a_bug_exits_1_with_its_traceback(tmp_path):
 
 
 def test_a_nertune_error_from_any_module_is_one_line(monkeypatch, capsys):
-    import nertune.config
+    import nertune.recipe.schema
 
     def load_recipe(*args, **kwargs):
         raise ModelNotFoundError("model path 'x' does not exist")
 
-    monkeypatch.setattr(nertune.config, "load_recipe", load_recipe)
+    monkeypatch.setattr(nertune.recipe.schema, "load_recipe", load_recipe)
     assert main(["train", "recipes/quickstart.yaml"]) == 2
     err = capsys.readouterr().err
     assert "error: model path 'x' does not exist" in err and "Traceback" not in err
@@ -123,7 +123,7 @@ def test_every_bad_input_error_is_a_nertune_error(error):
 
 
 def test_missing_paths_stay_file_not_found_errors(tmp_path):
-    from nertune.modeling import resolve_model_path
+    from nertune.model.loading import resolve_model_path
 
     with pytest.raises(ModelNotFoundError) as raised:
         resolve_model_path(str(tmp_path / "nope"))

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nertune.config import RecipeError, all_keys, load_recipe, save_recipe
+from nertune.recipe.schema import RecipeError, all_keys, load_recipe, save_recipe
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 
@@ -109,7 +109,7 @@ def test_every_shipped_recipe_loads_and_pins_every_hyperparameter(recipe_file):
 
 def test_overrides_as_a_mapping_of_python_values(tmp_path):
     """The Python API passes recipe keys as values, not strings; they are checked like the command line's."""
-    from nertune.config import apply_overrides
+    from nertune.recipe.schema import apply_overrides
 
     recipe = load_recipe(
         None,

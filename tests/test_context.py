@@ -48,7 +48,7 @@ def document_corpus(tmp_path_factory) -> dict[str, Path]:
 
 
 def _train(tiny_model_dir, corpus, output_dir, context_size: int) -> dict:
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     recipe = tiny_recipe(tiny_model_dir, corpus, output_dir, f"context_size={context_size}", "num_train_epochs=8")
     return run_training(recipe)
@@ -69,7 +69,7 @@ def test_context_makes_the_undecidable_type_learnable(tmp_path, tiny_model_dir, 
 
 
 def test_evaluation_reads_with_the_run_context(context_run):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     run_dir, metrics = context_run
     assert run_evaluation(run_dir, ["bootstrap=0"])["f1"] == pytest.approx(metrics["test_f1"])
@@ -82,7 +82,7 @@ def _target_types(documents) -> list[str]:
 
 
 def test_predict_conll_documents_and_jsonl_document_ids(tmp_path, context_run, caplog):
-    from nertune.prediction import run_prediction
+    from nertune.inference.files import run_prediction
 
     run_dir, _ = context_run
     documents = make_documents(30, seed=7)
@@ -157,7 +157,7 @@ def test_serve_a_document(tmp_path, context_run):
 
 def test_context_needs_documents_in_the_training_data(tmp_path, tiny_model_dir, synthetic_corpus):
     from nertune.data import DataError
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "run", "context_size=8")
     with pytest.raises(DataError, match="context_size=8 needs documents, but the training data has no -DOCSTART-"):
@@ -166,8 +166,8 @@ def test_context_needs_documents_in_the_training_data(tmp_path, tiny_model_dir, 
 
 @pytest.mark.slow
 def test_crf_head_reads_the_context_too(tmp_path, tiny_model_dir, document_corpus):
-    from nertune.predictor import NerPredictor
-    from nertune.train import run_training
+    from nertune.inference.predictor import NerPredictor
+    from nertune.training.run import run_training
 
     recipe = tiny_recipe(
         tiny_model_dir,

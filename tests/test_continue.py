@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nertune.train import build_model, prepare_data, run_training
+from nertune.training.run import build_model, prepare_data, run_training
 
 from .helpers import make_sentences, tiny_recipe, write_conll
 

@@ -148,7 +148,7 @@ def test_viterbi_words_handles_empty_and_uneven_sentences():
 
 
 def test_recipe_head_key():
-    from nertune.config import RecipeError, load_recipe
+    from nertune.recipe.schema import RecipeError, load_recipe
 
     assert load_recipe(None, ["model_name_or_path=x"]).head == "linear"
     assert load_recipe(None, ["model_name_or_path=x", "head=crf"]).head == "crf"
@@ -164,7 +164,7 @@ def test_recipe_head_key():
 
 @pytest.fixture(scope="module")
 def crf_run(tiny_model_dir, tmp_path_factory):
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     from .helpers import make_sentences, tiny_recipe, write_conll
 
@@ -185,8 +185,8 @@ def crf_run(tiny_model_dir, tmp_path_factory):
 
 
 def test_crf_training_learns_saves_and_reloads(crf_run):
-    from nertune.modeling import load_for_inference
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
+    from nertune.model.loading import load_for_inference
 
     out, metrics, test_sentences = crf_run
     assert metrics["test_f1"] > 0.8 and metrics["validation_f1"] > 0.8, metrics
@@ -223,7 +223,7 @@ def test_crf_training_learns_saves_and_reloads(crf_run):
 
 
 def test_crf_run_evaluates_like_training(crf_run):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     out, metrics, _ = crf_run
     scores = run_evaluation(out, ["bootstrap=0"])
@@ -242,8 +242,8 @@ def test_pipeline_loads_a_crf_dir_as_a_linear_fallback(crf_run):
 def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
     from transformers import TrainingArguments
 
-    from nertune.modeling import load_for_inference
-    from nertune.trainer import NerTrainer
+    from nertune.model.loading import load_for_inference
+    from nertune.training.trainer import NerTrainer
 
     out, _, _ = crf_run
     model = load_for_inference(str(out)).train()
@@ -266,7 +266,7 @@ def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
 
 def test_linear_run_from_a_crf_dir_drops_the_marker(crf_run, tiny_model_dir):
     from nertune.heads import LinearHead
-    from nertune.modeling import load_for_inference, load_model_for_training
+    from nertune.model.loading import load_for_inference, load_model_for_training
 
     out, metrics, _ = crf_run
     model = load_model_for_training(str(out), metrics["labels"], keep_head=True)
@@ -282,7 +282,7 @@ def test_linear_run_from_a_crf_dir_drops_the_marker(crf_run, tiny_model_dir):
 def test_a_crf_config_without_crf_weights_is_an_error(crf_run, tmp_path):
     from transformers import AutoModelForTokenClassification
 
-    from nertune.modeling import load_for_inference
+    from nertune.model.loading import load_for_inference
 
     out, _, _ = crf_run
     plain = AutoModelForTokenClassification.from_pretrained(out)  # the linear fallback: no crf.* tensors
@@ -294,8 +294,8 @@ def test_a_crf_config_without_crf_weights_is_an_error(crf_run, tmp_path):
 def test_crf_under_two_processes_reproduces_one(ddp_setup):
     """DDP: the CRF scores are used in compute_loss, outside the wrapped forward; they must still be
     averaged across ranks, and the losses and predictions match one process."""
-    from nertune.config import load_recipe
-    from nertune.train import run_training
+    from nertune.recipe.schema import load_recipe
+    from nertune.training.run import run_training
 
     from .helpers import ddp_launch, ddp_overrides, log_history
 

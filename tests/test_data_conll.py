@@ -119,7 +119,7 @@ def test_invalid_utf8_points_at_its_line_and_data_encoding_reads_it(tmp_path):
 
 @pytest.mark.parametrize("encoding, message", [("utf-16", "not ASCII-compatible"), ("klingon", "unknown encoding")])
 def test_recipe_encoding_is_checked(encoding, message):
-    from nertune.config import RecipeError, load_recipe
+    from nertune.recipe.schema import RecipeError, load_recipe
 
     with pytest.raises(RecipeError, match=f"data.encoding': .*{message}"):
         load_recipe(None, ["model_name_or_path=x", f"data.encoding={encoding}"])

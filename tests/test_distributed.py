@@ -13,7 +13,6 @@ import json
 import pytest
 import torch
 
-from nertune.config import RecipeError, load_recipe
 from nertune.distributed import (
     LaunchError,
     LengthGroupedEpochSampler,
@@ -22,7 +21,8 @@ from nertune.distributed import (
     batch_layout,
     check_world_size,
 )
-from nertune.train import run_training
+from nertune.recipe.schema import RecipeError, load_recipe
+from nertune.training.run import run_training
 
 from .helpers import REPO, ddp_launch, ddp_overrides, launch_module, log_history, tiny_overrides
 
@@ -168,7 +168,7 @@ def test_token_budget_recipe_key_is_checked(tiny_model_dir):
 
 @pytest.mark.slow
 def test_token_budget_trains_through_the_trainer(tiny_model_dir, synthetic_corpus, tmp_path):
-    from nertune.train import setup_run
+    from nertune.training.run import setup_run
 
     recipe = load_recipe(
         None,
@@ -248,7 +248,7 @@ def test_two_processes_reproduce_one(ddp_setup):
 
 
 def test_lora_under_two_processes(ddp_setup):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     tmp, model_dir, corpus = ddp_setup
     out = tmp / "lora-two"

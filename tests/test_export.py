@@ -12,9 +12,9 @@ pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
 from nertune.cli import main  # noqa: E402
-from nertune.export import REPORT_FILE, export_run  # noqa: E402
-from nertune.predictor import NerPredictor  # noqa: E402
-from nertune.rundir import RunDir  # noqa: E402
+from nertune.inference.export import REPORT_FILE, export_run  # noqa: E402
+from nertune.inference.predictor import NerPredictor  # noqa: E402
+from nertune.model.rundir import RunDir  # noqa: E402
 
 from .helpers import make_sentences, running_server, tiny_recipe, write_conll  # noqa: E402
 
@@ -125,7 +125,7 @@ def test_serve_runs_the_exported_dir(exported_dir, tmp_path):
 
 @pytest.mark.slow  # trains a CRF model
 def test_crf_head_exports_with_its_transitions(tiny_model_dir, tmp_path):
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     corpus = small_corpus(tmp_path)
     run_training(
@@ -172,7 +172,7 @@ def test_int8_export_reports_changed_sentences(trained_model_dir, tmp_path, caps
 
 @pytest.mark.slow  # trains a LoRA adapter
 def test_lora_adapter_dir_is_merged_on_export(tiny_model_dir, tmp_path):
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     corpus = small_corpus(tmp_path)
     run_training(

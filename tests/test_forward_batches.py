@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from nertune.forward_batches import (
+from nertune.model.packing import (
     cheapest_row_tokens,
     pack_rows,
     packed_batches,
@@ -98,7 +98,7 @@ def test_packed_rows_give_each_window_the_logits_it_gets_alone(with_types):
 def tiny_backend(model_type: str):
     from transformers import AutoConfig, AutoModelForTokenClassification
 
-    from nertune.backends import TorchBackend
+    from nertune.inference.backends import TorchBackend
 
     config = AutoConfig.for_model(
         model_type,
@@ -138,8 +138,8 @@ def test_a_model_whose_packed_logits_differ_is_padded():
 
 
 def test_predictions_are_the_same_packed_or_padded(trained_model_dir, monkeypatch):
-    import nertune.backends
-    from nertune.predictor import NerPredictor
+    import nertune.inference.backends
+    from nertune.inference.predictor import NerPredictor
 
     from .helpers import make_sentences
 
@@ -147,7 +147,7 @@ def test_predictions_are_the_same_packed_or_padded(trained_model_dir, monkeypatc
     predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32", batch_size=4)
     predictor.backend.packs = False
     padded = predictor.predict_words(sentences)
-    monkeypatch.setattr(nertune.backends, "PACK_ABOVE_PADDING", -1.0)  # pack whatever the padding
+    monkeypatch.setattr(nertune.inference.backends, "PACK_ABOVE_PADDING", -1.0)  # pack whatever the padding
     predictor.backend.packs = None
     packed = predictor.predict_words(sentences)
     assert predictor.backend.packs is True

@@ -6,7 +6,7 @@ import csv
 
 import pytest
 
-from nertune.config import RecipeError, load_recipe
+from nertune.recipe.schema import RecipeError, load_recipe
 
 from .helpers import tiny_recipe
 
@@ -26,7 +26,7 @@ SPACE = [
 def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(
     tiny_model_dir, synthetic_corpus, tmp_path, capsys
 ):
-    from nertune.hpo import run_hpo
+    from nertune.training.hpo import run_hpo
 
     recipe = tiny_recipe(
         tiny_model_dir,
@@ -62,7 +62,7 @@ def test_three_trial_search_writes_trials_and_a_trainable_best_recipe(
 
 @pytest.mark.slow
 def test_lora_dimensions_reach_the_model(tiny_model_dir, synthetic_corpus, tmp_path):
-    from nertune.hpo import run_hpo
+    from nertune.training.hpo import run_hpo
 
     recipe = tiny_recipe(
         tiny_model_dir,
@@ -102,7 +102,7 @@ def test_bad_space_is_a_clear_recipe_error(override, message):
 
 
 def test_pruning_needs_evaluations_and_an_empty_space_is_an_error(tiny_model_dir, synthetic_corpus, tmp_path):
-    from nertune.hpo import run_hpo
+    from nertune.training.hpo import run_hpo
 
     with pytest.raises(RecipeError, match="eval_strategy"):
         load_recipe(None, ["model_name_or_path=x", "eval_strategy=no", "hpo.pruning=true"])
@@ -120,7 +120,7 @@ def test_cli_hpo_reports_bad_recipe_in_one_line(capsys):
 @pytest.mark.slow
 def test_workers_share_one_study_through_rdb_storage(tiny_model_dir, synthetic_corpus, tmp_path):
     """Two `nertune hpo` workers with the same hpo.storage/hpo.study_name add to one study (here one after another)."""
-    from nertune.hpo import run_hpo
+    from nertune.training.hpo import run_hpo
 
     shared = [
         f"hpo.storage=sqlite:///{tmp_path / 'hpo.db'}",
@@ -141,8 +141,8 @@ def test_the_space_table_matches_the_recipe_and_its_hpo_section():
     """One table (hpo_space.HPO_SPACE): its keys are recipe keys, each with its field in the `hpo` section."""
     import dataclasses
 
-    from nertune.config import HpoSection, all_keys
-    from nertune.hpo_space import HPO_SPACE, hpo_field
+    from nertune.recipe.hpo_space import HPO_SPACE, hpo_field
+    from nertune.recipe.schema import HpoSection, all_keys
 
     settings = {"n_trials", "timeout_s", "pruning", "seed", "storage", "study_name"}
     assert set(HPO_SPACE) <= set(all_keys())
@@ -151,7 +151,7 @@ def test_the_space_table_matches_the_recipe_and_its_hpo_section():
 
 def test_a_trial_sets_recipe_keys_and_training_arguments():
     optuna = pytest.importorskip("optuna")
-    from nertune.hpo import apply_params, searched, suggest, training_arguments_of
+    from nertune.training.hpo import apply_params, searched, suggest, training_arguments_of
 
     recipe = load_recipe(
         None,

@@ -13,8 +13,9 @@ import pytest
 import yaml
 from huggingface_hub import HfApi, ModelCard
 
-from nertune.hub import HubError, ModelNotFoundError, check_hub_access, push_run, resolve_model_reference
-from nertune.modelcard import base_model_hub_id, render_model_card
+from nertune.hub.modelcard import base_model_hub_id, render_model_card
+from nertune.hub.push import HubError, ModelNotFoundError, check_hub_access, push_run
+from nertune.model.references import resolve_model_reference
 
 from .helpers import cache_snapshot, tiny_recipe
 
@@ -209,8 +210,8 @@ def test_push_cli_error_is_one_line(tmp_path):
 def test_every_run_has_a_card_and_push_to_hub_fails_before_training(
     kind, trained_model_dir, tiny_model_dir, synthetic_corpus, tmp_path, monkeypatch
 ):
-    from nertune.config import load_recipe
-    from nertune.train import run_training
+    from nertune.recipe.schema import load_recipe
+    from nertune.training.run import run_training
 
     assert card_metadata((trained_model_dir / "README.md").read_text())["model-index"]
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
@@ -235,8 +236,8 @@ def test_every_run_has_a_card_and_push_to_hub_fails_before_training(
 
 def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthetic_corpus, tmp_path, monkeypatch):
     """`nertune train` with lora + push_to_hub, Hub faked at its HTTP methods: the adapter run is pushed."""
-    from nertune.lora import base_model_path
-    from nertune.train import run_training
+    from nertune.model.lora import base_model_path
+    from nertune.training.run import run_training
 
     # The base model lies in a Hugging Face cache: the card and the pushed adapter name its Hub id.
     base = cache_snapshot(tmp_path / "hf-cache", "someone/tiny-bert", "d" * 40, tiny_model_dir)
@@ -295,7 +296,7 @@ def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthet
     assert str(base) == base_model_path(run)  # the adapter still loads here from the recipe's reference
 
     # The pushed adapter repo (what was uploaded, without merged/) predicts by its Hub id from the cache.
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
 
     pushed = tmp_path / "pushed"
     for name, content in uploaded.items():
@@ -322,7 +323,7 @@ def test_lora_run_pushes_adapter_labels_and_merged_model(tiny_model_dir, synthet
 def test_crf_run_pushes_its_crf_weights_and_card_says_pipeline_ignores_them(tiny_model_dir, synthetic_corpus, tmp_path):
     from safetensors import safe_open
 
-    from nertune.train import run_training
+    from nertune.training.run import run_training
 
     run = tmp_path / "run"
     run_training(tiny_recipe(tiny_model_dir, synthetic_corpus, run, "head=crf", "num_train_epochs=2"))

@@ -13,8 +13,8 @@ import datasets
 import httpx
 import pytest
 
-from nertune.config import load_recipe
 from nertune.data import DataError, load_splits
+from nertune.recipe.schema import load_recipe
 
 from .helpers import cache_snapshot, running_server
 

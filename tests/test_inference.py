@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from nertune.cli import main
-from nertune.predictor import NerPredictor
-from nertune.words import split_words
+from nertune.data.words import split_words
+from nertune.inference.predictor import NerPredictor
 
 from .helpers import LABELS, random_head_model
 
@@ -140,7 +140,7 @@ def test_batching_and_padding_do_not_change_predictions(predictor):
 
 
 def test_long_text_is_windowed_and_every_word_tagged(predictor):
-    from nertune.align import encode_examples
+    from nertune.data.align import encode_examples
 
     sentence = "john lives in paris . mary works at nasa in rome today ."
     text = " ".join([sentence] * 12)
@@ -461,7 +461,7 @@ def test_input_format_from_content_when_the_extension_does_not_tell(tmp_path, na
 def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_model_dir):
     import yaml
 
-    from nertune.prediction import _conll_layout
+    from nertune.inference.files import _conll_layout
 
     recipe = yaml.safe_load((trained_model_dir / "recipe.yaml").read_text())
     recipe["data"].update(token_column=1, comment_prefix="#", delimiter="\t")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from nertune.config import RecipeError, load_recipe
-from nertune.train import run_training
+from nertune.recipe.schema import RecipeError, load_recipe
+from nertune.training.run import run_training
 
 from .helpers import make_sentences, tiny_recipe, write_conll
 
@@ -58,7 +58,7 @@ def test_adapter_run_dir_and_metrics(lora_run):
 def test_classifier_head_is_trained_and_saved_with_the_adapter(lora_run, tiny_model_dir):
     from transformers import set_seed
 
-    from nertune.modeling import load_model_for_training
+    from nertune.model.loading import load_model_for_training
 
     out, metrics, _ = lora_run
     saved = load_file(out / "adapter_model.safetensors")
@@ -75,7 +75,7 @@ def test_classifier_head_is_trained_and_saved_with_the_adapter(lora_run, tiny_mo
 def test_adapter_reloads_on_a_fresh_base_and_merges_to_a_plain_model(lora_run):
     from transformers import AutoModelForTokenClassification, pipeline
 
-    from nertune.modeling import load_for_inference, load_tokenizer
+    from nertune.model.loading import load_for_inference, load_tokenizer
 
     out, metrics, _ = lora_run
     tokenizer = load_tokenizer(str(out))
@@ -95,7 +95,7 @@ def test_adapter_reloads_on_a_fresh_base_and_merges_to_a_plain_model(lora_run):
 
 
 def test_evaluate_an_adapter_dir_gives_the_run_scores(lora_run):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     out, metrics, _ = lora_run
     scores = run_evaluation(out)  # reloads the adapter onto a fresh base: same predictions as after training
@@ -106,7 +106,7 @@ def test_evaluate_an_adapter_dir_gives_the_run_scores(lora_run):
 def test_target_modules_defaults_and_unknown_names(tiny_model_dir):
     from transformers import AutoModelForTokenClassification, DebertaV2Config
 
-    from nertune.lora import resolve_target_modules
+    from nertune.model.lora import resolve_target_modules
 
     bert = AutoModelForTokenClassification.from_pretrained(tiny_model_dir, num_labels=3)
     assert resolve_target_modules(bert, None) == ["query", "value"]
@@ -145,7 +145,7 @@ def test_quickstart_lora_recipe_matches_the_quickstart_model_and_data():
 
 
 def test_predictor_on_adapter_dir_equals_merged_model(lora_run):
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
 
     out, _, _ = lora_run
     sentences = [["bob", "works", "at", "nasa", "in", "oslo", "."], ["mary", "lives", "in", "rome"]]

@@ -4,7 +4,7 @@ import warnings
 import pytest
 from seqeval.metrics import f1_score
 
-from nertune.metrics import entity_metrics, format_entity_report, token_metrics, token_report
+from nertune.evaluation.metrics import entity_metrics, format_entity_report, token_metrics, token_report
 from nertune.schemes import InvalidTagError
 
 # Gold entities: PER(0,2) LOC(3,4) | ORG(0,3) PER(4,5)                       -> 4

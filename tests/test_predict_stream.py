@@ -14,8 +14,8 @@ import pytest
 
 from nertune.cli import main
 from nertune.data import DataError, InputRecord, iter_prediction_input
-from nertune.prediction import run_prediction
-from nertune.prediction_stream import JSONL_DOCUMENT_GAP, document_chunks, resume_point
+from nertune.inference.files import run_prediction
+from nertune.inference.stream import JSONL_DOCUMENT_GAP, document_chunks, resume_point
 
 from .helpers import CITIES, LABELS, ORGS, PERSONS, random_head_model, subprocess_env, two_process_launcher
 

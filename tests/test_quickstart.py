@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from nertune.assets import resolve_path
-from nertune.config import load_recipe
-from nertune.train import run_training
+from nertune.recipe.schema import load_recipe
+from nertune.training.run import run_training
 
 RECIPE = Path(__file__).resolve().parent.parent / "recipes" / "quickstart.yaml"
 

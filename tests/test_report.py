@@ -7,10 +7,16 @@ import json
 
 import pytest
 
-from nertune.config import RecipeError, load_recipe
 from nertune.data import apply_label_map
-from nertune.metrics import entity_metrics
-from nertune.report import ERROR_KINDS, bootstrap_f1_ci, error_analysis, plot_confusion_matrix, plot_learning_curves
+from nertune.evaluation.metrics import entity_metrics
+from nertune.evaluation.report import (
+    ERROR_KINDS,
+    bootstrap_f1_ci,
+    error_analysis,
+    plot_confusion_matrix,
+    plot_learning_curves,
+)
+from nertune.recipe.schema import RecipeError, load_recipe
 
 from .helpers import make_sentences, write_conll
 
@@ -193,7 +199,7 @@ def test_plots_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     matrix = error_analysis([["B-PER"]], [["B-PER"]])["confusion_matrix"]
-    with caplog.at_level("WARNING", logger="nertune.report"):
+    with caplog.at_level("WARNING", logger="nertune.evaluation.report"):
         assert plot_confusion_matrix(matrix, tmp_path / "cm.png") is None
     assert "matplotlib is not installed" in caplog.text and not (tmp_path / "cm.png").exists()
 
@@ -202,7 +208,7 @@ def test_plots_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, 
 
 
 def test_evaluate_writes_reports_and_renames_labels(trained_model_dir, tmp_path):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     rename = {"PER": "PERSON", "LOC": "LOCATION", "ORG": "ORGANIZATION"}
     sentences = [

@@ -6,10 +6,10 @@ import random
 
 import pytest
 
-from nertune.config import load_recipe
 from nertune.data import load_splits, read_conll
+from nertune.evaluation.metrics import entity_metrics, token_report
 from nertune.heads.crf import allowed_transitions
-from nertune.metrics import entity_metrics, token_report
+from nertune.recipe.schema import load_recipe
 from nertune.schemes import (
     SCHEMES,
     InvalidTagError,

@@ -301,7 +301,7 @@ def test_api_key(trained_model_dir, tmp_path):
 
 
 def test_api_key_from_the_environment(monkeypatch, tmp_path):
-    from nertune.serve import read_api_key
+    from nertune.serving.app import read_api_key
 
     monkeypatch.delenv("NERTUNE_API_KEY", raising=False)
     assert read_api_key() is None
@@ -340,8 +340,8 @@ def test_sigterm_finishes_the_request_in_flight_and_exits_0(trained_model_dir, t
 
 def test_batches_keep_documents_apart(trained_model_dir):
     """Documents of different requests in one model call are never each other's context."""
-    from nertune.batching import DynamicBatcher
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
+    from nertune.serving.batcher import DynamicBatcher
 
     loaded = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
     # The same model read with 2 sentences of context on each side: context changes every score.
@@ -365,8 +365,8 @@ def test_batches_keep_documents_apart(trained_model_dir):
 
 def test_a_cancelled_request_is_skipped(trained_model_dir):
     """A client that goes away cancels its request; the worker skips it and keeps serving the others."""
-    from nertune.batching import DynamicBatcher
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
+    from nertune.serving.batcher import DynamicBatcher
 
     predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
     batch_sizes: list[int] = []
@@ -382,8 +382,8 @@ def test_a_cancelled_request_is_skipped(trained_model_dir):
 
 def test_a_batch_starts_once_the_clients_answered_last_are_back(trained_model_dir):
     """Under steady load the clients just answered come back: waiting out max_wait_ms then only idles the model."""
-    from nertune.batching import DynamicBatcher
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
+    from nertune.serving.batcher import DynamicBatcher
 
     predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
     batch_sizes: list[int] = []
@@ -407,8 +407,8 @@ def test_a_batch_starts_once_the_clients_answered_last_are_back(trained_model_di
 def test_the_batcher_can_work_in_the_calling_thread(trained_model_dir):
     """`nertune serve` runs the model in the thread that loaded it (`DynamicBatcher.run`): requests from
     other threads are answered there, `close` drains and ends it, and so does `keep_running` turning false."""
-    from nertune.batching import BatcherClosedError, DynamicBatcher
-    from nertune.predictor import NerPredictor
+    from nertune.inference.predictor import NerPredictor
+    from nertune.serving.batcher import BatcherClosedError, DynamicBatcher
 
     predictor = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
     model_threads: list[str] = []
@@ -475,7 +475,7 @@ def test_missing_model_dir_is_one_error_line(tmp_path):
 
 
 def test_bench_serving(trained_model_dir):
-    from nertune.serve_bench import bench_serving
+    from bench.serving import bench_serving
 
     result = bench_serving(
         trained_model_dir,

@@ -8,8 +8,8 @@ import pytest
 import torch
 import yaml
 
-from nertune.config import load_recipe
-from nertune.train import run_training
+from nertune.recipe.schema import load_recipe
+from nertune.training.run import run_training
 
 from .helpers import tiny_recipe, write_conll
 
@@ -149,7 +149,7 @@ def test_missing_model_path_fails_before_training(synthetic_corpus, tmp_path):
 
 
 def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, tmp_path):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
     from nertune.schemes import convert_tags
 
     from .helpers import make_sentences
@@ -175,9 +175,9 @@ def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
     """Run dirs written before recipe.yaml keep their recipe in config.yaml: evaluating and predicting read it."""
     import shutil
 
-    from nertune.evaluation import run_evaluation
-    from nertune.predictor import NerPredictor
-    from nertune.rundir import RunDir
+    from nertune.evaluation.run import run_evaluation
+    from nertune.inference.predictor import NerPredictor
+    from nertune.model.rundir import RunDir
 
     out, metrics, _ = trained_run
     old = tmp_path / "old-run"
@@ -228,7 +228,7 @@ def test_bioes_training_with_all_subtokens_labelled(tiny_model_dir, synthetic_co
 
 @pytest.mark.slow
 def test_kept_model_is_the_best_validation_checkpoint_and_curves_are_drawn(tiny_model_dir, synthetic_corpus, tmp_path):
-    from nertune.evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     out = tmp_path / "best"
     metrics = run_training(

@@ -7,7 +7,7 @@ import pytest
 import regex
 from tokenizers.normalizers import BertNormalizer
 
-from nertune.words import split_words, tag_words_from_spans
+from nertune.data.words import split_words, tag_words_from_spans
 
 
 def words_of(text: str) -> list[str]:

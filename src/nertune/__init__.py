@@ -2,49 +2,47 @@
 
 The Python API (`from nertune import train, evaluate, predict, NerPredictor, load_recipe, NertuneError`) is
 imported on first use, so `import nertune` stays cheap (no torch, no transformers).
+
+`LAYERS` is the one declaration of the package's layers, lowest first: a module may import modules of its own
+layer or of a lower one, never of a higher one (tests/test_architecture.py enforces it).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import Any
 
-from .errors import NertuneError
+from nertune.errors import NertuneError
 
 __version__ = "0.1.0"
 __all__ = ["train", "evaluate", "predict", "NerPredictor", "load_recipe", "NertuneError", "__version__"]
 
-_LAZY = {"evaluate": "api", "predict": "api", "NerPredictor": "predictor", "load_recipe": "config"}
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("nertune.errors", "nertune.assets", "nertune.schemes", "nertune.distributed"),
+    ("nertune.data",),
+    ("nertune.recipe",),
+    ("nertune.heads",),
+    ("nertune.model",),
+    ("nertune.inference",),
+    ("nertune.evaluation",),
+    ("nertune.hub",),
+    ("nertune.training",),
+    ("nertune.serving",),
+    ("nertune.api", "nertune.cli"),
+)
 
-
-class _TrainModule(types.ModuleType):
-    """`nertune.train` is the training module (`nertune.train.run_training`) and, called, the API function
-    `nertune.api.train`: the import system sets the submodule as the package attribute `train` whenever it is
-    imported, so a plain function of that name would be replaced by the module."""
-
-    def __call__(self, recipe: Any, overrides: Any = None, **settings: Any) -> dict:
-        from .api import train
-
-        return train(recipe, overrides, **settings)
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name == "train" and isinstance(value, types.ModuleType):
-            value.__class__ = _TrainModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+_LAZY = {
+    "train": "nertune.api",
+    "evaluate": "nertune.api",
+    "predict": "nertune.api",
+    "NerPredictor": "nertune.inference.predictor",
+    "load_recipe": "nertune.recipe",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name == "train":
-        return importlib.import_module(".train", __name__)  # importing it sets the callable attribute
     if name in _LAZY:
-        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

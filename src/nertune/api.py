@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .config import Recipe, apply_overrides, load_recipe
+from nertune.recipe.schema import Recipe, apply_overrides, load_recipe
 
 Overrides = Sequence[str] | Mapping[str, Any] | None
 
@@ -41,7 +41,7 @@ def _as_text(value: Any) -> str:
 def train(recipe: str | Path | Recipe, overrides: Overrides = None, **settings: Any) -> dict:
     """Train like `nertune train`: a recipe file (or a loaded Recipe), then `overrides` and keyword settings
     (`learning_rate=1e-4`, `data__train_file="train.conll"`). Returns the run's metrics (metrics.json)."""
-    from .train import run_training
+    from nertune.training.run import run_training
 
     changes = _merged(overrides, settings)
     resolved = apply_overrides(recipe, changes) if isinstance(recipe, Recipe) else load_recipe(recipe, changes)
@@ -51,7 +51,7 @@ def train(recipe: str | Path | Recipe, overrides: Overrides = None, **settings: 
 def evaluate(run_dir: str | Path, overrides: Overrides = None, **settings: Any) -> dict:
     """Score a run directory like `nertune evaluate` (`split="validation"`, `data__test_file=...`, any recipe key,
     `bootstrap=0`); returns the metrics it writes to <run_dir>/eval/<name>/metrics.json."""
-    from .evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     changes = _merged(overrides, settings)
     if isinstance(changes, Mapping):
@@ -63,6 +63,6 @@ def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path
     """Tag a text, JSONL or CoNLL file like `nertune predict`; options as `run_prediction` takes them
     (input_format, output_format, batch_size, device, precision, documents, token_column, comment_prefix,
     encoding). Returns the number of records written. For texts in memory use `NerPredictor`."""
-    from .prediction import run_prediction
+    from nertune.inference.files import run_prediction
 
     return run_prediction(run_dir, input_path, output_path, **options)

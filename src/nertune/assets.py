@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from .errors import PathNotFoundError
+from nertune.errors import PathNotFoundError
 
 PKG_PREFIX = "pkg://"
 

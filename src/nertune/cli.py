@@ -9,7 +9,7 @@ import logging
 import sys
 import traceback
 
-from .errors import MissingDependencyError, NertuneError
+from nertune.errors import MissingDependencyError, NertuneError
 
 
 def _setup_logging() -> None:
@@ -23,8 +23,8 @@ def train_main(argv: list[str]) -> int:
     parser.add_argument("recipe", help="recipe YAML file (recipes/*.yaml)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, dotted for nesting (data.train_file=...)")
     args = parser.parse_args(argv)
-    from .config import load_recipe
-    from .train import run_training
+    from nertune.recipe.schema import load_recipe
+    from nertune.training.run import run_training
 
     run_training(load_recipe(args.recipe, args.overrides))
     return 0
@@ -41,7 +41,7 @@ def evaluate_main(argv: list[str]) -> int:
     parser.add_argument("model_dir", help=MODEL_HELP)
     parser.add_argument("overrides", nargs="*", help="key=value overrides (data.test_file=..., split=test)")
     args = parser.parse_args(argv)
-    from .evaluation import run_evaluation
+    from nertune.evaluation.run import run_evaluation
 
     run_evaluation(args.model_dir, args.overrides)
     return 0
@@ -105,7 +105,7 @@ def predict_main(argv: list[str]) -> int:
         "one is cut off) and predict the rest of the input (default: overwrite --output)",
     )
     args = parser.parse_args(argv)
-    from .prediction import run_prediction
+    from nertune.inference.files import run_prediction
 
     run_prediction(
         args.model_dir,
@@ -175,7 +175,7 @@ def serve_main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     try:
-        from .serve import run_server
+        from nertune.serving.app import run_server
     except ModuleNotFoundError as e:  # fastapi and uvicorn are the optional `serve` extra
         if e.name not in ("fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client"):
             raise
@@ -199,25 +199,6 @@ def serve_main(argv: list[str]) -> int:
     return 0
 
 
-def bench_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(
-        prog="nertune bench", description="Project vs plain Trainer / pipeline(): speed, F1, MFU."
-    )
-    parser.add_argument("recipe", nargs="?", default=None, help="recipe YAML (default recipes/quickstart.yaml)")
-    parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, applied to both sides")
-    parser.add_argument(
-        "--f1-seeds",
-        type=int,
-        default=3,
-        help="training runs per side whose test F1 is averaged (one run's F1 moves by points with the seed)",
-    )
-    args = parser.parse_args(argv)
-    from .bench import run_bench
-
-    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds)
-    return 0
-
-
 def hpo_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="nertune hpo",
@@ -230,8 +211,8 @@ def hpo_main(argv: list[str]) -> int:
         "overrides", nargs="*", help="key=value overrides (hpo.n_trials=10, hpo.storage=sqlite:///hpo.db)"
     )
     args = parser.parse_args(argv)
-    from .config import load_recipe
-    from .hpo import run_hpo
+    from nertune.recipe.schema import load_recipe
+    from nertune.training.hpo import run_hpo
 
     run_hpo(load_recipe(args.recipe, args.overrides))
     return 0
@@ -243,7 +224,7 @@ def push_main(argv: list[str]) -> int:
     parser.add_argument("--repo-id", required=True, help="owner/name on the Hugging Face Hub")
     parser.add_argument("--private", action="store_true")
     args = parser.parse_args(argv)
-    from .hub import push_run
+    from nertune.hub.push import push_run
 
     print(push_run(args.run_dir, args.repo_id, private=args.private))
     return 0
@@ -268,7 +249,7 @@ def export_main(argv: list[str]) -> int:
     )
     parser.add_argument("--parity-sentences", type=int, default=1000, help="most test sentences the parity check reads")
     args = parser.parse_args(argv)
-    from .export import export_run, format_report
+    from nertune.inference.export import export_run, format_report
 
     report = export_run(
         args.run_dir,
@@ -286,7 +267,6 @@ COMMANDS = {
     "evaluate": evaluate_main,
     "predict": predict_main,
     "serve": serve_main,
-    "bench": bench_main,
     "push": push_main,
     "hpo": hpo_main,
     "export": export_main,

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from transformers.trainer_pt_utils import BatchRebalanceSampler, LengthGroupedSampler, get_length_grouped_indices
 
-from .errors import NertuneError
+from nertune.errors import NertuneError
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from .errors import NertuneError
+from nertune.errors import NertuneError
 
 __all__ = [
     "SCHEMES",

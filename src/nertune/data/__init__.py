@@ -8,10 +8,18 @@ missing splits out of train, converts the tags to the training scheme and checks
 Every `DataError` names the file and 1-based line (when there is one) and the offending value.
 """
 
-from .conll import DOCSTART, ConllRow, ConllSentence, iter_conll_records, parse_conll, read_conll, read_conll_records
-from .contract import FEATURES, TAG_FIELDS
-from .errors import DataError
-from .formats import (
+from nertune.data.conll import (
+    DOCSTART,
+    ConllRow,
+    ConllSentence,
+    iter_conll_records,
+    parse_conll,
+    read_conll,
+    read_conll_records,
+)
+from nertune.data.contract import FEATURES, TAG_FIELDS
+from nertune.data.errors import DataError
+from nertune.data.formats import (
     CONLL_EXTENSIONS,
     JSON_EXTENSIONS,
     FileFormat,
@@ -20,19 +28,19 @@ from .formats import (
     read_split_file,
     sniff_format,
 )
-from .hub import SPLIT_ALIASES, load_hub_dataset
-from .json_records import SPAN_FIELDS, iter_json_lines, iter_jsonl_records, read_json, read_jsonl_records
-from .labels import apply_label_map, rename_entity_types
-from .language import detect_language
-from .lines import check_encoding, raw_lines, read_lines, split_columns
-from .prediction_input import (
+from nertune.data.hub import SPLIT_ALIASES, load_hub_dataset
+from nertune.data.json_records import SPAN_FIELDS, iter_json_lines, iter_jsonl_records, read_json, read_jsonl_records
+from nertune.data.labels import apply_label_map, rename_entity_types
+from nertune.data.language import detect_language
+from nertune.data.lines import check_encoding, raw_lines, read_lines, split_columns
+from nertune.data.prediction_input import (
     PREDICTION_INPUT_FORMATS,
     iter_prediction_input,
     prediction_input_format,
     read_prediction_input,
 )
-from .records import ConllLayout, InputRecord, iter_input_lines, iter_text_records, read_text_records
-from .splits import check_labels, load_split, load_splits, split_dataset, validate_splits
+from nertune.data.records import ConllLayout, InputRecord, iter_input_lines, iter_text_records, read_text_records
+from nertune.data.splits import check_labels, load_split, load_splits, split_dataset, validate_splits
 
 __all__ = [
     "DataError",

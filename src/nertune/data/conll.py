@@ -10,10 +10,10 @@ from pathlib import Path
 
 import datasets
 
-from .contract import TagChecker, empty_columns, to_dataset
-from .errors import DataError
-from .lines import ASCII_WHITESPACE, is_blank, read_lines, split_columns
-from .records import ConllLayout, InputRecord
+from nertune.data.contract import TagChecker, empty_columns, to_dataset
+from nertune.data.errors import DataError
+from nertune.data.lines import ASCII_WHITESPACE, is_blank, read_lines, split_columns
+from nertune.data.records import ConllLayout, InputRecord
 
 logger = logging.getLogger(__name__)
 

@@ -19,8 +19,7 @@ from typing import Any
 import datasets
 
 from nertune import schemes
-
-from .errors import DataError
+from nertune.data.errors import DataError
 
 FEATURES = datasets.Features(
     {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import NertuneError
+from nertune.errors import NertuneError
 
 
 class DataError(NertuneError):

@@ -21,11 +21,10 @@ import datasets
 
 from nertune import schemes
 from nertune.assets import resolve_path
-
-from .conll import DOCSTART, read_conll
-from .errors import DataError
-from .json_records import read_json
-from .lines import check_encoding, is_blank, split_columns
+from nertune.data.conll import DOCSTART, read_conll
+from nertune.data.errors import DataError
+from nertune.data.json_records import read_json
+from nertune.data.lines import check_encoding, is_blank, split_columns
 
 logger = logging.getLogger(__name__)
 

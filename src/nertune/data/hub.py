@@ -7,8 +7,8 @@ from pathlib import Path
 
 import datasets
 
-from .contract import FEATURES, TAG_FIELDS, TagChecker, tag_strings
-from .errors import DataError
+from nertune.data.contract import FEATURES, TAG_FIELDS, TagChecker, tag_strings
+from nertune.data.errors import DataError
 
 SPLIT_ALIASES = {
     "validation": "validation",

@@ -10,12 +10,11 @@ from typing import Any
 
 import datasets
 
-from nertune.words import tag_words_from_spans
-
-from .contract import TAG_FIELDS, TagChecker, empty_columns, tag_strings, to_dataset
-from .errors import DataError
-from .lines import read_lines
-from .records import InputRecord
+from nertune.data.contract import TAG_FIELDS, TagChecker, empty_columns, tag_strings, to_dataset
+from nertune.data.errors import DataError
+from nertune.data.lines import read_lines
+from nertune.data.records import InputRecord
+from nertune.data.words import tag_words_from_spans
 
 # Where span-annotated JSON records keep their character spans: spaCy/Doccano `entities`, Prodigy `spans`,
 # Doccano's sequence-labelling export `label` (a list of `[start, end, type]`) or CLUENER2020's `label` (a

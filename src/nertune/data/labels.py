@@ -8,8 +8,7 @@ from collections.abc import Mapping, Sequence
 import datasets
 
 from nertune import schemes
-
-from .errors import DataError
+from nertune.data.errors import DataError
 
 logger = logging.getLogger(__name__)
 

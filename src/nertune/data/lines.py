@@ -13,7 +13,7 @@ from typing import BinaryIO
 
 import regex
 
-from .errors import DataError
+from nertune.data.errors import DataError
 
 logger = logging.getLogger(__name__)
 

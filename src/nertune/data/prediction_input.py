@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from ..errors import RequestError
-from .conll import iter_conll_records
-from .errors import DataError
-from .formats import FileFormat, detect_format, explain
-from .json_records import iter_jsonl_records
-from .records import ConllLayout, InputRecord, iter_input_lines, iter_text_records
+from nertune.data.conll import iter_conll_records
+from nertune.data.errors import DataError
+from nertune.data.formats import FileFormat, detect_format, explain
+from nertune.data.json_records import iter_jsonl_records
+from nertune.data.records import ConllLayout, InputRecord, iter_input_lines, iter_text_records
+from nertune.errors import RequestError
 
 PREDICTION_INPUT_FORMATS = ("text", "jsonl", "conll")
 

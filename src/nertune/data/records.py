@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .lines import read_lines
+from nertune.data.lines import read_lines
 
 
 @dataclass

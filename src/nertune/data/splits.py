@@ -12,12 +12,11 @@ from typing import Any
 import datasets
 
 from nertune import schemes
-
-from .contract import FEATURES
-from .errors import DataError
-from .formats import read_split_file, resolve_data_path
-from .hub import load_hub_dataset
-from .labels import rename_entity_types
+from nertune.data.contract import FEATURES
+from nertune.data.errors import DataError
+from nertune.data.formats import read_split_file, resolve_data_path
+from nertune.data.hub import load_hub_dataset
+from nertune.data.labels import rename_entity_types
 
 logger = logging.getLogger(__name__)
 

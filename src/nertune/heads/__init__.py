@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RecipeError
-from .base import Head, unwrap_model
-from .crf import CrfHead
-from .linear import LinearHead
+from nertune.errors import RecipeError
+from nertune.heads.base import Head, unwrap_model
+from nertune.heads.crf import CrfHead
+from nertune.heads.linear import LinearHead
 
 if TYPE_CHECKING:
-    from ..config import Recipe
+    from nertune.recipe.schema import Recipe
 
 HEADS: dict[str, type[Head]] = {LinearHead.name: LinearHead, CrfHead.name: CrfHead}
 

@@ -23,11 +23,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
-from ..errors import ModelError
-from ..schemes import normalize_scheme
+from nertune.errors import ModelError
+from nertune.schemes import normalize_scheme
 
 if TYPE_CHECKING:
-    from ..config import Recipe
+    from nertune.recipe.schema import Recipe
 
 
 _CLASSIFIER_NAMES = ("classifier", "score")  # the output layer of HF token-classification models

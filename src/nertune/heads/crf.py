@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..align import IGNORE_INDEX
-from ..errors import ModelError
-from ..schemes import is_valid_sequence, normalize_scheme, parse_tag
-from .base import Head, unwrap_model
+from nertune.data.align import IGNORE_INDEX
+from nertune.errors import ModelError
+from nertune.heads.base import Head, unwrap_model
+from nertune.schemes import is_valid_sequence, normalize_scheme, parse_tag
 
 if TYPE_CHECKING:
-    from ..config import Recipe
+    from nertune.recipe.schema import Recipe
 
 _FORBIDDEN = -1e9  # added to a forbidden score when decoding: never the best path while a valid one exists
 

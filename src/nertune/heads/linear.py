@@ -10,8 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from ..align import IGNORE_INDEX
-from .base import Head
+from nertune.data.align import IGNORE_INDEX
+from nertune.heads.base import Head
 
 
 class LinearHead(Head):

@@ -1,0 +1,331 @@
+"""`make bench`: the project's training and inference paths against the plain recipes users copy.
+
+In one process and one run, on the same model, data, hyperparameters and seed:
+(a) training samples/s and tokens/s: `run_training` vs a plain `Trainer` as in transformers'
+    `run_ner.py` (truncation at max_length, first-sub-token labels, `DataCollatorForTokenClassification`,
+    fp32, random sampler);
+(b) inference sentences/s: `NerPredictor` vs `pipeline("token-classification", aggregation_strategy="first")`
+    at its best batch size, with a check that both find identical entities;
+(c) test entity F1 of both trained models, so speed is never bought with accuracy: the mean over
+    `f1_seeds` seeds (the recipe's seed, then the next ones), since one run's test F1 on a small test set
+    moves by points from seed to seed;
+(d) model FLOPs utilisation of the project's training against a matmul peak measured in this run;
+(e) time to target (`bench_train.py`): the baseline with run_ner.py's defaults sets a validation F1, the
+    project's recipe is timed until it first reaches it.
+Both trainings of (a) skip evaluation and checkpoints, so the timings compare the same work.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+import torch
+
+from bench.inference import bench_inference, inference_options
+from bench.train import run_ner_recipe, time_to_target
+from nertune.data import load_splits
+from nertune.evaluation.metrics import entity_metrics
+from nertune.model.loading import load_tokenizer, resolve_model_path, resolve_precision
+from nertune.recipe.schema import Recipe, load_recipe
+from nertune.schemes import build_label_list
+
+logger = logging.getLogger(__name__)
+
+
+def measure_matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
+    """Achieved FLOP/s of a square matmul: the denominator of MFU, measured on this machine now."""
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def train_baseline(
+    recipe: Recipe, splits, labels: list[str], output_dir: Path, score_splits: tuple[str, ...] = ("test",)
+) -> dict:
+    """The transformers-examples recipe, kept plain on purpose: this is what we are measured against.
+
+    Returns samples/s, tokens/s, the training runtime and `<split>_f1` for each of `score_splits`."""
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForTokenClassification,
+        DataCollatorForTokenClassification,
+        Trainer,
+        TrainingArguments,
+        set_seed,
+    )
+
+    set_seed(recipe.seed)
+    model_path = resolve_model_path(recipe.model_name_or_path)
+    tokenizer = load_tokenizer(model_path)
+    label2id = {label: i for i, label in enumerate(labels)}
+
+    def tokenize_and_align(split):
+        enc = tokenizer(list(split["tokens"]), truncation=True, max_length=recipe.max_length, is_split_into_words=True)
+        all_labels = []
+        for i, tags in enumerate(split["ner_tags"]):
+            previous, row = None, []
+            for w in enc.word_ids(i):
+                row.append(-100 if w is None or w == previous else label2id[tags[w]])
+                previous = w
+            all_labels.append(row)
+        enc["labels"] = all_labels
+        return Dataset.from_dict(dict(enc))
+
+    train = tokenize_and_align(splits["train"])
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_path, num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id
+    )
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=recipe.num_train_epochs,
+        max_steps=recipe.max_steps,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=recipe.warmup_ratio,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        per_device_eval_batch_size=recipe.per_device_eval_batch_size,
+        seed=recipe.seed,
+        eval_strategy="no",
+        save_strategy="no",
+        report_to="none",
+        logging_steps=recipe.logging_steps,
+        use_cpu=not torch.cuda.is_available(),
+    )
+    trainer = Trainer(
+        model=model,
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        data_collator=DataCollatorForTokenClassification(tokenizer),
+    )
+    result = trainer.train()
+    mean_tokens = sum(len(ids) for ids in train["input_ids"]) / len(train)
+    metrics = {
+        "train_samples_per_second": result.metrics["train_samples_per_second"],
+        "train_tokens_per_second": mean_tokens * result.metrics["train_samples_per_second"],
+        "train_runtime_s": result.metrics["train_runtime"],
+    }
+    for name in score_splits:
+        output = trainer.predict(tokenize_and_align(splits[name]))
+        predicted = []
+        for i, tags in enumerate(splits[name]["ner_tags"]):
+            ids = output.predictions[i].argmax(-1)
+            words = ["O"] * len(tags)  # words cut off by truncation stay O: run_ner.py never scores them
+            first_positions = [p for p, label in enumerate(output.label_ids[i]) if label != -100]
+            for word, position in enumerate(first_positions):  # the k-th labelled sub-token starts word k
+                words[word] = labels[int(ids[position])]
+            predicted.append(words)
+        metrics[f"{name}_f1"] = entity_metrics(splits[name]["ner_tags"], predicted)["f1"]
+    return metrics
+
+
+def train_project(recipe: Recipe) -> dict:
+    from nertune.training.run import run_training
+
+    metrics = run_training(recipe)
+    return {
+        "train_samples_per_second": metrics["train_samples_per_second"],
+        "train_runtime_s": metrics["train_runtime_s"],
+        "test_f1": metrics["test_f1"],
+    }
+
+
+def measure_serving(model_dir: str, texts: list[str]) -> dict:
+    """32 clients, one sentence per request, against the same predictor's offline batches (`serve_bench`);
+    empty without the `serve` extra."""
+    try:
+        from bench.serving import bench_serving
+    except ModuleNotFoundError as e:
+        logger.info("no serving numbers: %s is not installed (pip install 'nertune[serve]')", e.name)
+        return {}
+    serving = bench_serving(model_dir, texts)
+    return {
+        "serving_efficiency": serving["serving_efficiency"],
+        "serving_efficiency_rounds": serving["serving_efficiency_rounds"],
+        "serving_offline_runs": serving["offline_runs"],
+        "serving_sentences_per_second": serving["serving_sentences_per_second"],
+        "serving_offline_sentences_per_second": serving["offline_sentences_per_second"],
+        "serving_latency_p50_ms": serving["latency_p50_ms"],
+        "serving_latency_p95_ms": serving["latency_p95_ms"],
+        "serving_single_client_latency_ms": serving["single_client_latency_ms"],
+        "serving_errors": serving["errors"],
+    }
+
+
+def run_bench(
+    recipe_path: str | None, overrides: list[str] | None = None, target_eval_steps: int = 20, f1_seeds: int = 3
+) -> dict:
+    """Run every comparison of the module docstring; write bench.json and bench.md, print the table.
+
+    `target_eval_steps`: optimizer steps between the project's validation evaluations while timing it to
+    the baseline's F1 (the time to target is exact up to that many steps). `f1_seeds`: training runs per
+    side whose test F1 is averaged (speeds come from the first)."""
+    if f1_seeds < 1:
+        raise ValueError(f"f1_seeds must be at least 1, got {f1_seeds}")
+    recipe = load_recipe(
+        recipe_path or "recipes/quickstart.yaml",
+        [
+            "output_dir=runs/bench",
+            "eval_strategy=no",
+            "save_strategy=no",
+            "report_to=none",
+            "load_best_model_at_end=false",
+            *(overrides or []),
+        ],
+    )
+    out = Path(recipe.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    precision = resolve_precision(recipe.precision)
+    peak_dtype = torch.bfloat16 if precision == "bf16" else torch.float16 if precision == "fp16" else torch.float32
+    peak = measure_matmul_peak(peak_dtype, device)
+
+    splits, _ = load_splits(recipe.data)
+    labels = build_label_list(splits["train"]["ner_tags"], recipe.data.train_scheme)
+    baseline = train_baseline(recipe, splits, labels, out / "baseline")
+    project = train_project(dataclasses.replace(recipe, output_dir=str(out / "project")))
+    f1_runs = {"project": [project["test_f1"]], "baseline": [baseline["test_f1"]]}
+    for seed in range(recipe.seed + 1, recipe.seed + f1_seeds):
+        again = dataclasses.replace(recipe, seed=seed, output_dir=str(out / f"project-seed{seed}"))
+        f1_runs["project"].append(train_project(again)["test_f1"])
+        f1_runs["baseline"].append(train_baseline(again, splits, labels, out / f"baseline-seed{seed}")["test_f1"])
+    run_ner = train_baseline(
+        run_ner_recipe(recipe), splits, labels, out / "baseline-run-ner-defaults", score_splits=("validation", "test")
+    )
+    to_target = time_to_target(
+        dataclasses.replace(recipe, output_dir=str(out / "project-to-target")),
+        run_ner["validation_f1"],
+        target_eval_steps,
+    )
+    inference = bench_inference(str(out / "project"), list(splits["test"]["tokens"]), list(splits["test"]["ner_tags"]))
+    serving = measure_serving(str(out / "project"), [" ".join(tokens) for tokens in splits["test"]["tokens"]])
+
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(out / "project")
+    # 6 FLOPs per parameter per token (forward + backward) over the encoder's dense layers.
+    dense_params = 12 * config.num_hidden_layers * config.hidden_size**2
+    lengths = [
+        len(t)
+        for t in load_tokenizer(str(out / "project"))(list(splits["train"]["tokens"]), is_split_into_words=True)[
+            "input_ids"
+        ]
+    ]
+    # Samples/s times the mean sentence length: right for epochs and for max_steps runs alike.
+    tokens_per_second = sum(lengths) / len(lengths) * project["train_samples_per_second"]
+    result = {
+        "device": str(device),
+        "precision": precision,
+        "recipe": recipe_path or "recipes/quickstart.yaml",
+        "train_samples_per_second_project": project["train_samples_per_second"],
+        "train_samples_per_second_baseline": baseline["train_samples_per_second"],
+        "train_tokens_per_second_project": tokens_per_second,
+        "train_tokens_per_second_baseline": baseline["train_tokens_per_second"],
+        "train_speedup": project["train_samples_per_second"] / baseline["train_samples_per_second"],
+        "inference_sentences_per_second_project": inference["project_sentences_per_second"],
+        "inference_sentences_per_second_pipeline": inference["pipeline_sentences_per_second"],
+        "inference_speedup": inference["project_sentences_per_second"] / inference["pipeline_sentences_per_second"],
+        "entities_identical": inference["entities_identical"],
+        "sentences_with_different_entities": inference["sentences_with_different_entities"],
+        "f1_project": sum(f1_runs["project"]) / f1_seeds,
+        "f1_baseline": sum(f1_runs["baseline"]) / f1_seeds,
+        "f1_project_runs": f1_runs["project"],
+        "f1_baseline_runs": f1_runs["baseline"],
+        "f1_seeds": f1_seeds,
+        # Time to target: training seconds only (evaluation excluded on both sides).
+        "target_f1": run_ner["validation_f1"],
+        "f1_baseline_run_ner_defaults": run_ner["test_f1"],
+        "time_to_target_s_baseline": run_ner["train_runtime_s"],
+        "time_to_target_s_project": to_target["seconds"],
+        "target_reached_step": to_target["step"],
+        "target_eval_steps": target_eval_steps,
+        "time_to_target_speedup": (run_ner["train_runtime_s"] / to_target["seconds"] if to_target["seconds"] else None),
+        "target_timeline": to_target["timeline"],
+        **{key: inference[key] for key in ("int8_sentences_per_second", "int8_f1_change") if key in inference},
+        **serving,
+        **inference_options(inference),
+        "matmul_peak_flops": peak,
+        "mfu": 6 * dense_params * tokens_per_second / peak,
+    }
+    (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    table = markdown_table(result)
+    (out / "bench.md").write_text(table, encoding="utf-8")
+    print(table)
+    return result
+
+
+def markdown_table(r: dict) -> str:
+    return "\n".join(
+        [
+            f"| measure ({r['device']}, {r['precision']}) | project | baseline | ratio |",
+            "|---|---|---|---|",
+            f"| training samples/s | {r['train_samples_per_second_project']:.1f} | "
+            f"{r['train_samples_per_second_baseline']:.1f} | {r['train_speedup']:.2f}x |",
+            f"| inference sentences/s | {r['inference_sentences_per_second_project']:.1f} | "
+            f"{r['inference_sentences_per_second_pipeline']:.1f} (pipeline) | {r['inference_speedup']:.2f}x |",
+            f"| test entity F1 (mean of {r['f1_seeds']} seeds) | {r['f1_project']:.4f} | {r['f1_baseline']:.4f} | "
+            f"{r['f1_project'] - r['f1_baseline']:+.4f} |",
+            _time_to_target_row(r),
+            f"| identical entities (project vs pipeline, same words) | {r['entities_identical']} | | |",
+            *(
+                [
+                    f"| int8 inference sentences/s (CPU option) | {r['int8_sentences_per_second']:.1f} | | "
+                    f"{r['int8_sentences_per_second'] / r['inference_sentences_per_second_pipeline']:.2f}x, "
+                    f"F1 {r['int8_f1_change']:+.4f} |"
+                ]
+                if "int8_f1_change" in r
+                else []
+            ),
+            *(
+                [
+                    "| serving, 32 single-sentence clients (sentences/s) | "
+                    f"{r['serving_sentences_per_second']:.1f} | {r['serving_offline_sentences_per_second']:.1f} "
+                    f"(offline batches) | {r['serving_efficiency']:.2f}x, "
+                    f"p50 {r['serving_latency_p50_ms']:.0f} ms, {r['serving_errors']} errors |"
+                ]
+                if "serving_efficiency" in r
+                else []
+            ),
+            *(
+                [
+                    "| ONNX Runtime inference sentences/s (CPU option) | "
+                    f"{r['inference_sentences_per_second_onnx']:.1f} | | "
+                    f"{r['inference_speedup_onnx']:.2f}x, F1 {r['f1_onnx'] - r['f1_pytorch']:+.4f} |",
+                    "| ONNX Runtime int8 inference sentences/s (CPU option) | "
+                    f"{r['inference_sentences_per_second_onnx_int8']:.1f} | | "
+                    f"{r['inference_speedup_onnx_int8']:.2f}x, F1 {r['f1_onnx_int8'] - r['f1_pytorch']:+.4f} |",
+                ]
+                if "f1_onnx_int8" in r
+                else []
+            ),
+            f"| best inference option (F1 within 0.5 point) | {r['inference_best_option']} | | "
+            f"{r['inference_best_speedup']:.2f}x |",
+            f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
+            "",
+        ]
+    )
+
+
+def _time_to_target_row(r: dict) -> str:
+    label = (
+        f"| training s to validation F1 {r['target_f1']:.4f} (baseline: run_ner.py defaults, its final F1; "
+        "evaluation excluded)"
+    )
+    if r["time_to_target_s_project"] is None:
+        return f"{label} | not reached | {r['time_to_target_s_baseline']:.1f} | - |"
+    return (
+        f"{label} | {r['time_to_target_s_project']:.1f} (step {r['target_reached_step']}) | "
+        f"{r['time_to_target_s_baseline']:.1f} | {r['time_to_target_speedup']:.2f}x |"
+    )

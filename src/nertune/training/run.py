@@ -1,0 +1,421 @@
+"""The training story, top to bottom: recipe -> data -> alignment -> model -> Trainer -> metrics -> files."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from datasets import DatasetDict
+from transformers import DataCollatorForTokenClassification, EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from nertune.data import DataError, detect_language, load_splits
+from nertune.data.align import encode_split
+from nertune.distributed import batch_layout, check_world_size
+from nertune.errors import ModelError
+from nertune.evaluation.report import plot_learning_curves
+from nertune.evaluation.run import make_compute_metrics, predict_split, score_split, write_conll_predictions, write_json
+from nertune.heads import head_for_recipe
+from nertune.hub.push import check_hub_access, push_run, write_model_card
+from nertune.model.loading import (
+    is_adapter_dir,
+    load_model_config,
+    load_model_for_training,
+    load_tokenizer,
+    reconcile_labels,
+    resolve_model_path,
+    resolve_precision,
+    trained_labels,
+)
+from nertune.model.lora import (
+    adapter_base_reference,
+    adapter_size_bytes,
+    apply_lora,
+    load_adapter_model,
+    merge_adapter,
+    save_adapter_info,
+    trainable_parameters,
+)
+from nertune.model.references import RECIPE_FILE
+from nertune.recipe.schema import Recipe, RecipeError, save_recipe
+from nertune.schemes import build_label_list
+from nertune.training.continuation import continued_run_metrics, evaluate_starting_model
+from nertune.training.trainer import NerTrainer
+
+logger = logging.getLogger(__name__)
+
+
+TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files, under the run dir
+
+
+def _report_to(setting: str) -> list[str] | str:
+    if setting == "auto":
+        if importlib.util.find_spec("tensorboard"):
+            return ["tensorboard"]
+        logger.info(
+            "report_to=auto: tensorboard is not installed, so training logs go to trainer_state.json "
+            "and learning_curves.png only"
+        )
+        return "none"
+    return "none" if setting == "none" else [s.strip() for s in setting.split(",")]
+
+
+def _without_tensorboard(report_to: list[str] | str) -> tuple[list[str] | str, bool]:
+    """(the integrations the Trainer sets up itself, whether to add TensorBoard): the Trainer's own
+    TensorBoard callback would log under checkpoints/runs/<date>; `build_trainer` adds one for the run dir."""
+    if isinstance(report_to, str):
+        return report_to, False
+    others = [name for name in report_to if name != "tensorboard"]
+    return (others or "none"), len(others) < len(report_to)
+
+
+def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArguments:
+    """The recipe as TrainingArguments; building them sets up torch.distributed when launched on N processes."""
+    evaluate = recipe.eval_strategy != "no"
+    save_strategy = recipe.save_strategy
+    if recipe.load_best_model_at_end and evaluate and save_strategy != "no":
+        save_strategy = recipe.eval_strategy  # the Trainer needs a checkpoint at every evaluation to pick the best
+    args = TrainingArguments(
+        output_dir=str(Path(recipe.output_dir) / "checkpoints"),
+        num_train_epochs=recipe.num_train_epochs,
+        max_steps=recipe.max_steps,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+        warmup_steps=recipe.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the total steps
+        lr_scheduler_type=recipe.lr_scheduler_type,
+        per_device_train_batch_size=recipe.per_device_train_batch_size,
+        per_device_eval_batch_size=recipe.per_device_eval_batch_size,
+        gradient_accumulation_steps=recipe.gradient_accumulation_steps,
+        max_grad_norm=recipe.max_grad_norm,
+        optim=recipe.optim,
+        seed=recipe.seed,
+        bf16=precision == "bf16",
+        fp16=precision == "fp16",
+        train_sampling_strategy="group_by_length" if recipe.group_by_length else "random",
+        eval_strategy=recipe.eval_strategy,
+        eval_steps=recipe.eval_steps,
+        save_strategy=save_strategy,
+        save_steps=recipe.save_steps,
+        save_total_limit=recipe.save_total_limit,
+        load_best_model_at_end=recipe.load_best_model_at_end and evaluate and save_strategy != "no",
+        metric_for_best_model="f1",
+        greater_is_better=True,
+        logging_steps=recipe.logging_steps,
+        report_to=_without_tensorboard(_report_to(recipe.report_to))[0],
+        dataloader_num_workers=recipe.dataloader_num_workers,
+        use_cpu=not torch.cuda.is_available(),
+        # Token mean over all processes (NerTrainer.compute_loss): gradients and logged loss as on one process.
+        average_tokens_across_devices=True,
+        # A token-classification model uses every trainable parameter in each step (no pooler; with LoRA the
+        # frozen weights are not tracked), so DDP can skip the extra autograd traversal it otherwise warns about.
+        ddp_find_unused_parameters=False,
+    )
+    # The world size is known only now; a global batch is split into per-device batch x accumulation.
+    args.per_device_train_batch_size, args.gradient_accumulation_steps = batch_layout(
+        recipe.per_device_train_batch_size,
+        recipe.gradient_accumulation_steps,
+        recipe.global_batch_size,
+        args.world_size,
+    )
+    return args
+
+
+def _resume_checkpoint(recipe: Recipe) -> str | None:
+    if recipe.resume_from_checkpoint in (None, ""):
+        return None
+    if recipe.resume_from_checkpoint == "latest":
+        checkpoint_dir = Path(recipe.output_dir) / "checkpoints"
+        last = get_last_checkpoint(str(checkpoint_dir)) if checkpoint_dir.is_dir() else None
+        if last is None:
+            raise RecipeError(f"resume_from_checkpoint=latest: no checkpoint in {checkpoint_dir}")
+        return last
+    if not Path(recipe.resume_from_checkpoint).is_dir():
+        raise RecipeError(f"resume_from_checkpoint: {recipe.resume_from_checkpoint} is not a directory")
+    return recipe.resume_from_checkpoint
+
+
+@dataclass
+class PreparedData:
+    """Everything the Trainer needs from the data: labels, tokenizer, encoded splits, gold tags."""
+
+    splits: DatasetDict
+    source_scheme: str
+    scheme: str
+    labels: list[str]
+    keep_head: bool
+    label2id: dict[str, int]
+    id2label: dict[int, str]
+    tokenizer: Any
+    train_features: Any
+    eval_features: dict[str, Any]
+    gold: dict[str, list[list[str]]]
+    start_labels: list[str] | None = None  # the labels of the fine-tuned model training continues from
+
+
+def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
+    """Load the splits, build and reconcile the label list, tokenize and align every split."""
+    splits, source_scheme = load_splits(recipe.data)
+    scheme = recipe.data.train_scheme
+    labels = build_label_list(splits["train"]["ner_tags"], scheme)
+    start_labels = trained_labels(load_model_config(model_path))
+    labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
+    label2id = {label: i for i, label in enumerate(labels)}
+    id2label = dict(enumerate(labels))
+    logger.info(
+        "data: %s tags read as %s, trained as %s; %d labels; %s",
+        source_scheme,
+        source_scheme,
+        scheme,
+        len(labels),
+        {k: len(v) for k, v in splits.items()},
+    )
+
+    if recipe.context_size and not any(splits["train"]["document_id"]):
+        raise DataError(
+            f"context_size={recipe.context_size} needs documents, but the training data has no "
+            "-DOCSTART- lines or document_id values; set context_size=0 or mark the documents"
+        )
+    tokenizer = load_tokenizer(model_path)
+    encode = dict(
+        tokenizer=tokenizer,
+        max_length=recipe.max_length,
+        window_overlap=recipe.window_overlap,
+        label2id=label2id,
+        scheme=scheme,
+        context_size=recipe.context_size,
+    )
+    train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
+    eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
+    gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
+    return PreparedData(
+        splits,
+        source_scheme,
+        scheme,
+        labels,
+        keep_head,
+        label2id,
+        id2label,
+        tokenizer,
+        train_features,
+        eval_features,
+        gold,
+        start_labels,
+    )
+
+
+def build_model(recipe: Recipe, model_path: str, data: PreparedData):
+    """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled.
+
+    From a fine-tuned model: its head continues (grown by the head when label_mismatch=extend adds labels).
+    From a LoRA adapter dir: with lora.enabled the same adapter trains further; without, it is merged into
+    its base and the whole model trains.
+    """
+    head = head_for_recipe(recipe, data.scheme)
+    extending = data.keep_head and len(data.labels) > len(data.start_labels or [])
+    if is_adapter_dir(model_path) and recipe.lora.enabled:
+        if extending:
+            raise ModelError(
+                f"{model_path} is a LoRA adapter: extending its labels needs lora.enabled=false "
+                "(merge it, then train in full)"
+            )
+        model = load_adapter_model(model_path, trainable=True)
+        head.attach(model.get_base_model(), model_path)
+        return model
+    model = load_model_for_training(model_path, data.labels, data.keep_head)
+    # Continuing a fine-tuned model whose head is kept continues the head's own saved scores too.
+    head.attach(model, model_path if data.keep_head else None)
+    if extending:
+        head.extend_labels(model, data.start_labels, data.labels)
+    if recipe.lora.enabled:
+        model = apply_lora(model, recipe.lora)
+    return model
+
+
+def build_trainer(
+    recipe: Recipe, args: TrainingArguments, data: PreparedData, model=None, model_init=None
+) -> NerTrainer:
+    """The NerTrainer of `run_training` (validation F1 as metric); `model_init` instead of `model` for HPO."""
+    callbacks = []
+    if _without_tensorboard(_report_to(recipe.report_to))[1]:
+        from transformers.integrations import TensorBoardCallback
+
+        tensorboard = TensorBoardCallback()
+        tensorboard.logging_dir = str(Path(recipe.output_dir) / TENSORBOARD_DIR)
+        callbacks.append(tensorboard)
+    if recipe.early_stopping_patience is not None:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=recipe.early_stopping_patience))
+    head = head_for_recipe(recipe, data.scheme)
+    trainer = NerTrainer(
+        model=model,
+        model_init=model_init,
+        args=args,
+        train_dataset=data.train_features,
+        eval_dataset=data.eval_features["validation"],
+        data_collator=DataCollatorForTokenClassification(
+            data.tokenizer, pad_to_multiple_of=8 if torch.cuda.is_available() else None
+        ),
+        processing_class=data.tokenizer,
+        compute_metrics=make_compute_metrics(
+            data.eval_features["validation"],
+            data.gold["validation"],
+            data.id2label,
+            data.scheme,
+            recipe.strict_metrics,
+            head,
+            lambda: trainer.model,
+        ),  # model_init builds it later
+        callbacks=callbacks,
+        head=head,
+        max_tokens_per_batch=recipe.max_tokens_per_batch,
+    )
+    return trainer
+
+
+@dataclass
+class RunSetup:
+    """What `run_training` and `run_hpo` fix before any training time is spent."""
+
+    precision: str
+    args: TrainingArguments
+    is_main: bool  # process 0: the one that writes files
+    model_path: str
+    resume: str | None  # checkpoint to resume from
+    hub_api: Any  # a checked HfApi when the recipe pushes to the Hub (process 0 only), else None
+    data: PreparedData
+
+
+def setup_run(recipe: Recipe) -> RunSetup:
+    """Everything that can fail on bad input, in order: precision, TrainingArguments (which set up
+    torch.distributed when launched on N processes), world size, model path, resume checkpoint, Hub access, data."""
+    precision = resolve_precision(recipe.precision)
+    args = build_training_arguments(recipe, precision)
+    check_world_size(args.world_size)
+    is_main = args.process_index == 0
+    model_path = resolve_model_path(recipe.model_name_or_path)  # a LoRA adapter dir continues (build_model)
+    resume = _resume_checkpoint(recipe)
+    hub_api = check_hub_access(recipe.hub_model_id) if recipe.push_to_hub and is_main else None
+    data = prepare_data(recipe, model_path)
+    return RunSetup(precision, args, is_main, model_path, resume, hub_api, data)
+
+
+def run_training(recipe: Recipe) -> dict:
+    """Train, pick the best checkpoint by validation F1, score validation and test, write the run dir.
+
+    Launched on N processes (`accelerate launch`, `torchrun`), every process trains, evaluates and
+    predicts (the Trainer's collectives need all of them); only process 0 writes files.
+    """
+    output_dir = Path(recipe.output_dir)
+    run = setup_run(recipe)  # everything that can fail on bad input fails here, before any training time is spent
+    precision, args, is_main, model_path, resume, hub_api, data = (
+        run.precision,
+        run.args,
+        run.is_main,
+        run.model_path,
+        run.resume,
+        run.hub_api,
+        run.data,
+    )
+    if is_main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        save_recipe(recipe, output_dir / RECIPE_FILE)
+    splits, source_scheme, scheme, labels = data.splits, data.source_scheme, data.scheme, data.labels
+    id2label, train_features, eval_features, gold = data.id2label, data.train_features, data.eval_features, data.gold
+
+    before = evaluate_starting_model(args, data, model_path) if data.start_labels is not None else None
+    set_seed(recipe.seed)  # here: setting up N processes may draw random numbers; the new head must not differ
+    model = build_model(recipe, model_path, data)
+    trainable, total = trainable_parameters(model)
+    trainer = build_trainer(recipe, args, data, model=model)
+    global_batch = args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size
+    logger.info(
+        "training on %s (%s) x %d processes, %d train windows from %d sentences; global batch %d = "
+        "%d per device x %d accumulation x %d processes; %d of %d parameters trainable (%.2f%%)",
+        args.device,
+        precision,
+        args.world_size,
+        len(train_features),
+        len(splits["train"]),
+        global_batch,
+        args.per_device_train_batch_size,
+        args.gradient_accumulation_steps,
+        args.world_size,
+        trainable,
+        total,
+        100 * trainable / total,
+    )
+    started = time.perf_counter()
+    train_result = trainer.train(resume_from_checkpoint=resume)
+    train_seconds = time.perf_counter() - started
+    # The best model when load_best_model_at_end: a full model dir with id2label in config.json, or with LoRA
+    # an adapter dir (the Trainer writes on process 0 only).
+    trainer.save_model(str(output_dir))
+    if is_main:
+        trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
+        if recipe.lora.enabled:
+            base = adapter_base_reference(model_path) if is_adapter_dir(model_path) else recipe.model_name_or_path
+            save_adapter_info(output_dir, base, id2label)
+        plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
+
+    metrics: dict = {
+        "source_scheme": source_scheme,
+        "train_scheme": scheme,
+        "labels": labels,
+        "precision_mode": precision,
+        "device": str(args.device),
+        "world_size": args.world_size,
+        "global_batch_size": global_batch,
+        "per_device_train_batch_size": args.per_device_train_batch_size,
+        "gradient_accumulation_steps": args.gradient_accumulation_steps,
+        "trainable_params": trainable,
+        "trainable_percent": round(100 * trainable / total, 4),
+        "train_runtime_s": round(train_seconds, 3),
+        "train_samples_per_second": round(train_result.metrics.get("train_samples_per_second", 0.0), 3),
+        "train_loss": train_result.metrics.get("train_loss"),
+        "n_train_sentences": len(splits["train"]),
+        "language": detect_language(splits["train"]["tokens"]),  # the model card's `language:` (None: not told)
+    }
+    if torch.cuda.is_available():
+        metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
+    if recipe.lora.enabled and is_main:
+        metrics["adapter_size_bytes"] = adapter_size_bytes(output_dir)
+    reports = []
+    for name in ("validation", "test"):
+        n_words = [len(t) for t in gold[name]]
+        # On every process: prediction is a collective (gather); calling it on process 0 alone deadlocks.
+        predicted = predict_split(trainer, eval_features[name], n_words, id2label, scheme)
+        scores = score_split(gold[name], predicted, scheme, recipe.strict_metrics)
+        reports.append(
+            f"== {name}: entity level ==\n{scores.pop('entity_report')}\n"
+            f"== {name}: token level ==\n{scores.pop('token_report')}"
+        )
+        for key in ("f1", "precision", "recall", "macro_f1", "accuracy"):
+            metrics[f"{name}_{key}"] = scores[key]
+        metrics[f"{name}_per_type"] = scores["per_type"]
+        metrics[f"n_{name}_words_in_input"] = sum(n_words)
+        metrics[f"n_{name}_words_predicted"] = sum(len(p) for p in predicted)
+        if name == "test" and is_main:
+            write_conll_predictions(output_dir / "test_predictions.conll", splits[name], gold[name], predicted)
+        if name == "test" and before is not None:
+            metrics.update(
+                continued_run_metrics(recipe.model_name_or_path, data, before, predicted, recipe.strict_metrics)
+            )
+
+    if is_main:
+        if recipe.lora.enabled and recipe.lora.merge:
+            metrics["merged_model_dir"] = str(merge_adapter(output_dir, output_dir / "merged"))
+        write_json(output_dir / "metrics.json", metrics)
+        (output_dir / "report.txt").write_text("\n".join(reports), encoding="utf-8")
+        write_model_card(output_dir, recipe.hub_model_id)
+        if hub_api is not None:
+            metrics["hub_commit"] = push_run(output_dir, recipe.hub_model_id, recipe.hub_private, api=hub_api)
+        print("\n".join(reports))
+        print(
+            f"test entity F1 {metrics['test_f1']:.4f} | validation F1 {metrics['validation_f1']:.4f} | "
+            f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}"
+        )
+    return metrics
