@@ -141,3 +141,70 @@ def test_tests_share_one_helper_module():
             ):
                 offenders.append(f"{path.name}: from {'.' * node.level}{node.module or ''} import ...")
     assert offenders == []
+
+
+# -- the layers (declared once, in nertune.LAYERS)
+
+
+def layer_of(module: str) -> int:
+    """The index in `nertune.LAYERS` of the layer that holds `module` (a module or package prefix match)."""
+    from nertune import LAYERS
+
+    for index, layer in enumerate(LAYERS):
+        if any(module == prefix or module.startswith(prefix + ".") for prefix in layer):
+            return index
+    raise AssertionError(f"{module} is in no layer of nertune.LAYERS")
+
+
+def test_the_layer_check_sees_an_upward_import():
+    assert layer_of("nertune.data.align") < layer_of("nertune.training.run")
+    assert layer_of("nertune.errors") == 0 and layer_of("nertune.cli") == layer_of("nertune.api")
+
+
+def test_every_module_imports_only_its_own_layer_or_lower():
+    graph = import_graph()
+    upward = sorted(
+        f"{module} (layer {layer_of(module)}) imports {target} (layer {layer_of(target)})"
+        for module, targets in graph.items()
+        if module != "nertune"
+        for target in targets
+        if target != "nertune" and layer_of(target) > layer_of(module)
+    )
+    assert upward == []
+
+
+def test_each_package_says_what_it_owns_and_may_import():
+    for init in sorted(PACKAGE.glob("*/__init__.py")):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
+        assert "May import" in doc or init.parent.name in ("data", "heads"), (
+            f"{init}: no 'May import:' in its docstring"
+        )
+
+
+def test_the_package_stays_small_at_the_top_and_in_each_module():
+    top = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert len(top) <= 8, top
+    too_long = {
+        str(p.relative_to(PACKAGE)): n
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 400
+    }
+    assert too_long == {}
+    assert "__class__" not in (PACKAGE / "__init__.py").read_text(encoding="utf-8")
+
+
+def test_nothing_imports_the_benchmark_harness():
+    """bench/ (make bench) lives outside the package: neither nertune nor its tests import it."""
+    root = PACKAGE.parents[1]
+    offenders = []
+    for path in sorted([*PACKAGE.rglob("*.py"), *(root / "tests").glob("*.py")]):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n == "bench" or n.startswith("bench.")]
+    assert offenders == []
