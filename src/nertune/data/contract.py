@@ -37,7 +37,9 @@ FEATURES = datasets.Features(
 )
 
 SPANS = "spans"
-SPANS_FEATURE = datasets.List({"type": datasets.Value("string"), "start": datasets.Value("int64"), "end": datasets.Value("int64")})
+SPANS_FEATURE = datasets.List(
+    {"type": datasets.Value("string"), "start": datasets.Value("int64"), "end": datasets.Value("int64")}
+)
 
 TAG_FIELDS = ("ner_tags", "tags", "labels")  # where JSON records and Hub datasets keep their tags
 

@@ -17,7 +17,8 @@ from nertune.data.records import InputRecord
 from nertune.data.spans import SpanStats, tag_words_from_spans
 
 # Where span-annotated JSON records keep their character spans: spaCy/Doccano `entities`, Prodigy `spans`,
-# Doccano's sequence-labelling export `label` (a list of `[start, end, type]`) or CLUENER2020's `label` (a
+# Doccano's sequence-labelling export `label` (a list of `[start, end, type]`; Label Studio's JSON-MIN export a
+# list of `{"start", "end", "labels"}`) or CLUENER2020's `label` (a
 # mapping type -> mention -> `[[start, end_inclusive], ...]`).
 SPAN_FIELDS = ("entities", "spans", "label")
 
@@ -67,6 +68,10 @@ def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | Non
         raise DataError(f"{where}'{field}' must be a list of [start, end, type] spans, got {spans!r:.80}", path, line)
     out = []
     for span in spans:
+        if isinstance(span, dict) and "label" not in span and isinstance(span.get("labels"), list):
+            # Label Studio's JSON-MIN export: {"start", "end", "text", "labels": [...]}, one span per label.
+            out += _span_tuples([{**span, "label": label} for label in span["labels"]], field, where, path, line)
+            continue
         if isinstance(span, dict):
             start = span.get("start", span.get("start_offset"))
             end = span.get("end", span.get("end_offset"))

@@ -57,4 +57,3 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
       a word segmenter for the language and predict on the words (CoNLL input, `predict_words`).
     """
     return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
-
