@@ -271,3 +271,12 @@ def test_training_on_a_cluener_style_file_end_to_end(tmp_path):
     assert {"B-organization", "B-book", "B-name"} <= set(metrics["labels"])
     assert "B-company" not in metrics["labels"]  # the nested level is dropped from flat tags (outermost)
     assert metrics["test_f1"] > 0.5, metrics
+
+
+def test_replay_file_without_nested_levels_joins_a_train_split_with_them(tmp_path):
+    train = cluener(tmp_path, *([PLAIN_LINE, BOOK_LINE] * 5))
+    replay = write(tmp_path, "old.conll", "张 B-name\n伟 I-name\n\n")
+    cfg = data_cfg(train_file=str(train), nested="keep", replay_file=str(replay), replay_ratio=0.1, test_ratio=0.0)
+    splits, _ = data.load_splits(cfg)
+    assert splits["train"]["spans"][-1] == [{"type": "name", "start": 0, "end": 2}]
+    assert splits["train"]["tokens"][-1] == ["张", "伟"]

@@ -12,7 +12,7 @@ from typing import Any
 import datasets
 
 from nertune import schemes
-from nertune.data.contract import FEATURES
+from nertune.data.contract import FEATURES, SPANS, SPANS_FEATURE, spans_of_tags
 from nertune.data.errors import DataError
 from nertune.data.formats import read_split_file, resolve_data_path
 from nertune.data.hub import load_hub_dataset
@@ -304,6 +304,12 @@ def mix_replay(train: datasets.Dataset, data_cfg: Any, base_dir: str | Path, tar
         data_cfg.split_seed,
         len(train),
     )
+    if (SPANS in train.column_names) != (SPANS in replay.column_names):  # nested levels from one file only
+        replay = (
+            replay.remove_columns(SPANS)
+            if SPANS in replay.column_names
+            else replay.add_column(SPANS, [spans_of_tags(tags) for tags in replay["ner_tags"]], feature=SPANS_FEATURE)
+        )
     return datasets.concatenate_datasets([train, replay.cast(train.features)])
 
 
