@@ -111,15 +111,6 @@ def test_span_annotated_jsonl_doccano_spacy_prodigy(tmp_path):
 @pytest.mark.parametrize(
     "record, message",
     [
-        (
-            {"text": "Visit #Paris", "label": [[7, 12, "LOC"]]},
-            "entity [7, 12) 'LOC' 'Paris' cuts the word "
-            "'#Paris' at [6, 12); fix the span, or set data.span_alignment=expand",
-        ),
-        (
-            {"text": "John Smith", "label": [[0, 10, "PER"], [5, 10, "PER"]]},
-            "overlaps another entity at the word 'Smith'",
-        ),
         ({"text": "John", "label": [[0, 9, "PER"]]}, "entity [0, 9) 'PER' is not inside the text (4 characters)"),
         ({"text": "John", "label": [[0, 4, "B PER"]]}, "an entity type must be a non-empty word without spaces"),
         ({"text": "John", "label": ["positive"]}, "'label': expected [start, end, type]"),
@@ -134,10 +125,29 @@ def test_bad_span_records_name_the_line_and_the_span(tmp_path, record, message):
     assert message in str(err.value) and "bad.jsonl:1" in str(err.value)
 
 
-def test_span_alignment_expand_takes_whole_words(tmp_path):
+def test_span_alignment_expand_takes_whole_words_split_splits_and_strict_refuses(tmp_path):
     path = write(tmp_path, "a.jsonl", json.dumps({"text": "Visit #Paris today", "label": [[7, 12, "LOC"]]}) + "\n")
     ds = data.read_split_file(path, span_alignment="expand")
     assert ds["tokens"] == [["Visit", "#Paris", "today"]] and ds["ner_tags"] == [["O", "B-LOC", "O"]]
+    ds = data.read_split_file(path)  # split, the default
+    assert ds["tokens"] == [["Visit", "#", "Paris", "today"]] and ds["ner_tags"] == [["O", "O", "B-LOC", "O"]]
+    with pytest.raises(DataError) as err:
+        data.read_split_file(path, span_alignment="strict")
+    assert str(err.value) == (
+        f"{path}:1: entity [7, 12) 'LOC' 'Paris' cuts the word '#Paris' at [6, 12); fix the span, or set "
+        "data.span_alignment=split to split the word there (expand takes whole words)"
+    )
+
+
+def test_overlapping_spans_are_refused_with_nested_error(tmp_path):
+    record = {"text": "John Smith", "label": [[0, 10, "PER"], [5, 10, "PER"]]}
+    path = write(tmp_path, "bad.jsonl", json.dumps({"text": "x", "label": []}) + "\n" + json.dumps(record) + "\n")
+    with pytest.raises(DataError) as err:
+        data.read_split_file(path, nested="error")
+    assert str(err.value).startswith(
+        f"{path}:2: entity [5, 10) 'PER' 'Smith' overlaps another entity [0, 10) 'PER' 'John Smith'"
+    )
+    assert "data.nested=outermost" in str(err.value)
 
 
 CLUENER_RECORD = {
@@ -171,10 +181,6 @@ def test_cluener_record_reads_as_characters_and_iob2_tags(tmp_path):
             "'name' mention '叶老桂' at [30, 32] (end inclusive) is not inside the text (32 characters)",
         ),
         ({"name": {"叶老桂": [[11, 9]]}}, "at [11, 9] (end inclusive) is not inside the text"),
-        (
-            {"name": {"叶老桂": [[9, 11]]}, "title": {"老桂博士": [[10, 13]]}},
-            "overlaps another entity at the word '老'",
-        ),
         ({"name": {"叶老桂": [9, 11]}}, "expected [start, end] integer offsets (end inclusive), got 9"),
         ({"name": {"叶老桂": []}}, "'name' mention '叶老桂' needs a list of [start, end] offsets"),
         ({"name": ["叶老桂"]}, "type 'name' must map each mention to its [[start, end], ...] offsets"),

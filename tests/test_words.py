@@ -7,7 +7,8 @@ import pytest
 import regex
 from tokenizers.normalizers import BertNormalizer
 
-from nertune.data.words import split_words, tag_words_from_spans
+from nertune.data.spans import tag_words_from_spans
+from nertune.data.words import split_words
 
 
 def words_of(text: str) -> list[str]:
@@ -147,16 +148,21 @@ def test_cluener_span_tags_exactly_its_characters():
     #                     "label": {"name": {"叶老桂": [[9, 11]]}, "company": {"浙商银行": [[0, 3]]}}}
     # (inclusive ends there; nertune's spans are end-exclusive)
     text = "浙商银行企业信贷部叶老桂博士则从另一个角度对五道门槛进行了解读。"
-    words, tags = tag_words_from_spans(text, [(9, 12, "name"), (0, 4, "company")])
+    tagged = tag_words_from_spans(text, [(9, 12, "name"), (0, 4, "company")])
+    words, tags = tagged.words, tagged.tags
     assert words == list(text)
     assert tags[9:12] == ["B-name", "I-name", "I-name"]
     assert tags[:4] == ["B-company", "I-company", "I-company", "I-company"]
     assert all(tag == "O" for tag in tags[4:9] + tags[12:])
 
 
-def test_span_inside_a_latin_run_in_chinese_text_still_cuts_a_word():
+def test_span_inside_a_latin_run_in_chinese_text_splits_the_run_or_is_refused_when_strict():
     text = "我在玩DOTA2和CSOL"
-    words, tags = tag_words_from_spans(text, [(3, 8, "game"), (9, 13, "game")])
-    assert list(zip(words, tags))[3:] == [("DOTA2", "B-game"), ("和", "O"), ("CSOL", "B-game")]
-    with pytest.raises(ValueError, match="cuts the word 'DOTA2'"):
-        tag_words_from_spans(text, [(3, 7, "game")])
+    tagged = tag_words_from_spans(text, [(3, 8, "game"), (9, 13, "game")])
+    assert list(zip(tagged.words, tagged.tags))[3:] == [("DOTA2", "B-game"), ("和", "O"), ("CSOL", "B-game")]
+    assert tagged.split_words == 0
+    tagged = tag_words_from_spans(text, [(3, 7, "game")])
+    assert tagged.words[3:5] == ["DOTA", "2"] and tagged.tags[3:5] == ["B-game", "O"] and tagged.split_words == 1
+    assert tag_words_from_spans(text, [(3, 7, "game")], "expand").tags[3] == "B-game"
+    with pytest.raises(ValueError, match="cuts the word 'DOTA2'.*data.span_alignment=split"):
+        tag_words_from_spans(text, [(3, 7, "game")], "strict")

@@ -4,13 +4,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import datasets
+import regex
 
-from nertune.data.contract import TagChecker, empty_columns, to_dataset
+from nertune.data.contract import SPANS, TagChecker, empty_columns, spans_of_tags, to_dataset
 from nertune.data.errors import DataError
 from nertune.data.lines import ASCII_WHITESPACE, is_blank, read_lines, split_columns
 from nertune.data.records import ConllLayout, InputRecord
@@ -18,6 +19,9 @@ from nertune.data.records import ConllLayout, InputRecord
 logger = logging.getLogger(__name__)
 
 DOCSTART = "-DOCSTART-"
+TOKEN_SUFFIXES = ("none", "digit")  # data.strip_token_suffix
+# Weibo NER's weiboNER_2nd_conll writes each character with its position in its word: `中0`, `国1`.
+_HAN_DIGIT = regex.compile(r"\p{Han}[0-9]$")
 
 
 @dataclass
@@ -82,6 +86,8 @@ def read_conll(
     delimiter: str | None = None,
     comment_prefix: str | None = None,
     encoding: str = "utf-8",
+    nested_tag_columns: Sequence[int] | None = None,
+    strip_token_suffix: str = "none",
 ) -> datasets.Dataset:
     """Read a CoNLL-style file: one `token ... tag` line per word, blank lines between sentences.
 
@@ -94,14 +100,26 @@ def read_conll(
     `encoding` is the file's (an ASCII-compatible one: utf-8, latin-1, cp1252...).
     Lines starting with `comment_prefix` (GermEval's `# source` lines, CoNLL-U's `# text = ...`) are
     skipped and counted in the log; they do not end a sentence. Without it such a line is data.
+    `nested_tag_columns` (GermEval's inner column: `[3]`) are further levels of tags: with them every level's
+    entities are in a `spans` column (`ner_tags` stays `tag_column`). `strip_token_suffix="digit"` drops one
+    trailing digit from every token of two or more characters (Weibo NER's `中0`); a file whose tokens all look
+    like that is warned about.
     """
     # Parsed by hand rather than with datasets' "conll" builder, which silently pads a missing
     # tag column with '' and keeps the BOM inside the first token.
     if token_column == tag_column:
         raise DataError(f"token_column and tag_column are both {token_column}")
-    needed = max(2, _columns_needed(token_column), _columns_needed(tag_column))
+    if strip_token_suffix not in TOKEN_SUFFIXES:
+        raise DataError(f"data.strip_token_suffix must be one of {list(TOKEN_SUFFIXES)}, got {strip_token_suffix!r}")
+    levels = list(nested_tag_columns or [])
+    if {token_column, tag_column} & set(levels):
+        raise DataError(f"data.nested_tag_columns {levels} holds the token or the tag column")
+    needed = max(2, _columns_needed(token_column), _columns_needed(tag_column), *map(_columns_needed, levels))
     columns = empty_columns()
+    if levels:
+        columns[SPANS] = []
     check_tag = TagChecker()
+    suffixed = _SuffixCheck()
     for sentence in parse_conll(path, read_lines(path, encoding), delimiter, comment_prefix):
         tokens, tags = [], []
         for row in sentence.rows:
@@ -119,9 +137,17 @@ def read_conll(
             token, tag = row.fields[token_column], row.fields[tag_column]
             if not token:
                 raise DataError(f"empty token in column {token_column}: {row.text!r}", path, row.line)
-            check_tag(tag, path, row.line)
+            for checked in (tag, *(row.fields[column] for column in levels)):
+                _check_row_tag(check_tag, checked, row, path, comment_prefix)
+            if strip_token_suffix == "digit" and len(token) > 1 and token[-1] in "0123456789":
+                token = token[:-1]
+            suffixed(token, row.line)
             tokens.append(token)
             tags.append(tag)
+        if levels:
+            all_levels = [tags] + [[row.fields[column] for row in sentence.rows] for column in levels]
+            found = {(s["start"], s["end"], s["type"]) for level in all_levels for s in spans_of_tags(level)}
+            columns[SPANS].append([{"type": t, "start": a, "end": b} for a, b, t in sorted(found, key=_outer_first)])
         columns["tokens"].append(tokens)
         columns["ner_tags"].append(tags)
         columns["document_id"].append(sentence.document_id)
@@ -129,7 +155,51 @@ def read_conll(
         columns["line"].append(sentence.rows[0].line)
     if not columns["tokens"]:
         raise DataError("no sentences found (empty file, or only blank, comment and -DOCSTART- lines)", path)
+    suffixed.warn(path)
     return to_dataset(columns)
+
+
+def _outer_first(span: tuple[int, int, str]) -> tuple[int, int, str]:
+    return span[0], -span[1], span[2]
+
+
+def _check_row_tag(
+    check_tag: TagChecker, tag: str, row: ConllRow, path: str | Path, comment_prefix: str | None
+) -> None:
+    """`check_tag`, pointing at data.comment_prefix when the line starts with '#' (GermEval's `#\t<url>` lines)."""
+    try:
+        check_tag(tag, path, row.line)
+    except DataError as err:
+        if not row.text.startswith("#") or comment_prefix:
+            raise
+        hinted = DataError(f"{err}; the line starts with '#': a comment line? data.comment_prefix=# skips such lines")
+        hinted.path, hinted.line = err.path, err.line
+        raise hinted from None
+
+
+class _SuffixCheck:
+    """Whether every token ends in a digit, some right after a Han character: Weibo NER's segmentation-position
+    suffix (`中0`), which would make every character an unknown word."""
+
+    def __init__(self) -> None:
+        self.all_digits, self.example = True, None
+
+    def __call__(self, token: str, line: int) -> None:
+        if self.all_digits and not (len(token) > 1 and token[-1] in "0123456789"):
+            self.all_digits = False
+        if self.example is None and _HAN_DIGIT.search(token):
+            self.example = (token, line)
+
+    def warn(self, path: str | Path) -> None:
+        if self.all_digits and self.example:
+            logger.warning(
+                "%s: every token ends in a digit, after a Han character too (%r at line %d): this looks like a "
+                "segmentation-position suffix (Weibo NER's weiboNER_2nd_conll writes 中0); "
+                "data.strip_token_suffix=digit strips it, and data.label_map renames entity types "
+                "(e.g. PER.NAM:PER,PER.NOM:PER)",
+                path,
+                *self.example,
+            )
 
 
 def iter_conll_records(

@@ -8,6 +8,11 @@
   so predictions can always be written back in the original order;
 - `line` (int): 1-based line where the sentence starts (CoNLL: its first word; JSONL: its record);
   0 when there is no line (JSON arrays, Hub datasets).
+
+Optional, only when nested entities are requested (`data.nested=keep`, `data.nested_tag_columns`), so flat
+data keeps exactly the columns above:
+- `spans` (list of {"type", "start", "end"}): every entity of every level in WORD indices, end exclusive,
+  sorted by start (outer before inner); `ner_tags` stays the flat, outermost level.
 """
 
 from __future__ import annotations
@@ -31,6 +36,11 @@ FEATURES = datasets.Features(
     }
 )
 
+SPANS = "spans"
+SPANS_FEATURE = datasets.List(
+    {"type": datasets.Value("string"), "start": datasets.Value("int64"), "end": datasets.Value("int64")}
+)
+
 TAG_FIELDS = ("ner_tags", "tags", "labels")  # where JSON records and Hub datasets keep their tags
 
 
@@ -41,7 +51,14 @@ def empty_columns() -> dict[str, list]:
 def to_dataset(columns: dict[str, list]) -> datasets.Dataset:
     # from_dict rather than from_generator: the generator cache is keyed on the function and its
     # arguments (the path), not the file's content, so an edited file could come back stale.
-    return datasets.Dataset.from_dict(columns, features=FEATURES)
+    features = FEATURES if SPANS not in columns else datasets.Features({**FEATURES, SPANS: SPANS_FEATURE})
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def spans_of_tags(tags: Sequence[str]) -> list[dict]:
+    """One level of tags (any scheme: reading is the same for all) as `spans` column entries."""
+    # BIOES allows every prefix letter; the decoding does not depend on the scheme.
+    return [{"type": t, "start": s, "end": e} for t, s, e in schemes.tags_to_spans(tags, "BIOES")]
 
 
 class TagChecker:

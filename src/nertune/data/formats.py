@@ -25,6 +25,7 @@ from nertune.data.conll import DOCSTART, read_conll
 from nertune.data.errors import DataError
 from nertune.data.json_records import read_json
 from nertune.data.lines import check_encoding, is_blank, split_columns
+from nertune.data.spans import SpanStats
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +86,8 @@ def sniff_format(
     for no, text in lines:
         fields = split_columns(text, delimiter)
         if len(fields) < 2 or not _is_tag(fields[-1]):
-            return "text", f"line {no} {text[:60]!r} does not end in a tag column"
+            hint = "; a comment line? data.comment_prefix=# skips such lines" if text.startswith("#") else ""
+            return "text", f"line {no} {text[:60]!r} does not end in a tag column{hint}"
     return "conll", f"its first {len(lines)} non-blank lines end in a tag column"
 
 
@@ -116,11 +118,22 @@ def detect_format(
     return found
 
 
-def explain(err: DataError, found: FileFormat) -> DataError:
-    """`err` saying how the file was read, when its format was only sniffed (it may be the wrong one)."""
-    if not found.sniffed:
+_LOOKS_LIKE = {"json": "JSON lines (CLUENER/span JSON)", "conll": "CoNLL (a token and a tag per line)"}
+
+
+def explain(err: DataError, found: FileFormat, content: tuple[str, str] | None = None) -> DataError:
+    """`err` saying how the file was read, when its format was only sniffed (it may be the wrong one), or what
+    the file looks like when `content` (`sniff_format`'s answer) contradicts the format it was read as."""
+    if found.sniffed:
+        explained = DataError(f"{err} (read as {found.name} {found.reason})")
+    elif content is not None and content[0] != found.name and content[0] in _LOOKS_LIKE:
+        name = Path(err.path).name if err.path else "the file"
+        explained = DataError(
+            f"{err}; {name} looks like {_LOOKS_LIKE[content[0]]}: {content[1]}, but it was read as "
+            f"{found.name} {found.reason}; set data.format={content[0]}"
+        )
+    else:
         return err
-    explained = DataError(f"{err} (read as {found.name} {found.reason})")
     explained.path, explained.line = err.path, err.line
     return explained
 
@@ -143,10 +156,14 @@ def read_split_file(
     delimiter: str | None = None,
     label_names: Sequence[str] | None = None,
     comment_prefix: str | None = None,
-    span_alignment: str = "strict",
+    span_alignment: str = "split",
     encoding: str = "utf-8",
     tokens_field: str | None = None,
     tags_field: str | None = None,
+    nested: str = "outermost",
+    nested_tag_columns: Sequence[int] | None = None,
+    strip_token_suffix: str = "none",
+    stats: SpanStats | None = None,
 ) -> datasets.Dataset:
     """Read one split file as CoNLL or JSON(L), chosen by `fmt`, by the extension, or else by the content.
 
@@ -154,6 +171,8 @@ def read_split_file(
         messages. `tokens_field`/`tags_field` name the JSON fields of the words and tags (`data.tokens_field`,
     `data.tags_field`). The CoNLL options are ignored for JSON and `label_names` for CoNLL, because a recipe
         always carries all of them. A file whose content reads as plain text is an error: training needs tags.
+        `span_alignment`, `nested` and `stats`: see `read_json`; `nested_tag_columns`, `strip_token_suffix`: see
+        `read_conll`. An error in a file whose content looks like the other format says so.
     """
     label = f"{key}: " if key else ""
     resolved = resolve_data_path(path, ".", key)
@@ -170,7 +189,25 @@ def read_split_file(
         )
     try:
         if found.name == "conll":
-            return read_conll(resolved, token_column, tag_column, delimiter, comment_prefix, encoding)
-        return read_json(resolved, label_names, span_alignment, tokens_field=tokens_field, tags_field=tags_field)
+            return read_conll(
+                resolved,
+                token_column,
+                tag_column,
+                delimiter,
+                comment_prefix,
+                encoding,
+                nested_tag_columns=nested_tag_columns,
+                strip_token_suffix=strip_token_suffix,
+            )
+        return read_json(
+            resolved,
+            label_names,
+            span_alignment,
+            tokens_field=tokens_field,
+            tags_field=tags_field,
+            nested=nested,
+            stats=stats,
+        )
     except DataError as err:
-        raise explain(err, found) from None
+        content = None if found.sniffed else sniff_format(resolved, encoding, delimiter, comment_prefix)
+        raise explain(err, found, content) from None

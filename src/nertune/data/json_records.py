@@ -10,14 +10,15 @@ from typing import Any
 
 import datasets
 
-from nertune.data.contract import TAG_FIELDS, TagChecker, empty_columns, tag_strings, to_dataset
+from nertune.data.contract import SPANS, TAG_FIELDS, TagChecker, empty_columns, spans_of_tags, tag_strings, to_dataset
 from nertune.data.errors import DataError
 from nertune.data.lines import read_lines
 from nertune.data.records import InputRecord
-from nertune.data.words import tag_words_from_spans
+from nertune.data.spans import SpanStats, tag_words_from_spans
 
 # Where span-annotated JSON records keep their character spans: spaCy/Doccano `entities`, Prodigy `spans`,
-# Doccano's sequence-labelling export `label` (a list of `[start, end, type]`) or CLUENER2020's `label` (a
+# Doccano's sequence-labelling export `label` (a list of `[start, end, type]`; Label Studio's JSON-MIN export a
+# list of `{"start", "end", "labels"}`) or CLUENER2020's `label` (a
 # mapping type -> mention -> `[[start, end_inclusive], ...]`).
 SPAN_FIELDS = ("entities", "spans", "label")
 
@@ -67,6 +68,10 @@ def _span_tuples(spans: Any, field: str, where: str, path: Path, line: int | Non
         raise DataError(f"{where}'{field}' must be a list of [start, end, type] spans, got {spans!r:.80}", path, line)
     out = []
     for span in spans:
+        if isinstance(span, dict) and "label" not in span and isinstance(span.get("labels"), list):
+            # Label Studio's JSON-MIN export: {"start", "end", "text", "labels": [...]}, one span per label.
+            out += _span_tuples([{**span, "label": label} for label in span["labels"]], field, where, path, line)
+            continue
         if isinstance(span, dict):
             start = span.get("start", span.get("start_offset"))
             end = span.get("end", span.get("end_offset"))
@@ -144,10 +149,12 @@ def _cluener_spans(label: dict, text: str, where: str, path: Path, line: int | N
 def read_json(
     path: str | Path,
     label_names: Sequence[str] | None = None,
-    span_alignment: str = "strict",
+    span_alignment: str = "split",
     *,
     tokens_field: str | None = None,
     tags_field: str | None = None,
+    nested: str = "outermost",
+    stats: SpanStats | None = None,
 ) -> datasets.Dataset:
     """Read JSON (a list of records, or an object holding one list) or JSONL (one record a line).
 
@@ -155,19 +162,24 @@ def read_json(
     integers looked up in `label_names`; or `text` and character spans under `entities`, `spans` or
     `label` (spaCy, Prodigy, Doccano; CLUENER2020's `label` mapping type -> mention -> inclusive offsets,
     each mention checked against the text), split into words by `words.split_words` (every Chinese
-    character a word) and tagged IOB2 (`span_alignment`: see `words.tag_words_from_spans`).
+    character a word) and tagged IOB2 (`span_alignment`, `nested`: see `spans.tag_words_from_spans`); with
+    `nested="keep"` every level is in a `spans` column too. What that changed (words split, nested spans) is
+    logged as the file's load summary and added to `stats` when given.
     `tokens_field` / `tags_field` (`data.tokens_field`, `data.tags_field`) name other fields for the words and
     the tags. An optional `document_id` is kept (default `""`). JSONL is recognised by the `.jsonl`
     extension or by its content.
     """
     path = Path(path)
     columns = empty_columns()
+    if nested == "keep":
+        columns[SPANS] = []
     check_tag = TagChecker()
+    file_stats = SpanStats(kept_nested=nested == "keep")
     for record, line, where in _iter_json_records(path):
         if not isinstance(record, dict):
             raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}", path, line)
         tokens = record.get(tokens_field or "tokens")
-        from_spans = False
+        from_spans, word_spans = False, None
         if tokens is None and tokens_field is None and isinstance(record.get("text"), str):
             span_field = next((name for name in SPAN_FIELDS if name in record), None)
             if span_field is None:
@@ -182,10 +194,12 @@ def read_json(
             else:
                 spans = _span_tuples(record[span_field], span_field, where, path, line)
             try:
-                tokens, span_tags = tag_words_from_spans(record["text"], spans, expand=span_alignment == "expand")
+                tagged = tag_words_from_spans(record["text"], spans, span_alignment, nested)
             except ValueError as e:
                 raise DataError(f"{where}{e}", path, line) from None
-            record, from_spans = {**record, "ner_tags": span_tags}, True
+            file_stats.add(tagged, record["text"], f"{path}:{line}" if line else f"{path}: {where.rstrip(': ')}")
+            tokens, word_spans = tagged.words, tagged.spans
+            record, from_spans = {**record, "ner_tags": tagged.tags}, True
         if tokens is None:
             wanted = (
                 f"'{tokens_field}' (data.tokens_field)" if tokens_field else "'tokens' (or 'text' with entity spans)"
@@ -221,8 +235,14 @@ def read_json(
         columns["document_id"].append(str(document_id))
         columns["sentence_id"].append(len(columns["sentence_id"]))
         columns["line"].append(line or 0)
+        if SPANS in columns:
+            columns[SPANS].append(word_spans if word_spans is not None else spans_of_tags(columns["ner_tags"][-1]))
     if not columns["tokens"]:
         raise DataError("no records found", path)
+    if file_stats.records:
+        file_stats.log(path)
+        if stats is not None:
+            stats.merge(file_stats)
     return to_dataset(columns)
 
 

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import datasets
 
 from nertune import schemes
+from nertune.data.contract import SPANS, SPANS_FEATURE
 from nertune.data.errors import DataError
 
 logger = logging.getLogger(__name__)
@@ -69,4 +70,11 @@ def rename_entity_types(dataset: datasets.Dataset, label_map: Mapping[str, str] 
     renamed = {k: f"{label_map[k]} ({n} tags)" for k, n in used.items() if n}
     if renamed:
         logger.info("data.label_map renamed %s", renamed)
-    return dataset.remove_columns("ner_tags").add_column("ner_tags", tags)
+    dataset = dataset.remove_columns("ner_tags").add_column("ner_tags", tags)
+    if SPANS in dataset.column_names:  # every level of nested entities is renamed the same way
+        renamed_spans = [
+            [{**s, "type": label_map.get(s["type"], s["type"])} for s in row if label_map.get(s["type"]) != "O"]
+            for row in dataset[SPANS]
+        ]
+        dataset = dataset.remove_columns(SPANS).add_column(SPANS, renamed_spans, feature=SPANS_FEATURE)
+    return dataset

@@ -12,11 +12,12 @@ from typing import Any
 import datasets
 
 from nertune import schemes
-from nertune.data.contract import FEATURES
+from nertune.data.contract import FEATURES, SPANS, SPANS_FEATURE, spans_of_tags
 from nertune.data.errors import DataError
 from nertune.data.formats import read_split_file, resolve_data_path
 from nertune.data.hub import load_hub_dataset
 from nertune.data.labels import rename_entity_types
+from nertune.data.spans import SpanStats
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ def split_dataset(ds: datasets.Dataset, validation_ratio: float, test_ratio: flo
     return datasets.DatasetDict({name: ds.select(sorted(rows[name])) for name in ("train", *wanted)})
 
 
-def _read_configured_file(path: Path, data_cfg: Any, key: str) -> datasets.Dataset:
+def _read_configured_file(path: Path, data_cfg: Any, key: str, stats: SpanStats | None = None) -> datasets.Dataset:
     """`read_split_file` with the reading options of the recipe's `data` section."""
     return read_split_file(
         path,
@@ -84,6 +85,10 @@ def _read_configured_file(path: Path, data_cfg: Any, key: str) -> datasets.Datas
         tags_field=getattr(data_cfg, "tags_field", None),
         span_alignment=data_cfg.span_alignment,
         encoding=data_cfg.encoding,
+        nested=getattr(data_cfg, "nested", "outermost"),
+        nested_tag_columns=getattr(data_cfg, "nested_tag_columns", None),
+        strip_token_suffix=getattr(data_cfg, "strip_token_suffix", "none"),
+        stats=stats,
     )
 
 
@@ -158,7 +163,9 @@ def check_labels(
     return datasets.DatasetDict(out)
 
 
-def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.DatasetDict, str]:
+def load_splits(
+    data_cfg: Any, base_dir: str | Path = ".", *, span_stats: dict[str, SpanStats] | None = None
+) -> tuple[datasets.DatasetDict, str]:
     """Load the recipe's data as `train`/`validation`/`test` splits in the training scheme.
 
     Sources: `data_cfg.dataset_name` (Hub) and/or files; a file given for a split replaces the Hub's.
@@ -167,6 +174,8 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
     (ratio 0: no such split). The input scheme (`tag_scheme`, or detected on train when "auto")
     is logged, every split is converted to `train_scheme`, and unseen labels are handled by
     `unseen_label_policy`. Returns `(splits, source_scheme)`.
+    `span_stats`, when given, is filled with a `SpanStats` per data file key (`data.train_file`, ...) read from
+    character spans: words split at span boundaries, nested spans dropped or kept (for metrics.json).
     """
     splits: dict[str, datasets.Dataset] = {}
     sources: dict[str, str] = {}
@@ -189,8 +198,11 @@ def load_splits(data_cfg: Any, base_dir: str | Path = ".") -> tuple[datasets.Dat
             continue
         key = f"data.{split}_file"
         path = resolve_data_path(file, base_dir, key)
-        splits[split] = _read_configured_file(path, data_cfg, key)
+        stats = SpanStats(kept_nested=getattr(data_cfg, "nested", "outermost") == "keep")
+        splits[split] = _read_configured_file(path, data_cfg, key, stats)
         sources[split] = str(path)
+        if span_stats is not None and stats.records:
+            span_stats[key] = stats
     if "train" not in splits:
         raise DataError(
             f"Hub dataset {data_cfg.dataset_name!r} has no train split (splits: {sorted(splits)}); set data.train_file"
@@ -292,6 +304,12 @@ def mix_replay(train: datasets.Dataset, data_cfg: Any, base_dir: str | Path, tar
         data_cfg.split_seed,
         len(train),
     )
+    if (SPANS in train.column_names) != (SPANS in replay.column_names):  # nested levels from one file only
+        replay = (
+            replay.remove_columns(SPANS)
+            if SPANS in replay.column_names
+            else replay.add_column(SPANS, [spans_of_tags(tags) for tags in replay["ner_tags"]], feature=SPANS_FEATURE)
+        )
     return datasets.concatenate_datasets([train, replay.cast(train.features)])
 
 

@@ -1,10 +1,7 @@
-"""Raw text into words with character offsets: how `nertune predict`/`serve` read text, and how span-annotated
-corpora (Doccano, spaCy, Prodigy JSONL: text + character spans) become words and tags."""
+"""Raw text into words with character offsets: how `nertune predict`/`serve` read text, and the words that
+span-annotated corpora (Doccano, spaCy, Prodigy JSONL: text + character spans) are tagged on (`spans.py`)."""
 
 from __future__ import annotations
-
-import bisect
-from collections.abc import Sequence
 
 import regex
 
@@ -60,50 +57,3 @@ def split_words(text: str) -> list[tuple[str, int, int]]:
       a word segmenter for the language and predict on the words (CoNLL input, `predict_words`).
     """
     return [(m.group(), m.start(), m.end()) for m in _WORD.finditer(text)]
-
-
-def tag_words_from_spans(
-    text: str, spans: Sequence[tuple[int, int, str]], expand: bool = False
-) -> tuple[list[str], list[str]]:
-    """The words of `text` (`split_words`) and their IOB2 tags from character spans `(start, end, type)`.
-
-    Whitespace at the edges of a span is ignored (annotation tools often include it). A span must start
-    and end at word boundaries; with `expand` a span that cuts a word takes the whole word instead.
-    Raises ValueError naming the span when it is outside the text, empty, cuts a word (without
-    `expand`) or overlaps another span (nested entities cannot be IOB tags).
-    """
-    words = split_words(text)
-    starts = [start for _, start, _ in words]
-    tags = ["O"] * len(words)
-    for start, end, type_ in sorted(spans):
-        where = f"entity [{start}, {end}) {type_!r}"
-        if not 0 <= start < end <= len(text):
-            raise ValueError(f"{where} is not inside the text ({len(text)} characters)")
-        if not type_ or any(c.isspace() for c in type_):
-            raise ValueError(f"{where}: an entity type must be a non-empty word without spaces")
-        while start < end and text[start].isspace():
-            start += 1
-        while end > start and text[end - 1].isspace():
-            end -= 1
-        # Every character that is not whitespace (or an invisible format mark) is in exactly one word.
-        first = max(bisect.bisect_right(starts, start) - 1, 0)
-        covered = [i for i in range(first, bisect.bisect_left(starts, end)) if words[i][2] > start]
-        if not covered:
-            raise ValueError(f"{where} covers no word: {text[start:end]!r}")
-        first, last = covered[0], covered[-1]
-        if not expand and (words[first][1] != start or words[last][2] != end):
-            cut = words[first] if words[first][1] != start else words[last]
-            raise ValueError(
-                f"{where} {text[start:end]!r} cuts the word {cut[0]!r} at [{cut[1]}, {cut[2]}); "
-                "fix the span, or set data.span_alignment=expand to take whole words"
-            )
-        taken = [i for i in covered if tags[i] != "O"]
-        if taken:
-            raise ValueError(
-                f"{where} {text[start:end]!r} overlaps another entity at the word {words[taken[0]][0]!r} "
-                "(nested or overlapping entities cannot be written as IOB tags)"
-            )
-        tags[first] = f"B-{type_}"
-        for i in covered[1:]:
-            tags[i] = f"I-{type_}"
-    return [word for word, _, _ in words], tags

@@ -53,9 +53,16 @@ class DataConfig:
     comment_prefix: str | None = None  # CoNLL lines starting with it are comments (GermEval, CoNLL-U: "#")
     encoding: str = "utf-8"  # of CoNLL files (latin-1 for the original German CoNLL-2003); JSON is always UTF-8
     label_names: list[str] | None = None  # names for integer tags in JSON files
-    # JSON records with `text` + character spans (Doccano, spaCy, Prodigy): a span that cuts a word is an
-    # error (strict) or takes the whole word (expand).
-    span_alignment: str = "strict"
+    # JSON records with `text` + character spans (CLUENER, Doccano, spaCy, Prodigy, Label Studio): a span that
+    # cuts a word splits the word there (split), takes the whole word (expand) or is an error (strict).
+    span_alignment: str = "split"
+    # Nested or overlapping spans: the outermost (longest) is tagged and the others dropped with a warning
+    # (outermost), refused (error), or kept in a `spans` column beside the outermost tags (keep).
+    nested: str = "outermost"
+    # CoNLL columns holding further levels of nested tags (GermEval 2014's inner column: [3]), read into `spans`.
+    nested_tag_columns: list[int] | None = None
+    # digit: drop the trailing digit of every token (Weibo NER's segmentation-position suffix, `中0`).
+    strip_token_suffix: str = "none"
     # The scheme of the input tags (auto = detect on the training split) and the one we train with.
     tag_scheme: str = "auto"
     train_scheme: str = "IOB2"
@@ -183,7 +190,9 @@ _CHOICES = {
     "data.tag_scheme": ("auto", "IOB1", "IOB2", "BIOES", "BILOU", "BMES", "BMEWO", "BMEOW"),
     "data.train_scheme": ("IOB2", "BIOES"),
     "data.unseen_label_policy": ("error", "O"),
-    "data.span_alignment": ("strict", "expand"),
+    "data.span_alignment": ("split", "strict", "expand"),
+    "data.nested": ("outermost", "error", "keep"),
+    "data.strip_token_suffix": ("none", "digit"),
     "precision": ("auto", "fp32", "bf16", "fp16"),
     "eval_strategy": ("epoch", "steps", "no"),
     "save_strategy": ("epoch", "steps", "no", "best"),
