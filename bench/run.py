@@ -17,7 +17,6 @@ Both trainings of (a) skip evaluation and checkpoints, so the timings compare th
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
@@ -196,17 +195,17 @@ def run_bench(
     splits, _ = load_splits(recipe.data)
     labels = build_label_list(splits["train"]["ner_tags"], recipe.data.train_scheme)
     baseline = train_baseline(recipe, splits, labels, out / "baseline")
-    project = train_project(dataclasses.replace(recipe, output_dir=str(out / "project")))
+    project = train_project(recipe.model_copy(update={"output_dir": str(out / "project")}))
     f1_runs = {"project": [project["test_f1"]], "baseline": [baseline["test_f1"]]}
     for seed in range(recipe.seed + 1, recipe.seed + f1_seeds):
-        again = dataclasses.replace(recipe, seed=seed, output_dir=str(out / f"project-seed{seed}"))
+        again = recipe.model_copy(update={"seed": seed, "output_dir": str(out / f"project-seed{seed}")})
         f1_runs["project"].append(train_project(again)["test_f1"])
         f1_runs["baseline"].append(train_baseline(again, splits, labels, out / f"baseline-seed{seed}")["test_f1"])
     run_ner = train_baseline(
         run_ner_recipe(recipe), splits, labels, out / "baseline-run-ner-defaults", score_splits=("validation", "test")
     )
     to_target = time_to_target(
-        dataclasses.replace(recipe, output_dir=str(out / "project-to-target")),
+        recipe.model_copy(update={"output_dir": str(out / "project-to-target")}),
         run_ner["validation_f1"],
         target_eval_steps,
     )

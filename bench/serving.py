@@ -217,9 +217,9 @@ def bench_serving(
     predictor.predict_texts(texts[:batch_size])  # warm-up: first calls allocate
 
     options = [
-        f"--batch-size={batch_size}",
+        f"--rows-per-pass={batch_size}",
         f"--precision={precision}",
-        f"--max-batch-sentences={max_batch_sentences}",
+        f"--max-sentences-per-call={max_batch_sentences}",
         f"--max-wait-ms={max_wait_ms}",
         f"--max-queue-sentences={max(1024, total)}",
         *([f"--device={device}"] if device else []),

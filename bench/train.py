@@ -9,7 +9,6 @@ not evaluate while training, and evaluation time is subtracted from the project'
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 
@@ -32,7 +31,7 @@ RUN_NER_DEFAULTS = {
 
 def run_ner_recipe(recipe: Recipe) -> Recipe:
     """The recipe with run_ner.py's default hyperparameters (same model, data, seed, max_length, max_steps)."""
-    return dataclasses.replace(recipe, **RUN_NER_DEFAULTS)
+    return recipe.model_copy(update=RUN_NER_DEFAULTS)
 
 
 class F1TimelineCallback(TrainerCallback):
@@ -79,13 +78,14 @@ def time_to_target(recipe: Recipe, target_f1: float, eval_steps: int = 20) -> di
     """
     from nertune.training.run import build_model, build_trainer, setup_run
 
-    recipe = dataclasses.replace(
-        recipe,
-        eval_strategy="steps",
-        eval_steps=eval_steps,
-        save_strategy="no",
-        load_best_model_at_end=False,
-        early_stopping_patience=None,
+    recipe = recipe.model_copy(
+        update={
+            "eval_strategy": "steps",
+            "eval_steps": eval_steps,
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+            "early_stopping_patience": None,
+        }
     )
     run = setup_run(recipe)
     set_seed(recipe.seed)

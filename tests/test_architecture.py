@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+import typing
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "nertune"
@@ -109,7 +110,7 @@ def _code_without_comments_and_docstrings(path: Path) -> str:
 
 
 def test_only_heads_and_the_recipe_schema_know_the_crf():
-    allowed = {PACKAGE / "recipe" / "schema.py"} | set((PACKAGE / "heads").rglob("*.py"))
+    allowed = {PACKAGE / "recipe" / "definition.py"} | set((PACKAGE / "heads").rglob("*.py"))
     offenders = [
         str(p.relative_to(PACKAGE))
         for p in sorted(PACKAGE.rglob("*.py"))
@@ -121,9 +122,9 @@ def test_only_heads_and_the_recipe_schema_know_the_crf():
 
 def test_the_recipe_offers_exactly_the_registered_heads():
     from nertune.heads import HEADS, get_head
-    from nertune.recipe.schema import _CHOICES, Recipe, load_recipe
+    from nertune.recipe.schema import Recipe, load_recipe
 
-    assert set(_CHOICES["head"]) == set(HEADS) and Recipe().head in HEADS
+    assert set(typing.get_args(Recipe.model_fields["head"].annotation)) == set(HEADS) and Recipe().head in HEADS
     for name in HEADS:
         assert load_recipe(None, ["model_name_or_path=x", f"head={name}"]).head == name
         assert get_head(name).name == name

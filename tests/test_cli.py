@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -128,3 +129,114 @@ def test_missing_paths_stay_file_not_found_errors(tmp_path):
     with pytest.raises(ModelNotFoundError) as raised:
         resolve_model_path(str(tmp_path / "nope"))
     assert isinstance(raised.value, FileNotFoundError)
+
+
+# --------------------------------------------------------------------------- a CLI that orients
+
+
+def test_help_lists_every_command_with_a_line_and_version_prints_it():
+    from nertune.cli import COMMANDS
+
+    result = run_module("--help")
+    assert result.returncode == 0
+    listing = " ".join(result.stdout.split())  # help wraps long lines
+    for name, (summary, _, _) in COMMANDS.items():
+        assert f" {name} {summary}" in listing, name
+    version = run_module("--version")
+    assert version.returncode == 0 and version.stdout.strip() == "nertune 0.1.0"
+
+
+def test_an_unknown_command_suggests_the_closest(capsys):
+    assert main(["trian", "recipes/quickstart.yaml"]) == 2
+    assert "error: unknown command 'trian'; did you mean 'train'?" in capsys.readouterr().err
+
+
+def test_every_option_of_every_command_has_help():
+    import argparse
+
+    from nertune.cli import _parsers
+
+    _, subparsers = _parsers()
+    missing = [
+        f"{name} {action.option_strings or action.dest}"
+        for name, parser in subparsers.items()
+        for action in parser._actions
+        if not isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) and not action.help
+    ]
+    assert missing == []
+
+
+def test_recipes_lists_copies_and_prints_the_key_reference(tmp_path, capsys):
+    assert main(["recipes"]) == 0
+    listing = capsys.readouterr().out
+    shipped = sorted((ROOT / "recipes").glob("*.yaml"))
+    assert len(listing.splitlines()) == len(shipped)
+    quickstart = (ROOT / "recipes" / "quickstart.yaml").read_text().splitlines()[0].lstrip("# ")
+    assert any(line.split(maxsplit=1) == ["quickstart", quickstart] for line in listing.splitlines())
+
+    assert main(["recipes", "cp", "quickstart", str(tmp_path)]) == 0
+    assert (tmp_path / "quickstart.yaml").read_bytes() == (ROOT / "recipes" / "quickstart.yaml").read_bytes()
+    assert main(["recipes", "cp", "quickstart.yaml", str(tmp_path / "mine.yaml")]) == 0
+    assert main(["recipes", "cp", "quickstart", str(tmp_path / "mine.yaml")]) == 2  # never overwrites
+    assert main(["recipes", "cp", "quikstart", str(tmp_path / "x.yaml")]) == 2
+    assert "did you mean 'quickstart'?" in capsys.readouterr().err
+
+    assert main(["recipes", "--keys"]) == 0
+    keys = capsys.readouterr().out
+    assert "| `data.train_file` |" in keys and "| `hpo.lora_r` |" in keys
+
+
+def test_train_print_recipe_prints_the_resolved_recipe_and_trains_nothing(tmp_path, capsys):
+    import yaml
+
+    out = tmp_path / "never"
+    argv = ["train", "recipes/quickstart.yaml", "--print-recipe", "seed=7", f"output_dir={out}"]
+    assert main(argv) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["seed"] == 7 and printed["output_dir"] == str(out) and printed["data"]["split_seed"] == 42
+    assert not out.exists()
+
+
+def test_old_option_names_still_work_with_a_warning():
+    """serve's and export's renamed options: the old names parse to the same value and warn."""
+    from nertune.cli import _parsers
+
+    _, subparsers = _parsers()
+    serve = subparsers["serve"]
+    new = serve.parse_args(
+        ["m", "--max-texts-per-request", "4", "--max-sentences-per-call", "8", "--rows-per-pass", "2"]
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        old = serve.parse_args(["m", "--max-batch", "4", "--max-batch-sentences", "8", "--batch-size", "2"])
+    assert [str(w.message) for w in caught] == [
+        "--max-batch is deprecated; use --max-texts-per-request",
+        "--max-batch-sentences is deprecated; use --max-sentences-per-call",
+        "--batch-size is deprecated; use --rows-per-pass",
+    ]
+    assert {w.category for w in caught} == {FutureWarning}
+    assert vars(old) == vars(new) == {**vars(new), "max_texts_per_request": 4, "max_sentences_per_call": 8}
+    with pytest.warns(FutureWarning, match="--format is deprecated; use --export-format"):
+        assert subparsers["export"].parse_args(["r", "--format", "onnx", "--output", "o"]).export_format == "onnx"
+    assert (
+        subparsers["predict"].parse_args(["m", "--input", "i", "--output", "o", "--format", "conll"]).format == "conll"
+    )
+
+
+def test_evaluate_options_are_flags_and_the_old_keys_are_deprecated():
+    from nertune.cli import _parsers
+    from nertune.evaluation.run import _legacy_options
+
+    args = _parsers()[1]["evaluate"].parse_intermixed_args(
+        ["run", "data.test_file=t.conll", "--split", "validation", "--bootstrap", "0", "--name", "n"]
+    )
+    assert (args.split, args.bootstrap, args.bootstrap_seed, args.name) == ("validation", 0, 0, "n")
+    assert args.overrides == ["data.test_file=t.conll"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        rest, legacy = _legacy_options(["split=validation", "bootstrap=0", "strict_metrics=true"])
+    assert rest == ["strict_metrics=true"] and legacy == {"split": "validation", "bootstrap": 0}
+    assert [str(w.message).split(";")[0] for w in caught] == [
+        "evaluate: split=validation among the recipe overrides is deprecated",
+        "evaluate: bootstrap=0 among the recipe overrides is deprecated",
+    ]

@@ -129,3 +129,37 @@ def test_overrides_as_a_mapping_of_python_values(tmp_path):
         apply_overrides(recipe, {"max_length": 4})
     with pytest.raises(RecipeError, match="did you mean 'learning_rate'"):
         apply_overrides(recipe, {"learnig_rate": 1e-3})
+
+
+def test_the_key_reference_lists_every_schema_field_with_its_default_and_description():
+    from nertune.recipe import recipe_key_reference
+
+    reference = recipe_key_reference()
+    rows = {line.split("|")[1].strip().strip("`"): line for line in reference.splitlines()[2:]}
+    assert set(rows) == set(all_keys())
+    assert "`linear` \\| `crf`" in rows["head"] and "`128`" in rows["max_length"] and "(>= 8)" in rows["max_length"]
+    assert "searchable by `nertune hpo`" in rows["learning_rate"]
+    assert all(line.count("|") - line.count("\\|") == 5 and line.split("|")[-2].strip() for line in rows.values())
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        ("save_strategy=no", "save_strategy", "no"),  # YAML's `no` is false; the field is a choice of words
+        ("data.comment_prefix=#", "comment_prefix", "#"),  # a comment to YAML
+        ("report_to=none", "report_to", "none"),  # text where None is not allowed ...
+        ("hub_model_id=none", "hub_model_id", None),  # ... None where it is
+        ("data.dataset_config=2003", "dataset_config", "2003"),
+        ("lora.target_modules=query,value", "target_modules", ["query", "value"]),
+    ],
+)
+def test_command_line_values_are_read_for_their_field(override, key, value):
+    recipe = load_recipe(None, ["model_name_or_path=m", override])
+    section = recipe.data if override.startswith("data.") else recipe.lora if override.startswith("lora.") else recipe
+    assert getattr(section, key) == value
+
+
+def test_cross_field_errors_name_the_file(tmp_path):
+    path = write(tmp_path, "model_name_or_path: m\nmax_length: 32\nwindow_overlap: 16\n")
+    with pytest.raises(RecipeError, match=rf"^{path}: recipe key 'window_overlap' must be in \[0, max_length/2\)"):
+        load_recipe(path)

@@ -30,7 +30,7 @@ def one_thread():
 @pytest.fixture(scope="module")
 def exported_dir(trained_model_dir, tmp_path_factory):
     output = tmp_path_factory.mktemp("export") / "onnx"
-    assert main(["export", str(trained_model_dir), "--format", "onnx", "--output", str(output)]) == 0
+    assert main(["export", str(trained_model_dir), "--export-format", "onnx", "--output", str(output)]) == 0
     return output
 
 

@@ -137,16 +137,28 @@ def test_workers_share_one_study_through_rdb_storage(tiny_model_dir, synthetic_c
     assert [r["number"] for r in rows] == ["0", "1"] and all(r["state"] == "COMPLETE" for r in rows)
 
 
-def test_the_space_table_matches_the_recipe_and_its_hpo_section():
-    """One table (hpo_space.HPO_SPACE): its keys are recipe keys, each with its field in the `hpo` section."""
-    import dataclasses
-
-    from nertune.recipe.hpo_space import HPO_SPACE, hpo_field
-    from nertune.recipe.schema import HpoSection, all_keys
+def test_the_space_is_derived_from_the_recipe_schema():
+    """The searchable keys are the recipe fields marked for search; their bounds are the fields' bounds, and the
+    `hpo` section has exactly one range or choice list per searchable key."""
+    from nertune.recipe.hpo_space import hpo_field
+    from nertune.recipe.schema import HPO_SPACE, HpoSection, all_keys
 
     settings = {"n_trials", "timeout_s", "pruning", "seed", "storage", "study_name"}
+    assert list(HPO_SPACE) == [
+        "learning_rate",
+        "num_train_epochs",
+        "warmup_ratio",
+        "weight_decay",
+        "per_device_train_batch_size",
+        "lora.r",
+        "lora.alpha",
+    ]
     assert set(HPO_SPACE) <= set(all_keys())
-    assert {f.name for f in dataclasses.fields(HpoSection)} - settings == {hpo_field(k) for k in HPO_SPACE}
+    assert set(HpoSection.model_fields) - settings == {hpo_field(k) for k in HPO_SPACE}
+    assert HPO_SPACE["warmup_ratio"].interval() == "[0, 1)" and HPO_SPACE["lora.r"].interval() == "[1, inf)"
+    assert HPO_SPACE["learning_rate"].log and HPO_SPACE["num_train_epochs"].value_type is int
+    with pytest.raises(RecipeError, match=r"'hpo.lora_alpha': every value must lie in \(0, inf\)"):
+        load_recipe(None, ["model_name_or_path=x", "lora.enabled=true", "hpo.lora_alpha=0,8"])
 
 
 def test_a_trial_sets_recipe_keys_and_training_arguments():

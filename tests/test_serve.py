@@ -29,7 +29,7 @@ def server(trained_model_dir, tmp_path_factory):
     """Base URL of a running `nertune serve` on the trained tiny model; stopped after the module."""
     log_path = tmp_path_factory.mktemp("serve") / "server.log"
     with running_server(
-        trained_model_dir, log_path, "--max-batch", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)
+        trained_model_dir, log_path, "--max-texts-per-request", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)
     ) as url:
         yield url
 
@@ -248,7 +248,7 @@ def test_a_full_queue_answers_503_with_retry_after(trained_model_dir, tmp_path):
     with running_server(
         trained_model_dir,
         tmp_path / "server.log",
-        "--max-batch",
+        "--max-texts-per-request",
         "4",
         "--max-queue-sentences",
         "4",

@@ -7,14 +7,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from nertune.recipe.schema import Recipe, apply_overrides, load_recipe
+from nertune.recipe.schema import Recipe, apply_overrides, load_recipe, override_values
 
 Overrides = Sequence[str] | Mapping[str, Any] | None
 
 
-def _merged(overrides: Overrides, settings: dict[str, Any]) -> Sequence[str] | Mapping[str, Any] | None:
+def _merged(overrides: Overrides, settings: dict[str, Any]) -> Overrides:
     """`overrides` (key=value strings or a mapping of dotted keys) plus keyword settings, where `__` stands
     for the dot of a nested key (data__train_file=... is data.train_file)."""
     if not settings:
@@ -24,18 +22,7 @@ def _merged(overrides: Overrides, settings: dict[str, Any]) -> Sequence[str] | M
         return extra
     if isinstance(overrides, Mapping):
         return {**overrides, **extra}
-    return [*overrides, *(f"{key}={_as_text(value)}" for key, value in extra.items())]
-
-
-def _as_text(value: Any) -> str:
-    """A Python value as the command line spells it (lists and mappings in YAML flow style)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, (list, tuple, dict)):
-        return yaml.safe_dump(list(value) if isinstance(value, tuple) else value, default_flow_style=True).strip()
-    return str(value)
+    return {**override_values(overrides), **extra}
 
 
 def train(recipe: str | Path | Recipe, overrides: Overrides = None, **settings: Any) -> dict:
@@ -48,15 +35,29 @@ def train(recipe: str | Path | Recipe, overrides: Overrides = None, **settings: 
     return run_training(resolved)
 
 
-def evaluate(run_dir: str | Path, overrides: Overrides = None, **settings: Any) -> dict:
-    """Score a run directory like `nertune evaluate` (`split="validation"`, `data__test_file=...`, any recipe key,
-    `bootstrap=0`); returns the metrics it writes to <run_dir>/eval/<name>/metrics.json."""
+def evaluate(
+    run_dir: str | Path,
+    overrides: Overrides = None,
+    *,
+    split: str = "test",
+    name: str | None = None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
+    **settings: Any,
+) -> dict:
+    """Score a run directory like `nertune evaluate`: on `split` (train, validation or test), written to
+    <run_dir>/eval/<name>/ (default: from the data), with a `bootstrap`-resample F1 confidence interval (0: none);
+    `overrides` and keyword settings set recipe keys (`data__test_file=...`). Returns the metrics it writes."""
     from nertune.evaluation.run import run_evaluation
 
-    changes = _merged(overrides, settings)
-    if isinstance(changes, Mapping):
-        changes = [f"{key}={_as_text(value)}" for key, value in changes.items()]
-    return run_evaluation(run_dir, list(changes or []))
+    return run_evaluation(
+        run_dir,
+        _merged(overrides, settings),
+        split=split,
+        name=name,
+        bootstrap=bootstrap,
+        bootstrap_seed=bootstrap_seed,
+    )
 
 
 def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path, **options: Any) -> int:

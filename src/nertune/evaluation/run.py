@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from nertune.data.align import merge_window_predictions
 from nertune.evaluation.metrics import entity_metrics, format_entity_report, token_report
 from nertune.heads import Head
+from nertune.recipe.schema import RecipeError, apply_overrides, override_values
 from nertune.schemes import repair_tags
 from nertune.training.trainer import NerTrainer
 
@@ -111,19 +114,29 @@ def write_json(path: str | Path, payload: dict) -> None:
         f.write("\n")
 
 
-EVAL_KEYS = ("split", "name", "bootstrap", "bootstrap_seed")  # evaluate-only keys; everything else is a recipe key
+# Options of evaluate that were once `key=value` items among the recipe overrides; read there (with a warning)
+# for one more release.
+LEGACY_OPTIONS = ("split", "name", "bootstrap", "bootstrap_seed")
 
 
-def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) -> dict:
+def run_evaluation(
+    model_dir: str | Path,
+    overrides: Sequence[str] | Mapping[str, Any] | None = None,
+    *,
+    split: str = "test",
+    name: str | None = None,
+    bootstrap: int = 1000,
+    bootstrap_seed: int = 0,
+) -> dict:
     """Score a trained model dir (full model or LoRA adapter) on any split/file; write `MODEL_DIR/eval/<name>/`
     (for a Hub id: `runs/eval/<owner>__<name>/<name>/`).
 
     Settings come from the run's saved recipe (`recipe.yaml`; `config.yaml` in older run dirs; so by default
-    the test split it held out),
-    overridden by `key=value` pairs: any recipe key (`data.test_file=other.conll`, `strict_metrics=true`,
-    `data.label_map=PERSON:PER,LOCATION:LOC` to rename the data's entity types to the model's, `:O` to drop
-    one), plus `split=validation|test|train`, `name=<output folder>`, `bootstrap=<resamples>` (1000; 0: no
-    confidence interval) and `bootstrap_seed=<seed>` (0).
+    the test split it held out), overridden by `overrides` (`key=value` strings or a mapping of dotted keys):
+    any recipe key (`data.test_file=other.conll`, `strict_metrics=true`, `data.label_map=PERSON:PER,LOCATION:LOC`
+    to rename the data's entity types to the model's, `:O` to drop one). `split` is train, validation or test;
+    `name` the output folder (default: from the data); `bootstrap` the resamples of the F1 confidence interval
+    (0: none) drawn with `bootstrap_seed`.
 
     Writes `metrics.json` (scores of the recipe's mode at the top level, `default`/`strict` per type,
     `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll` and, with
@@ -133,7 +146,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
 
     from nertune.data import DataError, load_split
     from nertune.data.align import encode_split
-    from nertune.evaluation.run import report as reports
+    from nertune.evaluation import report as reports
     from nertune.model.references import resolve_model_path
     from nertune.model.rundir import RunDir
 
@@ -143,11 +156,14 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     results_root = (
         run.path / "eval" if Path(reference).exists() else Path("runs") / "eval" / reference.replace("/", "__")
     )
-    extra = dict(item.split("=", 1) for item in overrides or [] if item.split("=", 1)[0] in EVAL_KEYS)
-    recipe_overrides = [item for item in overrides or [] if item.split("=", 1)[0] not in EVAL_KEYS]
-    n_bootstrap, seed = _int_option(extra, "bootstrap", 1000), _int_option(extra, "bootstrap_seed", 0)
-    recipe = run.recipe_with(recipe_overrides)
-    split = extra.get("split", "test")
+    recipe_overrides, legacy = _legacy_options(overrides)
+    split = str(legacy.get("split", split))
+    name = None if legacy.get("name", name) is None else str(legacy.get("name", name))
+    n_bootstrap = _count_option("bootstrap", legacy.get("bootstrap", bootstrap))
+    seed = _count_option("bootstrap_seed", legacy.get("bootstrap_seed", bootstrap_seed))
+    if split not in ("train", "validation", "test"):
+        raise RecipeError(f"evaluate option 'split' must be train, validation or test, got {split!r}")
+    recipe = apply_overrides(run.recipe_with(), recipe_overrides) if recipe_overrides else run.recipe_with()
     dataset, source_scheme = load_split(recipe.data, split)  # data.label_map already applied
     scheme = recipe.data.train_scheme
 
@@ -169,7 +185,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
         sort_by_length=True,
         context_size=recipe.context_size,
     )
-    name = extra.get("name") or _default_eval_name(recipe, split)
+    name = name or _default_eval_name(recipe, split)
     out_dir = results_root / name
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output_dir; prediction writes nothing
@@ -241,19 +257,28 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     return scores
 
 
-def _int_option(extra: dict[str, str], key: str, default: int) -> int:
-    from nertune.recipe.schema import RecipeError
+def _legacy_options(overrides: Sequence[str] | Mapping[str, Any] | None) -> tuple[Any, dict[str, Any]]:
+    """(the recipe overrides, the evaluate options found among them), warning for each option found."""
+    if isinstance(overrides, Mapping):
+        rest: Any = {key: value for key, value in overrides.items() if key not in LEGACY_OPTIONS}
+        legacy = {key: overrides[key] for key in LEGACY_OPTIONS if key in overrides}
+    else:
+        rest = [item for item in overrides or [] if item.partition("=")[0].strip() not in LEGACY_OPTIONS]
+        legacy = {k: v for k, v in override_values(list(overrides or [])).items() if k in LEGACY_OPTIONS}
+    for key, value in legacy.items():
+        warnings.warn(
+            f"evaluate: {key}={value} among the recipe overrides is deprecated; use --{key.replace('_', '-')} "
+            f"{value} (Python: {key}=...)",
+            FutureWarning,
+            stacklevel=3,
+        )
+    return rest, legacy
 
-    value = extra.get(key)
-    if value is None:
-        return default
-    try:
-        number = int(value)
-    except ValueError:
-        raise RecipeError(f"evaluate option {key!r}: expected a non-negative integer, got {value!r}") from None
-    if number < 0:
+
+def _count_option(key: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise RecipeError(f"evaluate option {key!r}: expected a non-negative integer, got {value!r}")
-    return number
+    return value
 
 
 def _default_eval_name(recipe, split: str) -> str:

@@ -8,9 +8,7 @@ the best parameters applied and no `hpo` section: `nertune train best_recipe.yam
 
 from __future__ import annotations
 
-import copy
 import csv
-import dataclasses
 import logging
 import os
 from pathlib import Path
@@ -19,11 +17,13 @@ from typing import Any
 import yaml
 
 from nertune.errors import MissingDependencyError
-from nertune.recipe.hpo_space import HPO_SPACE, RECIPE_KEY_OF_FIELD, hpo_field
-from nertune.recipe.schema import HpoSection, Recipe, RecipeError, recipe_to_dict
+from nertune.recipe.hpo_space import hpo_field
+from nertune.recipe.schema import HPO_SPACE, HpoSection, Recipe, RecipeError, recipe_to_dict
 from nertune.training.run import build_model, build_trainer, setup_run
 
 logger = logging.getLogger(__name__)
+
+RECIPE_KEY_OF_FIELD: dict[str, str] = {hpo_field(key): key for key in HPO_SPACE}
 
 
 def searched(hpo: HpoSection) -> list[str]:
@@ -40,7 +40,7 @@ def suggest(trial, hpo: HpoSection) -> dict[str, Any]:
         values = getattr(hpo, name)
         if values is None:
             continue
-        if dimension.kind == "choice":
+        if dimension.search == "choice":
             params[name] = trial.suggest_categorical(name, list(values))
         elif dimension.value_type is int:
             params[name] = trial.suggest_int(name, *values, log=dimension.log)
@@ -51,7 +51,7 @@ def suggest(trial, hpo: HpoSection) -> dict[str, Any]:
 
 def apply_params(recipe: Recipe, params: dict[str, Any]) -> Recipe:
     """A copy of the recipe with searched values set at their recipe keys (lora_r -> lora.r)."""
-    out = copy.deepcopy(recipe)
+    out = recipe.model_copy(deep=True)
     for name, value in params.items():
         if name not in RECIPE_KEY_OF_FIELD:
             raise RecipeError(f"hpo: unknown searched parameter {name!r}")
@@ -120,13 +120,14 @@ def run_hpo(recipe: Recipe) -> dict:
         )
     hpo_dir = Path(recipe.output_dir) / "hpo"
     # Trials write no checkpoints: the best parameters are retrained by `nertune train best_recipe.yaml`.
-    base = dataclasses.replace(
-        recipe,
-        output_dir=str(hpo_dir / "trials"),
-        save_strategy="no",
-        load_best_model_at_end=False,
-        push_to_hub=False,
-        resume_from_checkpoint=None,
+    base = recipe.model_copy(
+        update={
+            "output_dir": str(hpo_dir / "trials"),
+            "save_strategy": "no",
+            "load_best_model_at_end": False,
+            "push_to_hub": False,
+            "resume_from_checkpoint": None,
+        }
     )
     run = setup_run(base)
     args, is_main, model_path, data = run.args, run.is_main, run.model_path, run.data
