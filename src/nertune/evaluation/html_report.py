@@ -36,7 +36,7 @@ table {
   box-shadow: 0 1px 3px #0001; border-radius: 8px; overflow: hidden; }
 th, td { padding: 6px 12px; text-align: right; border-bottom: 1px solid #e8ebf1; }
 th { background: #eef1f6; font-weight: 600; } th:first-child, td:first-child { text-align: left; }
-td .ci { color: #6b7385; font-size: 12px; margin-left: 4px; }
+.ci { color: #6b7385; font-size: 12px; margin-left: 4px; }
 .swatch {
   display: inline-block; width: 12px; height: 12px;
   border-radius: 3px; margin-right: 6px; vertical-align: -1px; }
@@ -50,7 +50,8 @@ td .ci { color: #6b7385; font-size: 12px; margin-left: 4px; }
 table.cm td { text-align: center; min-width: 64px;  }
 table.cm td small { display: block; font-size: 11px; opacity: .75; }
 table.cm th.err, table.cm td.err { border-left: 2px solid #9aa3b5; }
-.worst td { text-align: left; vertical-align: top; } .worst td:first-child { color: #6b7385; white-space: nowrap; }
+.worst td, .worst th { text-align: left; vertical-align: top; }
+.worst td:first-child { color: #6b7385; white-space: nowrap; }
 mark.ent { background: var(--c); border-radius: 4px; padding: 1px 4px; margin: 0 1px; }
 mark.ent sup { font-size: 9px; font-weight: 700; margin-left: 3px; color: #1d2330b0; }
 mark.ent.wrong { outline: 2px solid #d62828; outline-offset: 1px; }

@@ -50,7 +50,10 @@ def plot_confusion_matrix(
     n_rows, n_cols = counts.shape
     fig, ax = plt.subplots(figsize=(2.4 + 1.0 * n_cols, 1.4 + 0.6 * n_rows), dpi=100)
     try:
-        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+        from matplotlib.colors import PowerNorm
+
+        # A square-root scale: a 5% error still shows against the 0% cells beside it.
+        image = ax.imshow(shares, cmap="Blues", norm=PowerNorm(0.5, vmin=0, vmax=1), aspect="auto")
         ax.set_xticks(range(n_cols), matrix["pred_labels"], rotation=30, ha="right")
         ax.set_yticks(range(n_rows), [f"{label} ({int(n)})" for label, n in zip(matrix["gold_labels"], totals)])
         ax.set_xlabel("predicted type (or error)")
