@@ -9,12 +9,14 @@ import pytest
 
 from nertune.data import apply_label_map
 from nertune.evaluation.metrics import entity_metrics
+from nertune.evaluation.plots import best_checkpoint, row_normalised
 from nertune.evaluation.report import (
     ERROR_KINDS,
     bootstrap_f1_ci,
     error_analysis,
     plot_confusion_matrix,
     plot_learning_curves,
+    sentence_error_counts,
 )
 from nertune.recipe.schema import RecipeError, load_recipe
 
@@ -59,13 +61,18 @@ def test_error_analysis_counts_every_kind_by_hand():
     assert missed["words"] == words[1] and missed["gold"] == gold[1] and missed["pred"] == pred[1]
     assert a["examples"]["spurious"][0]["pred_span"] == ["ORG", 5, 6]
     assert a["examples"]["boundary_type"][0]["gold_span"] == ["MISC", 0, 2]
-    # Confusion matrix: rows gold types + none (spurious), columns predicted types + none (missed).
+    # Confusion matrix: rows gold types + none (spurious), columns predicted types + boundary + none (missed).
     m = a["confusion_matrix"]
     assert m["gold_labels"] == ["LOC", "MISC", "ORG", "PER", "none (spurious)"]
-    assert m["pred_labels"] == ["LOC", "MISC", "ORG", "PER", "none (missed)"]
+    assert m["pred_labels"] == ["LOC", "MISC", "ORG", "PER", "boundary (same type)", "none (missed)"]
     cell = {(g, p): m["counts"][i][j] for i, g in enumerate(m["gold_labels"]) for j, p in enumerate(m["pred_labels"])}
-    assert cell["LOC", "ORG"] == 2 and cell["LOC", "none (missed)"] == 1 and cell["ORG", "ORG"] == 1
+    assert cell["LOC", "ORG"] == 2 and cell["LOC", "none (missed)"] == 1
+    # The ORG predicted with a shorter span is a boundary error, not a hit on the diagonal.
+    assert cell["ORG", "ORG"] == 0 and cell["ORG", "boundary (same type)"] == 1
     assert cell["MISC", "PER"] == 1 and cell["PER", "PER"] == 2 and cell["none (spurious)", "ORG"] == 1
+    counts, shares, totals = row_normalised(m)
+    assert list(totals) == [3, 1, 1, 2, 1] and shares[0].tolist() == pytest.approx([0, 0, 2 / 3, 0, 0, 1 / 3])
+    assert shares.sum(axis=1).tolist() == pytest.approx([1.0] * 5)
     assert sum(map(sum, m["counts"])) == a["n_gold"] + a["counts"]["spurious"]
     json.dumps(a)  # JSON-ready
 
@@ -108,6 +115,28 @@ def test_bootstrap_ci_brackets_point_f1_is_seeded_and_narrows():
     big = bootstrap_f1_ci(big_gold, big_pred, "IOB2", n=1000, seed=0)
     assert big["ci"][0] < big["f1"] < big["ci"][1]
     assert big["ci"][1] - big["ci"][0] < (hi - lo) / 2  # ~sqrt(20) times narrower
+
+
+def test_bootstrap_per_type_intervals_bracket_each_types_scores():
+    gold, pred = _noisy_predictions(90, seed=7)
+    ci = bootstrap_f1_ci(gold, pred, "IOB2", n=500, seed=0)
+    scores = entity_metrics(gold, pred)
+    assert set(ci["per_type"]) == set(scores["per_type"]) == {"PER", "LOC", "ORG"}
+    for t, row in ci["per_type"].items():
+        for key in ("precision", "recall", "f1"):
+            assert row[key] == pytest.approx(scores["per_type"][t][key]), (t, key)
+            lo, hi = row[f"{key}_ci"]
+            assert 0 <= lo <= row[key] <= hi <= 1, (t, key)
+        assert row["support"] == scores["per_type"][t]["support"]
+    # Only the last entity of some sentences is wrong: PER (always first) is never touched.
+    assert ci["per_type"]["PER"]["f1_ci"] == [1.0, 1.0] and ci["per_type"]["ORG"]["precision_ci"][0] < 1
+    assert ci["ci"] == bootstrap_f1_ci(gold, pred, "IOB2", n=500, seed=0, strict=True)["ci"]
+
+
+def test_sentence_error_counts_are_misses_plus_spurious():
+    gold = [["B-PER", "O", "B-LOC"], ["B-ORG", "I-ORG", "O"], ["O"]]
+    pred = [["B-PER", "O", "B-LOC"], ["B-ORG", "O", "B-LOC"], ["O"]]
+    assert sentence_error_counts(gold, pred) == [0, 3, 0]  # ORG 0-2 missed, ORG 0-1 and LOC 2 spurious
 
 
 def test_bootstrap_perfect_and_empty():
@@ -183,8 +212,18 @@ def test_plots_are_valid_pngs(tmp_path):
         )
     )
     assert_png(plot_learning_curves(state, tmp_path / "lc.png"))
+    assert best_checkpoint(json.loads(state.read_text())) == (20, 0.9)  # no best_* keys: the highest F1
     assert plot_learning_curves(tmp_path / "missing.json", tmp_path / "none.png") is None
     assert not (tmp_path / "none.png").exists()
+
+
+def test_best_checkpoint_is_the_trainers_or_the_highest_f1():
+    history = [{"step": s, "epoch": s / 10, "eval_f1": f} for s, f in ((10, 0.91), (20, 0.93), (30, 0.93), (40, 0.92))]
+    assert best_checkpoint({"log_history": history}) == (20, 0.93)  # the first of the best, as the Trainer keeps
+    assert best_checkpoint({"log_history": history, "best_model_checkpoint": "runs/x/checkpoint-40"}) == (40, 0.92)
+    assert best_checkpoint({"log_history": history, "best_global_step": 30}) == (30, 0.93)
+    assert best_checkpoint({"log_history": history, "best_global_step": 99}) == (20, 0.93)  # not in the log
+    assert best_checkpoint({"log_history": [{"step": 5, "loss": 1.0}]}) is None
 
 
 def test_plots_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, caplog):
@@ -199,7 +238,7 @@ def test_plots_skipped_with_a_warning_without_matplotlib(tmp_path, monkeypatch, 
 
     monkeypatch.setattr(builtins, "__import__", no_matplotlib)
     matrix = error_analysis([["B-PER"]], [["B-PER"]])["confusion_matrix"]
-    with caplog.at_level("WARNING", logger="nertune.evaluation.report"):
+    with caplog.at_level("WARNING", logger="nertune.evaluation.plots"):
         assert plot_confusion_matrix(matrix, tmp_path / "cm.png") is None
     assert "matplotlib is not installed" in caplog.text and not (tmp_path / "cm.png").exists()
 
@@ -249,6 +288,9 @@ def test_evaluate_writes_reports_and_renames_labels(trained_model_dir, tmp_path)
     if importlib.util.find_spec("matplotlib"):
         assert_png(out / "confusion_matrix.png")
         assert_png(out / "learning_curves.png")  # the run's trainer_state.json has its training loss
+    page = (out / "report.html").read_text()
+    assert page.count('<tr data-type="') == 3 and 'id="confusion"' in page and 'id="worst"' in page
+    assert "https://" not in page and "<script" not in page  # self-contained
 
     # Dropping a type to O: ORGANIZATION words become O in gold, so the model's ORG predictions are spurious.
     dropped = run_evaluation(

@@ -20,14 +20,13 @@ number of gold entities; predictions that overlap a gold entity already explaine
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
+from nertune.evaluation.plots import plot_confusion_matrix, plot_learning_curves  # re-exported: the old home
 from nertune.schemes import normalize_scheme, tags_to_spans
 
 __all__ = [
@@ -38,6 +37,7 @@ __all__ = [
     "format_mode_table",
     "plot_confusion_matrix",
     "plot_learning_curves",
+    "sentence_error_counts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 ERROR_KINDS = ("exact", "type", "boundary", "boundary_type", "missed", "spurious")
 NONE_GOLD = "none (spurious)"  # confusion-matrix row: a prediction that overlaps no gold entity
 NONE_PRED = "none (missed)"  # confusion-matrix column: a gold entity that no prediction overlaps
+BOUNDARY = "boundary (same type)"  # confusion-matrix column: same type, overlapping but another span
 
 Span = tuple[str, int, int]
 
@@ -94,8 +95,9 @@ def error_analysis(
     ``counts`` ({kind: n} for `ERROR_KINDS`), ``n_gold``, ``n_pred`` (entities), ``n_sentences``,
     ``top_confusions`` ([{gold, pred, count}] of type errors, most frequent first),
     ``confusion_matrix`` ({gold_labels, pred_labels, counts}: rows gold types + "none (spurious)",
-    columns predicted types + "none (missed)"; each gold entity is paired with its best overlapping
-    prediction, so boundary errors of the right type sit on the diagonal) and ``examples``
+    columns predicted types + "boundary (same type)" + "none (missed)"; each gold entity is paired with its
+    best overlapping prediction: the diagonal holds exact matches only, a same-type prediction with another
+    span counts in the boundary column, another type in that type's column whatever the span) and ``examples``
     ({kind: up to `max_examples` sentences: sentence index, words, gold, pred, gold_span, pred_span},
     for every kind but exact).
     """
@@ -118,7 +120,7 @@ def error_analysis(
             p = _best_overlap(g, p_spans)
             kind = _classify(g, p)
             counts[kind] += 1
-            pairs[(g[0], p[0] if p else NONE_PRED)] += 1
+            pairs[(g[0], BOUNDARY if kind == "boundary" else p[0] if p else NONE_PRED)] += 1
             if kind == "type":
                 confusions[(g[0], p[0])] += 1
             found.append((kind, g, p))
@@ -142,9 +144,8 @@ def error_analysis(
                     "pred_span": list(p) if p else None,
                 }
             )
-    gold_types = sorted({g for g, _ in pairs if g != NONE_GOLD} | {p for _, p in pairs if p != NONE_PRED})
-    pred_types = list(gold_types)
-    gold_labels, pred_labels = gold_types + [NONE_GOLD], pred_types + [NONE_PRED]
+    types = sorted({g for g, _ in pairs if g != NONE_GOLD} | {p for _, p in pairs if p not in (NONE_PRED, BOUNDARY)})
+    gold_labels, pred_labels = types + [NONE_GOLD], types + [BOUNDARY, NONE_PRED]
     matrix = [[pairs.get((g, p), 0) for p in pred_labels] for g in gold_labels]
     return {
         "counts": dict(counts),
@@ -208,14 +209,10 @@ def format_mode_table(default: dict, strict: dict | None, digits: int = 4) -> st
 # --------------------------------------------------------------------------- bootstrap
 
 
-def _sentence_counts(gold, pred, scheme: str, strict: bool) -> np.ndarray:
-    """Per sentence: (correct entities, predicted entities, gold entities), as seqeval counts them."""
+def _sentence_entities(gold, pred, scheme: str, strict: bool) -> list[tuple[set, set]]:
+    """Per sentence: (gold entities, predicted entities) as {(type, start, end)}, as seqeval reads them."""
     if not strict:
-        rows = []
-        for g_tags, p_tags in zip(gold, pred):
-            g, p = set(tags_to_spans(g_tags, scheme)), set(tags_to_spans(p_tags, scheme))
-            rows.append((len(g & p), len(p), len(g)))
-        return np.array(rows, dtype=np.int64).reshape(-1, 3)
+        return [(set(tags_to_spans(g, scheme)), set(tags_to_spans(p, scheme))) for g, p in zip(gold, pred)]
     from seqeval.scheme import IOB2, IOBES, Entities
 
     from nertune.evaluation.metrics import _normalise  # L/U -> E/S, exactly as entity_metrics scores
@@ -225,16 +222,28 @@ def _sentence_counts(gold, pred, scheme: str, strict: bool) -> np.ndarray:
     seqeval_scheme = IOB2 if scheme == "IOB2" else IOBES
     g_ents = Entities(_normalise(gold, "gold"), seqeval_scheme, suffix=False).entities
     p_ents = Entities(_normalise(pred, "predicted"), seqeval_scheme, suffix=False).entities
-    rows = []
-    for g, p in zip(g_ents, p_ents):
-        g, p = {e.to_tuple() for e in g}, {e.to_tuple() for e in p}
-        rows.append((len(g & p), len(p), len(g)))
-    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+    return [({e.to_tuple()[1:] for e in g}, {e.to_tuple()[1:] for e in p}) for g, p in zip(g_ents, p_ents)]
+
+
+def _count_array(entities: list[tuple[set, set]], types: list[str]) -> np.ndarray:
+    """(sentences, 1 + types, 3): correct, predicted and gold entities per sentence, all types first, then each."""
+    column = {t: i + 1 for i, t in enumerate(types)}
+    counts = np.zeros((len(entities), 1 + len(types), 3), dtype=np.int64)
+    for s, (g, p) in enumerate(entities):
+        for k, group in enumerate((g & p, p, g)):
+            counts[s, 0, k] = len(group)
+            for entity in group:
+                counts[s, column[entity[0]], k] += 1
+    return counts
 
 
 def _f1(tp, n_pred, n_gold):
     denominator = n_pred + n_gold
     return np.where(denominator > 0, 2 * tp / np.maximum(denominator, 1), 0.0)
+
+
+def _ratio(tp, n):
+    return np.where(n > 0, tp / np.maximum(n, 1), 0.0)
 
 
 def bootstrap_f1_ci(
@@ -246,149 +255,65 @@ def bootstrap_f1_ci(
     strict: bool = False,
     confidence: float = 0.95,
 ) -> dict:
-    """Percentile bootstrap CI of the entity-level micro F1, resampling SENTENCES with replacement.
+    """Percentile bootstrap CI of the entity-level micro F1 and of each type's precision, recall and F1,
+    resampling SENTENCES with replacement.
 
     Each of the `n` resamples draws as many sentences as the split has (numpy, seeded: the same inputs
-    and seed give the same interval). Micro F1 = 2·correct / (predicted + gold) over the resample, the
-    formula seqeval's micro average reduces to. Returns ``{"f1", "ci": [lo, hi], "n_resamples", "seed",
-    "confidence"}``; ``f1`` is the point estimate on the full split.
+    and seed give the same interval). F1 = 2·correct / (predicted + gold) over the resample, the formula
+    seqeval's micro average reduces to; every type is scored on the same resamples. Returns ``{"f1", "ci":
+    [lo, hi], "n_resamples", "seed", "confidence", "per_type": {type: {"precision", "recall", "f1",
+    "precision_ci", "recall_ci", "f1_ci", "support"}}}``; the point estimates are those of the full split.
     """
     if n < 1:
         raise ValueError(f"n must be at least 1, got {n}")
     scheme = normalize_scheme(scheme)
     if len(gold) != len(pred):
         raise ValueError(f"gold has {len(gold)} sentences but pred has {len(pred)}")
-    counts = _sentence_counts(gold, pred, scheme, strict)
-    point = float(_f1(*counts.sum(axis=0)))
+    entities = _sentence_entities(gold, pred, scheme, strict)
+    types = sorted({e[0] for g, p in entities for e in g | p})
+    counts = _count_array(entities, types)  # (sentences, 1 + types, 3)
     n_sentences = len(counts)
+    total = counts.sum(axis=0)
+    result = {"f1": float(_f1(*total[0])), "n_resamples": n, "seed": seed, "confidence": confidence}
     if n_sentences == 0:
-        return {"f1": 0.0, "ci": [0.0, 0.0], "n_resamples": n, "seed": seed, "confidence": confidence}
+        return {**result, "ci": [0.0, 0.0], "per_type": {}}
     rng = np.random.default_rng(seed)
-    scores = np.empty(n)
+    totals = np.empty((n, *total.shape), dtype=np.int64)
+    flat = counts.reshape(n_sentences, -1)
     chunk = max(1, 2_000_000 // n_sentences)  # resamples per batch: bounded memory on large splits
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         idx = rng.integers(0, n_sentences, size=(stop - start, n_sentences))
-        totals = counts[idx].sum(axis=1)  # (resamples, 3)
-        scores[start:stop] = _f1(totals[:, 0], totals[:, 1], totals[:, 2])
+        # How often each sentence was drawn, then one matrix product sums every column of every resample.
+        offsets = (np.arange(stop - start) * n_sentences)[:, None]
+        drawn = np.bincount((idx + offsets).ravel(), minlength=(stop - start) * n_sentences)
+        totals[start:stop] = (drawn.reshape(stop - start, n_sentences) @ flat).reshape(stop - start, *total.shape)
     alpha = (1 - confidence) / 2
-    lo, hi = np.quantile(scores, [alpha, 1 - alpha])
-    return {"f1": point, "ci": [float(lo), float(hi)], "n_resamples": n, "seed": seed, "confidence": confidence}
+
+    def interval(scores: np.ndarray) -> list[float]:
+        return [float(x) for x in np.quantile(scores, [alpha, 1 - alpha])]
+
+    tp, n_pred, n_gold = totals[..., 0], totals[..., 1], totals[..., 2]
+    f1, precision, recall = _f1(tp, n_pred, n_gold), _ratio(tp, n_pred), _ratio(tp, n_gold)
+    result["ci"] = interval(f1[:, 0])
+    result["per_type"] = {
+        t: {
+            "precision": float(_ratio(total[c, 0], total[c, 1])),
+            "recall": float(_ratio(total[c, 0], total[c, 2])),
+            "f1": float(_f1(*total[c])),
+            "precision_ci": interval(precision[:, c]),
+            "recall_ci": interval(recall[:, c]),
+            "f1_ci": interval(f1[:, c]),
+            "support": int(total[c, 2]),
+        }
+        for c, t in enumerate(types, start=1)
+    }
+    return result
 
 
-# --------------------------------------------------------------------------- plots
-
-
-def _pyplot():
-    """matplotlib.pyplot on the headless Agg backend, or None (logged) when matplotlib is not installed."""
-    try:
-        import matplotlib
-    except ImportError:
-        logger.warning("matplotlib is not installed: skipping the plots (pip install 'nertune[report]')")
-        return None
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_confusion_matrix(
-    matrix: dict, out_png: str | Path, title: str = "entity types: gold vs predicted"
-) -> Path | None:
-    """Draw `error_analysis(...)["confusion_matrix"]` as a heat map with counts; None if matplotlib is missing."""
-    plt = _pyplot()
-    if plt is None:
-        return None
-    counts = np.array(matrix["counts"], dtype=float).reshape(len(matrix["gold_labels"]), len(matrix["pred_labels"]))
-    n_rows, n_cols = counts.shape
-    fig, ax = plt.subplots(figsize=(1.2 + 0.8 * n_cols, 1.0 + 0.7 * n_rows), dpi=100)
-    try:
-        image = ax.imshow(counts, cmap="Blues")
-        ax.set_xticks(range(n_cols), matrix["pred_labels"], rotation=45, ha="right")
-        ax.set_yticks(range(n_rows), matrix["gold_labels"])
-        ax.set_xlabel("predicted type")
-        ax.set_ylabel("gold type")
-        ax.set_title(title)
-        threshold = counts.max() / 2 if counts.size else 0
-        for r in range(n_rows):
-            for c in range(n_cols):
-                ax.text(
-                    c,
-                    r,
-                    f"{int(counts[r, c])}",
-                    ha="center",
-                    va="center",
-                    color="white" if counts[r, c] > threshold else "black",
-                    fontsize=8,
-                )
-        fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-        fig.tight_layout()
-        fig.savefig(out_png, format="png")
-    finally:
-        plt.close(fig)
-    return Path(out_png)
-
-
-def plot_learning_curves(trainer_state_path: str | Path, out_png: str | Path) -> Path | None:
-    """Training loss and validation F1 (and loss) per step from a Trainer's `trainer_state.json`.
-
-    Returns the PNG path, or None (logged) when the file is missing, has nothing to plot, or matplotlib
-    is not installed.
-    """
-    path = Path(trainer_state_path)
-    if not path.is_file():
-        logger.info("no %s: skipping the learning curves", path)
-        return None
-    history = json.loads(path.read_text(encoding="utf-8")).get("log_history", [])
-    train = [(h["step"], h["loss"]) for h in history if "loss" in h and "step" in h]
-    eval_f1 = [(h["step"], h["eval_f1"]) for h in history if "eval_f1" in h and "step" in h]
-    eval_loss = [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h and "step" in h]
-    if not (train or eval_f1 or eval_loss):
-        logger.info("%s has no logged loss or F1: skipping the learning curves", path)
-        return None
-    plt = _pyplot()
-    if plt is None:
-        return None
-    fig, (ax_loss, ax_f1) = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    try:
-        if train:
-            ax_loss.plot(*zip(*train), marker="o", markersize=3, label="training loss")
-        if eval_loss:
-            ax_loss.plot(*zip(*eval_loss), marker="s", markersize=3, label="validation loss")
-        ax_loss.set_xlabel("step")
-        ax_loss.set_ylabel("loss")
-        ax_loss.set_title("loss")
-        ax_loss.legend(loc="best")
-        ax_loss.grid(alpha=0.3)
-        if eval_f1:
-            ax_f1.plot(*zip(*eval_f1), marker="o", markersize=3, color="tab:green", label="validation entity F1")
-            ax_f1.set_ylim(0, 1.02)
-            ax_f1.legend(loc="lower right")
-            # Epochs on a second axis when the log has them.
-            epochs = {h["step"]: h["epoch"] for h in history if "epoch" in h and "eval_f1" in h}
-            if epochs:
-                ax_f1.set_title(
-                    "validation F1 (epochs "
-                    + ", ".join(f"{e:g}" for e in sorted(epochs.values())[:8])
-                    + (" ..." if len(epochs) > 8 else "")
-                    + ")",
-                    fontsize=9,
-                )
-        else:
-            ax_f1.text(
-                0.5,
-                0.5,
-                "no validation F1 logged\n(eval_strategy=no)",
-                ha="center",
-                va="center",
-                transform=ax_f1.transAxes,
-            )
-            ax_f1.set_title("validation F1")
-        ax_f1.set_xlabel("step")
-        ax_f1.set_ylabel("entity F1")
-        ax_f1.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(out_png, format="png")
-    finally:
-        plt.close(fig)
-    return Path(out_png)
+def sentence_error_counts(
+    gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], scheme: str = "IOB2"
+) -> list[int]:
+    """Per sentence: gold entities not predicted exactly plus predicted entities not in gold (FN + FP)."""
+    scheme = normalize_scheme(scheme)
+    return [len(g ^ p) for g, p in _sentence_entities(gold, pred, scheme, strict=False)]

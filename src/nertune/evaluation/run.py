@@ -139,13 +139,14 @@ def run_evaluation(
     (0: none) drawn with `bootstrap_seed`.
 
     Writes `metrics.json` (scores of the recipe's mode at the top level, `default`/`strict` per type,
-    `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll` and, with
+    `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll`, `report.html` and, with
     matplotlib, `confusion_matrix.png` and `learning_curves.png` (from the run's `trainer_state.json`).
     """
     from transformers import DataCollatorForTokenClassification, TrainingArguments
 
     from nertune.data import DataError, load_split
     from nertune.data.align import encode_split
+    from nertune.evaluation import html_report
     from nertune.evaluation import report as reports
     from nertune.model.references import resolve_model_path
     from nertune.model.rundir import RunDir
@@ -252,6 +253,9 @@ def run_evaluation(
         analysis["confusion_matrix"], out_dir / "confusion_matrix.png", title=f"{name}: entity types, gold vs predicted"
     )
     reports.plot_learning_curves(run.path / "trainer_state.json", out_dir / "learning_curves.png")
+    html_report.write_html_report(
+        out_dir / "report.html", name, scores, analysis, gold, predicted, dataset["tokens"], scheme, n_bootstrap, seed
+    )
     print(report)
     print(f"{name}: entity F1 {scores['f1']:.4f} on {len(gold)} sentences -> {out_dir}")
     return scores

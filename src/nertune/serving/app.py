@@ -4,6 +4,7 @@
   `NerPredictor.predict_texts`); `{"texts": [...]}` -> `{"results": [...]}`, one per text;
   `{"document": ["sentence", ...]}` -> `{"results": [...]}`, one per sentence, each sentence read with
   its neighbours when the model was trained with document context (`context_size`).
+- `GET /` -> the demo page (`static/index.html`, open like `/health`): paste a text, see its entities.
 - `GET /health` -> `{"status": "ok"}` (always open, for probes); `GET /info` -> the model, its labels, the
   server's limits and batching settings; `GET /metrics` -> Prometheus text format.
 
@@ -28,12 +29,13 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from starlette.datastructures import Headers
 from starlette.routing import Route
@@ -47,7 +49,7 @@ from nertune.serving.request import BadPredictRequest, PredictRequest, read_pred
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "NERTUNE_API_KEY"
-OPEN_PATHS = frozenset({"/health"})
+OPEN_PATHS = frozenset({"/health", "/"})  # "/": the demo page, which holds no secret
 RETRY_AFTER_S = 1
 ERROR_ANSWERS = {
     400: "the body is not JSON, or is empty",
@@ -58,7 +60,7 @@ ERROR_ANSWERS = {
     503: "the queue is full: retry after Retry-After seconds",
 }
 # Label values of the request metrics: the app's routes, anything else as "other" (bounded cardinality).
-ENDPOINTS = frozenset({"/predict", "/health", "/info", "/metrics"})
+ENDPOINTS = frozenset({"/predict", "/health", "/info", "/metrics", "/"})
 
 
 class ServerMetrics:
@@ -230,6 +232,11 @@ def create_app(
     app.state.metrics = metrics
     app.state.batcher = batcher
     app.add_middleware(AuthorizeAndMeasure, metrics=metrics, expected_key=expected_key)
+
+    @app.get("/", include_in_schema=False)
+    def demo_page() -> HTMLResponse:
+        # One static file shipped as package data: paste text, see the entities (it calls POST /predict).
+        return HTMLResponse(resources.files("nertune.serving").joinpath("static/index.html").read_text("utf-8"))
 
     @app.get("/health")
     def health() -> dict[str, str]:
