@@ -153,6 +153,9 @@ class Recipe:
     # Padded sub-tokens per optimizer step over all processes: similar-length sentences, many short ones per
     # step (replaces the sentence count of global_batch_size for training). None: off.
     max_tokens_per_batch: int | None = None
+    # Training micro-batches packed several sentences to a row of up to max_length sub-tokens (attention kept
+    # within each sentence, positions restarting): no padding between sentences, the same loss. head=linear only.
+    packing: bool = False
 
     # Evaluation, checkpoints, logging.
     eval_strategy: str = "epoch"  # epoch | steps | no
@@ -338,6 +341,8 @@ def _check_ranges(recipe: Recipe) -> None:
             "recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
             "with global_batch_size, accumulation is derived from the number of processes"
         )
+    if recipe.packing and recipe.head == "crf":
+        raise RecipeError("recipe key 'packing': packing=true needs head=linear (a CRF chains a whole row)")
     if recipe.head == "crf" and recipe.lora.enabled:
         raise RecipeError(
             "recipe key 'head': head=crf is not supported with lora.enabled=true (the adapter "
