@@ -21,7 +21,7 @@ def test_bench_reports_mfu_of_both_sides_and_the_bert_base_part(tiny_model_dir, 
     env = {**subprocess_env(), "BENCH_BERT_BASE": "1" if bert_base else "0"}
     options = ["--f1-seeds", "1", *(["--bert-base-steps", "2"] if bert_base else [])]
     result = subprocess.run(
-        [sys.executable, str(REPO / "scripts" / "bench.py"), *overrides, *options],
+        [sys.executable, str(REPO / "scripts/bench.py"), str(REPO / "recipes/quickstart.yaml"), *overrides, *options],
         env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
