@@ -77,10 +77,25 @@ def markdown_table(r: dict) -> str:
     rows += [
         f"| best inference option (F1 within 0.5 point) | {r['inference_best_option']} | | "
         f"{r['inference_best_speedup']:.2f}x |",
-        f"| MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | | |",
-        "",
+        f"| training MFU (vs measured matmul peak {r['matmul_peak_flops'] / 1e9:.0f} GFLOP/s) | {r['mfu']:.1%} | "
+        f"{_percent(r.get('mfu_baseline'))} | |",
     ]
+    if "inference_mfu" in r:
+        rows.append(f"| inference MFU | {r['inference_mfu']:.1%} | | |")
+    if "bert_base_train_speedup" in r:
+        rows += [
+            f"| bert-base size (random), {r['bert_base_steps']} steps: training samples/s | "
+            f"{r['bert_base_train_samples_per_second_project']:.1f} | "
+            f"{r['bert_base_train_samples_per_second_baseline']:.1f} | {r['bert_base_train_speedup']:.2f}x |",
+            f"| bert-base size: training MFU | {r['bert_base_train_mfu_project']:.1%} | "
+            f"{r['bert_base_train_mfu_baseline']:.1%} | |",
+        ]
+    rows.append("")
     return "\n".join(rows)
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
 
 
 def render_release(r: dict, release: dict[str, Any] | None = None, heading: str = "##") -> str:

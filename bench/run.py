@@ -9,7 +9,8 @@ In one process and one run, on the same model, data, hyperparameters and seed:
 (c) test entity F1 of both trained models, so speed is never bought with accuracy: the mean over
     `f1_seeds` seeds (the recipe's seed, then the next ones), since one run's test F1 on a small test set
     moves by points from seed to seed;
-(d) model FLOPs utilisation of the project's training against a matmul peak measured in this run;
+(d) model FLOPs utilisation (`bench.mfu`) of training (both sides) and inference against a matmul peak
+    measured in this run, and the same training comparison on a random bert-base-size encoder;
 (e) time to target (`bench_train.py`): the baseline with run_ner.py's defaults sets a validation F1, the
     project's recipe is timed until it first reaches it.
 Both trainings of (a) skip evaluation and checkpoints, so the timings compare the same work.
@@ -19,12 +20,12 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 
 import torch
 
 from bench.inference import bench_inference, inference_options
+from bench.mfu import bench_bert_base, measure_matmul_peak, mfu
 from bench.render import markdown_table
 from bench.train import run_ner_recipe, time_to_target
 from nertune.data import load_splits
@@ -36,19 +37,14 @@ from nertune.schemes import build_label_list
 logger = logging.getLogger(__name__)
 
 
-def measure_matmul_peak(dtype: torch.dtype, device: torch.device, size: int = 2048, repeats: int = 10) -> float:
-    """Achieved FLOP/s of a square matmul: the denominator of MFU, measured on this machine now."""
-    a = torch.randn(size, size, device=device).to(dtype)
-    b = torch.randn(size, size, device=device).to(dtype)
-    a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return 2 * size**3 * repeats / (time.perf_counter() - started)
+def train_tokens_per_sample(model_dir: str, splits) -> float:
+    """The mean sub-tokens of a training sentence (special tokens included): samples/s times it is tokens/s,
+    right for epochs and for max_steps runs alike."""
+    lengths = [
+        len(t)
+        for t in load_tokenizer(model_dir)(list(splits["train"]["tokens"]), is_split_into_words=True)["input_ids"]
+    ]
+    return sum(lengths) / len(lengths)
 
 
 def train_baseline(
@@ -165,13 +161,18 @@ def measure_serving(model_dir: str, texts: list[str]) -> dict:
 
 
 def run_bench(
-    recipe_path: str | None, overrides: list[str] | None = None, target_eval_steps: int = 20, f1_seeds: int = 3
+    recipe_path: str | None,
+    overrides: list[str] | None = None,
+    target_eval_steps: int = 20,
+    f1_seeds: int = 3,
+    bert_base_steps: int = 0,
 ) -> dict:
     """Run every comparison of the module docstring; write bench.json and bench.md, print the table.
 
     `target_eval_steps`: optimizer steps between the project's validation evaluations while timing it to
     the baseline's F1 (the time to target is exact up to that many steps). `f1_seeds`: training runs per
-    side whose test F1 is averaged (speeds come from the first)."""
+    side whose test F1 is averaged (speeds come from the first). `bert_base_steps`: optimizer steps of each
+    side on a random bert-base-size encoder (`bench.mfu.bench_bert_base`); 0 skips that part."""
     if f1_seeds < 1:
         raise ValueError(f"f1_seeds must be at least 1, got {f1_seeds}")
     recipe = load_recipe(
@@ -215,16 +216,11 @@ def run_bench(
     from transformers import AutoConfig
 
     config = AutoConfig.from_pretrained(out / "project")
-    # 6 FLOPs per parameter per token (forward + backward) over the encoder's dense layers.
-    dense_params = 12 * config.num_hidden_layers * config.hidden_size**2
-    lengths = [
-        len(t)
-        for t in load_tokenizer(str(out / "project"))(list(splits["train"]["tokens"]), is_split_into_words=True)[
-            "input_ids"
-        ]
-    ]
-    # Samples/s times the mean sentence length: right for epochs and for max_steps runs alike.
-    tokens_per_second = sum(lengths) / len(lengths) * project["train_samples_per_second"]
+    tokens_per_sample = train_tokens_per_sample(str(out / "project"), splits)
+    tokens_per_second = tokens_per_sample * project["train_samples_per_second"]
+    test_lengths = load_tokenizer(str(out / "project"))(list(splits["test"]["tokens"]), is_split_into_words=True)
+    test_tokens = sum(map(len, test_lengths["input_ids"])) / len(test_lengths["input_ids"])
+    bert_base = bench_bert_base(recipe, splits, labels, out, peak, bert_base_steps) if bert_base_steps else {}
     result = {
         "device": str(device),
         "precision": precision,
@@ -232,7 +228,7 @@ def run_bench(
         "train_samples_per_second_project": project["train_samples_per_second"],
         "train_samples_per_second_baseline": baseline["train_samples_per_second"],
         "train_tokens_per_second_project": tokens_per_second,
-        "train_tokens_per_second_baseline": baseline["train_tokens_per_second"],
+        "train_tokens_per_second_baseline": tokens_per_sample * baseline["train_samples_per_second"],
         "train_speedup": project["train_samples_per_second"] / baseline["train_samples_per_second"],
         "inference_sentences_per_second_project": inference["project_sentences_per_second"],
         "inference_sentences_per_second_pipeline": inference["pipeline_sentences_per_second"],
@@ -257,7 +253,10 @@ def run_bench(
         **serving,
         **inference_options(inference),
         "matmul_peak_flops": peak,
-        "mfu": 6 * dense_params * tokens_per_second / peak,
+        "mfu": mfu(config, tokens_per_second, peak),
+        "mfu_baseline": mfu(config, tokens_per_sample * baseline["train_samples_per_second"], peak),
+        "inference_mfu": mfu(config, test_tokens * inference["project_sentences_per_second"], peak, training=False),
+        **bert_base,
     }
     (out / "bench.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     table = markdown_table(result)

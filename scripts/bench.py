@@ -1,9 +1,12 @@
-"""python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N]: `make bench`.
+"""python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N] [--bert-base-steps N]: `make bench`.
+
+BENCH_BERT_BASE=0 in the environment (or --bert-base-steps 0) skips the bert-base-size training comparison.
 
 The benchmark harness lives in bench/ beside src/, outside the installed package.
 """
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -23,5 +26,11 @@ if __name__ == "__main__":
         default=3,
         help="training runs per side whose test F1 is averaged (one run's F1 moves by points with the seed)",
     )
+    parser.add_argument(
+        "--bert-base-steps",
+        type=int,
+        default=0 if os.environ.get("BENCH_BERT_BASE") == "0" else 30,
+        help="optimizer steps per side on a random bert-base-size encoder (MFU, speedup); 0 skips it",
+    )
     args = parser.parse_args()
-    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds)
+    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds, bert_base_steps=args.bert_base_steps)

@@ -174,6 +174,11 @@ class TokenBudgetBatchSampler(BatchRebalanceSampler):
     length-sorted sentences round-robin. Process `rank` yields its `grad_accum` micro-batches of each step,
     so the optimizer sees the same sentences on 1 or N processes. A `BatchRebalanceSampler` subclass: the
     Trainer passes it as the loader's `batch_sampler` and leaves it unsharded.
+
+    Learning rate: the loss is a token mean over the step (`NerTrainer.compute_loss`), so the gradient's scale
+    does not grow with the step; a budget of k times the tokens of the sentence-count recipe's step only averages
+    away noise. The rule for AdamW is the square root: learning_rate x sqrt(k), warmup as a ratio unchanged.
+    With `packing`, the same micro-batches are packed several sentences to a row (no padding between them).
     """
 
     def __init__(

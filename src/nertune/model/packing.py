@@ -20,6 +20,8 @@ from collections.abc import Iterator
 
 import torch
 
+from nertune.data.align import IGNORE_INDEX
+
 MODEL_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 # A packed row's cost per sub-token grows with its width (every sub-token attends over the whole row, masked
@@ -95,6 +97,70 @@ def cheapest_row_tokens(lengths: list[int], max_row_tokens: int, batch_size: int
     return min(sorted(candidates), key=cost)
 
 
+def position_offset(model: torch.nn.Module) -> int:
+    """The position id of a window's first sub-token: 0, or `padding_idx + 1` for RoBERTa-family embeddings,
+    which number positions from the padding index when they derive them from the input ids."""
+    base = getattr(model, "base_model", model)
+    embeddings = getattr(base, "embeddings", None)
+    if embeddings is not None and hasattr(embeddings, "create_position_ids_from_input_ids"):
+        return int(embeddings.padding_idx) + 1
+    return 0
+
+
+def pack_group(
+    features: dict[str, list],
+    rows: list[list[int]],
+    pad_token_id: int | None,
+    device: torch.device,
+    mask_dtype: torch.dtype = torch.float32,
+    first_position: int = 0,
+) -> tuple[list[Placement], dict[str, torch.Tensor]]:
+    """One forward pass of `rows` (window indices per row, e.g. from `pack_rows`), padded to the fullest row.
+
+    The attention mask is 4-D (batch, 1, query, key): additive in `mask_dtype` (0 where a sub-token may attend,
+    i.e. in the same window, the dtype's minimum elsewhere), or True/False with `mask_dtype=torch.bool`. A row's
+    padding forms a window of its own, so no query is left with nothing to attend to. Positions restart at
+    `first_position` in every window (`position_offset`). A `labels` feature is packed too, padded with -100."""
+    ids = features["input_ids"]
+    types = features.get("token_type_ids")
+    labels = features.get("labels")
+    width = max(sum(len(ids[w]) for w in row) for row in rows)
+    input_ids, token_types, positions, segments, row_labels, placements = [], [], [], [], [], []
+    for b, row in enumerate(rows):
+        packed_ids, packed_types, packed_positions, packed_segments, packed_labels = [], [], [], [], []
+        for s, window in enumerate(row):
+            placements.append((window, b, len(packed_ids)))
+            packed_ids += ids[window]
+            packed_types += types[window] if types is not None else [0] * len(ids[window])
+            packed_positions += range(first_position, first_position + len(ids[window]))
+            packed_segments += [s] * len(ids[window])
+            if labels is not None:
+                packed_labels += labels[window]
+        pad = width - len(packed_ids)
+        input_ids.append(packed_ids + [pad_token_id or 0] * pad)
+        token_types.append(packed_types + [0] * pad)
+        positions.append(packed_positions + [first_position] * pad)
+        segments.append(packed_segments + [-1] * pad)
+        row_labels.append(packed_labels + [IGNORE_INDEX] * pad)
+    segment = torch.tensor(segments, device=device)
+    same_window = segment[:, :, None] == segment[:, None, :]
+    if mask_dtype == torch.bool:
+        mask = same_window
+    else:
+        blocked = torch.finfo(mask_dtype).min
+        mask = torch.zeros(same_window.shape, dtype=mask_dtype, device=device).masked_fill_(~same_window, blocked)
+    batch = {
+        "input_ids": torch.tensor(input_ids, dtype=torch.long, device=device),
+        "attention_mask": mask[:, None],
+        "position_ids": torch.tensor(positions, dtype=torch.long, device=device),
+    }
+    if types is not None:
+        batch["token_type_ids"] = torch.tensor(token_types, dtype=torch.long, device=device)
+    if labels is not None:
+        batch["labels"] = torch.tensor(row_labels, dtype=torch.long, device=device)
+    return placements, batch
+
+
 def packed_batches(
     features: dict[str, list],
     pad_token_id: int | None,
@@ -103,40 +169,8 @@ def packed_batches(
     device: torch.device,
     mask_dtype: torch.dtype = torch.float32,
 ) -> Iterator[tuple[list[Placement], dict[str, torch.Tensor]]]:
-    """`batch_size` rows of up to `row_tokens` sub-tokens per pass, each row holding several windows.
-
-    The attention mask is 4-D and additive (batch, 1, query, key) in `mask_dtype` (the model's): 0 where a
-    sub-token may attend (same window), the dtype's minimum elsewhere. A row's padding forms a window of
-    its own, so no query is left with nothing to attend to."""
-    ids = features["input_ids"]
-    types = features.get("token_type_ids")
-    rows = pack_rows([len(window) for window in ids], row_tokens)
-    blocked = torch.finfo(mask_dtype).min
+    """`batch_size` rows of up to `row_tokens` sub-tokens per pass, each row holding several windows
+    (`pack_group`: block-diagonal additive mask in `mask_dtype`, the model's)."""
+    rows = pack_rows([len(window) for window in features["input_ids"]], row_tokens)
     for first in range(0, len(rows), batch_size):
-        group = rows[first : first + batch_size]
-        width = max(sum(len(ids[w]) for w in row) for row in group)
-        input_ids, token_types, positions, segments, placements = [], [], [], [], []
-        for b, row in enumerate(group):
-            row_ids, row_types, row_positions, row_segments = [], [], [], []
-            for s, window in enumerate(row):
-                placements.append((window, b, len(row_ids)))
-                row_ids += ids[window]
-                row_types += types[window] if types is not None else [0] * len(ids[window])
-                row_positions += range(len(ids[window]))
-                row_segments += [s] * len(ids[window])
-            pad = width - len(row_ids)
-            input_ids.append(row_ids + [pad_token_id or 0] * pad)
-            token_types.append(row_types + [0] * pad)
-            positions.append(row_positions + [0] * pad)
-            segments.append(row_segments + [-1] * pad)
-        segment = torch.tensor(segments, device=device)
-        same_window = segment[:, :, None] == segment[:, None, :]
-        mask = torch.zeros(same_window.shape, dtype=mask_dtype, device=device).masked_fill_(~same_window, blocked)
-        batch = {
-            "input_ids": torch.tensor(input_ids, dtype=torch.long, device=device),
-            "attention_mask": mask[:, None],
-            "position_ids": torch.tensor(positions, dtype=torch.long, device=device),
-        }
-        if types is not None:
-            batch["token_type_ids"] = torch.tensor(token_types, dtype=torch.long, device=device)
-        yield placements, batch
+        yield pack_group(features, rows[first : first + batch_size], pad_token_id, device, mask_dtype)

@@ -92,6 +92,11 @@ class Recipe(Section):
         description="padded sub-tokens per optimizer step over all processes (similar-length sentences, many "
         "short ones per step; at least 2 x max_length); unset: off",
     )
+    packing: bool = Field(
+        False,
+        description="training micro-batches packed several sentences to a row of up to max_length sub-tokens "
+        "(attention kept within each sentence, positions restarting): no padding, the same loss; head=linear only",
+    )
 
     # Evaluation, checkpoints, logging.
     eval_strategy: Literal["epoch", "steps", "no"] = Field("epoch", description="when to evaluate on validation")
@@ -142,6 +147,8 @@ class Recipe(Section):
                 "recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
                 "with global_batch_size, accumulation is derived from the number of processes"
             )
+        if self.packing and self.head == "crf":
+            raise ValueError("recipe key 'packing': packing=true needs head=linear (a CRF chains a whole row)")
         if self.head == "crf" and self.lora.enabled:
             raise ValueError(
                 "recipe key 'head': head=crf is not supported with lora.enabled=true (the adapter "

@@ -272,6 +272,7 @@ def build_trainer(
         callbacks=callbacks,
         head=head,
         max_tokens_per_batch=recipe.max_tokens_per_batch,
+        packing_row_tokens=recipe.max_length if recipe.packing else None,
     )
     return trainer
 

@@ -9,7 +9,47 @@ from transformers import Trainer
 
 from nertune.data.align import IGNORE_INDEX
 from nertune.distributed import LengthGroupedEpochSampler, TokenBudgetBatchSampler
+from nertune.errors import ModelError
 from nertune.heads import Head, head_of
+from nertune.model.packing import cheapest_row_tokens, pack_group, pack_rows, position_offset
+
+
+class PackingCollator:
+    """Training micro-batches without padding between sentences: the batch's windows packed several to a row
+    (`model.packing.pack_group`: block-diagonal attention mask, positions restarting in every window, labels
+    padded with -100), each row up to `row_tokens` sub-tokens (the row length that costs least,
+    `cheapest_row_tokens`). The batch holds the same sentences and labelled tokens as its padded form, so
+    the loss (a token sum over the step, `NerTrainer.compute_loss`) is the same."""
+
+    def __init__(self, pad_token_id: int | None, row_tokens: int, first_position: int, mask_dtype: torch.dtype):
+        self.pad_token_id = pad_token_id
+        self.row_tokens = row_tokens
+        self.first_position = first_position
+        self.mask_dtype = mask_dtype
+
+    def __call__(self, features: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        columns = {key: [list(f[key]) for f in features] for key in ("input_ids", "token_type_ids", "labels")}
+        columns = {key: rows for key, rows in columns.items() if all(rows)}
+        lengths = [len(ids) for ids in columns["input_ids"]]
+        row_tokens = cheapest_row_tokens(lengths, max(self.row_tokens, max(lengths)), len(lengths))
+        rows = pack_rows(lengths, row_tokens)
+        _, batch = pack_group(
+            columns, rows, self.pad_token_id, torch.device("cpu"), self.mask_dtype, self.first_position
+        )
+        return batch
+
+
+def packing_collator(model: torch.nn.Module, pad_token_id: int | None, row_tokens: int) -> PackingCollator:
+    """The `PackingCollator` for this model: a boolean mask for SDPA (any autocast dtype), additive float32
+    for eager attention; positions from the model's own first position id (RoBERTa's padding_idx + 1)."""
+    attention = getattr(model.config, "_attn_implementation", "eager")
+    if attention not in ("sdpa", "eager"):
+        raise ModelError(
+            f"recipe key 'packing': the model's attention implementation {attention!r} takes no block-diagonal "
+            "mask; use packing=false (or attn_implementation sdpa/eager)"
+        )
+    mask_dtype = torch.bool if attention == "sdpa" else torch.float32
+    return PackingCollator(pad_token_id, row_tokens, position_offset(model), mask_dtype)
 
 
 class NerTrainer(Trainer):
@@ -31,15 +71,23 @@ class NerTrainer(Trainer):
       processes). HF token-classification models take `num_items_in_batch` but ignore it and return
       their batch mean, which the Trainer then multiplies by the world size and does not divide by the
       accumulation steps: the logged loss and the gradients came out N times too large.
+    - With `packing_row_tokens`, a training micro-batch holds the same sentences, packed several to a row
+      (`PackingCollator`): no padding between sentences, the same token-mean loss.
     - The evaluation loss is the token mean over the whole split (the head's `eval_loss`, reported by
       `compute_metrics` as `token_loss`).
     """
 
     def __init__(
-        self, *args: Any, head: Head | None = None, max_tokens_per_batch: int | None = None, **kwargs: Any
+        self,
+        *args: Any,
+        head: Head | None = None,
+        max_tokens_per_batch: int | None = None,
+        packing_row_tokens: int | None = None,
+        **kwargs: Any,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.max_tokens_per_batch = max_tokens_per_batch
+        self.packing_row_tokens = packing_row_tokens
         self.head = head if head is not None else head_of(self.model)
         if self.preprocess_logits_for_metrics is None:
             self.preprocess_logits_for_metrics = self.head.preprocess_logits_for_metrics
@@ -67,6 +115,19 @@ class NerTrainer(Trainer):
             global_batch = self.args.train_batch_size * self.args.gradient_accumulation_steps * self.args.world_size
             return LengthGroupedEpochSampler(global_batch, [len(ids) for ids in dataset["input_ids"]], seed)
         return super()._get_train_sampler(train_dataset)
+
+    def get_train_dataloader(self):
+        """With `packing_row_tokens`, training batches are packed (`PackingCollator`); evaluation stays padded,
+        one sentence per row, since every row must map back to its sentence."""
+        if self.packing_row_tokens is None:
+            return super().get_train_dataloader()
+        padded = self.data_collator
+        pad_token_id = getattr(self.processing_class, "pad_token_id", None)
+        self.data_collator = packing_collator(self.model, pad_token_id, self.packing_row_tokens)
+        try:
+            return super().get_train_dataloader()
+        finally:
+            self.data_collator = padded
 
     def _get_eval_sampler(self, eval_dataset):
         if self.args.world_size <= 1:
