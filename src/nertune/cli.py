@@ -1,6 +1,7 @@
 """`nertune train RECIPE.yaml [key=value ...]`, `nertune evaluate MODEL_DIR [key=value ...]`,
 `nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`,
-`nertune hpo RECIPE.yaml [key=value ...]`."""
+`nertune hpo RECIPE.yaml [key=value ...]`, `nertune export-annotations PRED.jsonl --tool label-studio|doccano`,
+`nertune retrain RUN --new FILE`."""
 
 from __future__ import annotations
 
@@ -262,6 +263,43 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def export_annotations_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="nertune export-annotations",
+        description="Turn predictions (the JSONL of `nertune predict` or `nertune select`) into an annotation "
+        "tool's import with the entities as pre-annotations: a Label Studio task list (JSON) or Doccano JSONL. "
+        "Document and sentence ids travel with each task; the corrected export reads back as training data "
+        "(data.train_file=export.json, or nertune retrain --new export.json).",
+    )
+    parser.add_argument("predictions", help="predict/select output JSONL (text + entities with character offsets)")
+    parser.add_argument("--tool", choices=("label-studio", "doccano"), required=True)
+    parser.add_argument(
+        "--output", required=True, help="the file to write (.json for Label Studio, .jsonl for Doccano)"
+    )
+    parser.add_argument("--model-version", default="nertune", help="Label Studio: the predictions' model_version")
+    parser.add_argument("--from-name", default="label", help="Label Studio: the name of the config's <Labels> tag")
+    parser.add_argument("--to-name", default="text", help="Label Studio: the name of the config's <Text> tag")
+    args = parser.parse_args(argv)
+    from nertune.data.annotation_export import export_annotations
+
+    n = export_annotations(
+        args.predictions,
+        args.output,
+        args.tool,
+        model_version=args.model_version,
+        from_name=args.from_name,
+        to_name=args.to_name,
+    )
+    print(f"{n} records -> {args.output}")
+    return 0
+
+
+def retrain_main(argv: list[str]) -> int:
+    from nertune.training.retrain import retrain_main as main  # its own parser; imports torch only when run
+
+    return main(argv)
+
+
 COMMANDS = {
     "train": train_main,
     "evaluate": evaluate_main,
@@ -270,6 +308,8 @@ COMMANDS = {
     "push": push_main,
     "hpo": hpo_main,
     "export": export_main,
+    "export-annotations": export_annotations_main,
+    "retrain": retrain_main,
 }
 
 
