@@ -19,7 +19,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push bench hpo gpu-check lint test test-fast docs clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push retrain bench hpo gpu-check lint test test-fast docs clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -69,6 +69,12 @@ serve: $(STAMP)
 RUN ?= runs/quickstart
 push: $(STAMP)
 	$(PY) scripts/push.py $(RUN) --repo-id $(REPO_ID) $(ARGS)
+
+# Continue RUN on NEW (old data rehearsed) and promote it (runs/current -> the new dir) only if it is not worse
+# on RUN's test split; report.md/comparison.json in the new dir either way. Exit 3: not promoted.
+# make retrain RUN=runs/quickstart NEW=export.json ARGS="--tolerance 0.5 max_steps=500"
+retrain: $(STAMP)
+	$(PY) scripts/retrain.py $(RUN) --new $(NEW) $(ARGS)
 
 # Project vs plain Trainer / pipeline() on the same model, data and seed; writes runs/bench/bench.json.
 bench: $(STAMP)

@@ -13,10 +13,13 @@ import sys
 import traceback
 
 import nertune
-from nertune.cli.commands import COMMANDS
+from nertune.cli.commands import COMMANDS as CORE_COMMANDS
+from nertune.cli.loop import LOOP_COMMANDS
 from nertune.errors import NertuneError
 
 __all__ = ["COMMANDS", "build_parser", "main"]
+
+COMMANDS = {**CORE_COMMANDS, **LOOP_COMMANDS}
 
 
 def _setup_logging() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import datasets
 
+from nertune.data.annotation_tools import LabelStudioStats, is_label_studio_task, label_studio_record, task_where
 from nertune.data.contract import SPANS, TAG_FIELDS, TagChecker, empty_columns, spans_of_tags, tag_strings, to_dataset
 from nertune.data.errors import DataError
 from nertune.data.lines import read_lines
@@ -166,8 +167,9 @@ def read_json(
     `nested="keep"` every level is in a `spans` column too. What that changed (words split, nested spans) is
     logged as the file's load summary and added to `stats` when given.
     `tokens_field` / `tags_field` (`data.tokens_field`, `data.tags_field`) name other fields for the words and
-    the tags. An optional `document_id` is kept (default `""`). JSONL is recognised by the `.jsonl`
-    extension or by its content.
+    the tags. An optional `document_id` is kept (default `""`), and an integer `sentence_id` (default: the
+    record's position). Label Studio's full JSON export (tasks with `annotations`) is read through
+    `annotation_tools.label_studio_record`. JSONL is recognised by the `.jsonl` extension or by its content.
     """
     path = Path(path)
     columns = empty_columns()
@@ -175,9 +177,16 @@ def read_json(
         columns[SPANS] = []
     check_tag = TagChecker()
     file_stats = SpanStats(kept_nested=nested == "keep")
+    label_studio = LabelStudioStats()
+    sentence_ids: set[int] = set()
     for record, line, where in _iter_json_records(path):
         if not isinstance(record, dict):
             raise DataError(f"{where}expected an object, got {type(record).__name__}: {record!r:.80}", path, line)
+        if is_label_studio_task(record):
+            where = task_where(record, where)
+            record = label_studio_record(record, where, path, line, label_studio)
+            if record is None:
+                continue
         tokens = record.get(tokens_field or "tokens")
         from_spans, word_spans = False, None
         if tokens is None and tokens_field is None and isinstance(record.get("text"), str):
@@ -233,17 +242,35 @@ def read_json(
         columns["tokens"].append(tokens)
         columns["ner_tags"].append(tag_strings(tags, label_names, where, path, line, check_tag))
         columns["document_id"].append(str(document_id))
-        columns["sentence_id"].append(len(columns["sentence_id"]))
+        columns["sentence_id"].append(
+            _sentence_id(record, len(columns["sentence_id"]), sentence_ids, where, path, line)
+        )
         columns["line"].append(line or 0)
         if SPANS in columns:
             columns[SPANS].append(word_spans if word_spans is not None else spans_of_tags(columns["ner_tags"][-1]))
+    label_studio.log(path)
     if not columns["tokens"]:
-        raise DataError("no records found", path)
+        skipped = (
+            f" ({len(label_studio.skipped)} Label Studio tasks without an annotation)" if label_studio.tasks else ""
+        )
+        raise DataError(f"no records found{skipped}", path)
     if file_stats.records:
         file_stats.log(path)
         if stats is not None:
             stats.merge(file_stats)
     return to_dataset(columns)
+
+
+def _sentence_id(record: dict, position: int, seen: set[int], where: str, path: Path, line: int | None) -> int:
+    """A record's own integer `sentence_id` (an exported annotation keeps the id of its sentence in the source
+    file), else its position in this file (other values, e.g. strings, are not the contract's ids)."""
+    value = record.get("sentence_id")
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        value = position
+    if value in seen:
+        raise DataError(f"{where}sentence_id {value} appears twice in the file", path, line)
+    seen.add(value)
+    return value
 
 
 def iter_jsonl_records(path: str | Path) -> Iterator[InputRecord]:
