@@ -16,7 +16,6 @@ atomically (`os.replace`), so a server started on `PROMOTE_DIR/current` reloads 
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import json
 import logging
@@ -57,11 +56,11 @@ def materialize_data(run: RunDir, new_files: Sequence[str], data_dir: Path, test
     splits, _ = load_splits(old)  # what the run trained on (with its own rehearsal, if it had one)
     test = splits["test"]
     if test_file:
-        test, _ = load_split(dataclasses.replace(old, test_file=test_file), "test")
+        test, _ = load_split(old.model_copy(update={"test_file": test_file}), "test")
     new_rows: list[dict[str, Any]] = []
     for file in new_files:
         # Each file read on its own, its scheme detected on itself, converted to the training scheme.
-        ds, _ = load_split(dataclasses.replace(old, dataset_name=None, train_file=file), "train")
+        ds, _ = load_split(old.model_copy(update={"dataset_name": None, "train_file": file}), "train")
         offset = max((row["sentence_id"] for row in new_rows), default=-1) + 1  # ids stay unique across files
         new_rows += [{**row, "sentence_id": row["sentence_id"] + offset} for row in ds]
     return {
