@@ -3,12 +3,12 @@ import random
 import pytest
 from seqeval.metrics.sequence_labeling import get_entities
 
+from nertune.data.scheme_detection import detect_scheme
 from nertune.schemes import (
     InvalidTagError,
     build_label_list,
     continuation_tag,
     convert_tags,
-    detect_scheme,
     is_valid_sequence,
     normalize_scheme,
     parse_tag,

@@ -7,6 +7,7 @@ import random
 import pytest
 
 from nertune.data import load_splits, read_conll
+from nertune.data.scheme_detection import detect_scheme
 from nertune.evaluation.metrics import entity_metrics, token_report
 from nertune.heads.crf import allowed_transitions
 from nertune.recipe.schema import load_recipe
@@ -16,7 +17,6 @@ from nertune.schemes import (
     build_label_list,
     continuation_tag,
     convert_tags,
-    detect_scheme,
     is_valid_sequence,
     normalize_scheme,
     parse_tag,
@@ -261,7 +261,7 @@ def test_char_bmes_files_load_as_iob2_splits(tmp_path, tag_scheme):
     ],
 )
 def test_detect_end_marking_schemes(corpus, expected, caplog):
-    with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
+    with caplog.at_level(logging.WARNING, logger="nertune.data.scheme_detection"):
         assert detect_scheme(corpus) == expected
     assert not caplog.records  # clean corpora are not anomalous
 
@@ -270,7 +270,7 @@ def test_iob1_corpus_with_two_stray_b_tags_stays_iob1(caplog):
     corpus = iob1_corpus(3000)
     corpus[100] = ["O", "B-PER", "I-PER", "O"]  # B- starting an entity after O: not IOB1
     corpus[2000] = ["B-LOC", "O"]
-    with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
+    with caplog.at_level(logging.WARNING, logger="nertune.data.scheme_detection"):
         assert detect_scheme(corpus) == "IOB1"
     (record,) = caplog.records
     assert "IOB1 with 2 anomalies" in record.getMessage()
@@ -286,14 +286,14 @@ def test_iob2_corpus_with_a_few_i_starts_stays_iob2(caplog):
         length = rng.randint(3, 12)
         corpus.append(spans_to_tags(random_spans(rng, length), length, "IOB2"))
     corpus += [["O", "I-PER", "O"], ["I-LOC"], ["O", "I-ORG"]]
-    with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
+    with caplog.at_level(logging.WARNING, logger="nertune.data.scheme_detection"):
         assert detect_scheme(corpus) == "IOB2"
     assert "IOB2 with 3 anomalies" in caplog.text and "start with I-" in caplog.text
 
 
 def test_mixed_iob_starts_follow_the_majority_and_say_so(caplog):
     corpus = [["O", "I-PER"]] * 30 + [["B-PER", "O"]] * 10
-    with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
+    with caplog.at_level(logging.WARNING, logger="nertune.data.scheme_detection"):
         assert detect_scheme(corpus) == "IOB1"
     assert "IOB1 with 10 anomalies" in caplog.text and "mixed" in caplog.text
     assert detect_scheme([["O", "I-PER"], ["B-PER", "O"]]) == "IOB2"  # a tie is IOB2
@@ -301,7 +301,7 @@ def test_mixed_iob_starts_follow_the_majority_and_say_so(caplog):
 
 def test_iob2_corpus_with_a_stray_end_tag_is_iob2_and_reading_names_the_tag(caplog):
     corpus = [["B-PER", "I-PER", "O", "B-LOC"]] * 200 + [["O", "S-PER", "O"]]
-    with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
+    with caplog.at_level(logging.WARNING, logger="nertune.data.scheme_detection"):
         assert detect_scheme(corpus) == "IOB2"
     assert "IOB2 with 1 anomaly" in caplog.text and "S-: 1" in caplog.text and "BIOES" in caplog.text
     with pytest.raises(InvalidTagError, match=r"'S-PER' \(position 1\)"):
@@ -313,7 +313,7 @@ def test_iob2_corpus_with_a_stray_end_tag_is_iob2_and_reading_names_the_tag(capl
 def test_bmes_corpus_with_stray_tags_stays_bmes(caplog):
     corpus = [["B-CONT", "M-CONT", "E-CONT", "O", "S-NAME"]] * 400
     corpus += [["B-ORG", "I-ORG", "E-ORG"], ["B-PER", "O"]]  # an I- (BIOES) and an entity with no end tag
-    with caplog.at_level(logging.WARNING, logger="nertune.schemes"):
+    with caplog.at_level(logging.WARNING, logger="nertune.data.scheme_detection"):
         assert detect_scheme(corpus) == "BMES"
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2

@@ -17,6 +17,7 @@ from nertune.data.errors import DataError
 from nertune.data.formats import read_split_file, resolve_data_path
 from nertune.data.hub import load_hub_dataset
 from nertune.data.labels import rename_entity_types
+from nertune.data.scheme_detection import detect_scheme
 from nertune.data.spans import SpanStats
 
 logger = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ def load_splits(
     try:
         target = schemes.normalize_scheme(data_cfg.train_scheme)
         source = (
-            schemes.detect_scheme(splits["train"]["ner_tags"])
+            detect_scheme(splits["train"]["ner_tags"])
             if data_cfg.tag_scheme == "auto"
             else schemes.normalize_scheme(data_cfg.tag_scheme)
         )
@@ -277,7 +278,7 @@ def mix_replay(train: datasets.Dataset, data_cfg: Any, base_dir: str | Path, tar
     replay = rename_entity_types(replay, getattr(data_cfg, "label_map", None), "replay")
     try:
         source = (
-            schemes.detect_scheme(replay["ner_tags"])
+            detect_scheme(replay["ner_tags"])
             if data_cfg.tag_scheme == "auto"
             else schemes.normalize_scheme(data_cfg.tag_scheme)
         )
@@ -363,7 +364,7 @@ def load_split(data_cfg: Any, split: str, base_dir: str | Path = ".") -> tuple[d
     try:
         target = schemes.normalize_scheme(data_cfg.train_scheme)
         source = (
-            schemes.detect_scheme(ds["ner_tags"])
+            detect_scheme(ds["ner_tags"])
             if data_cfg.tag_scheme == "auto"
             else schemes.normalize_scheme(data_cfg.tag_scheme)
         )
