@@ -1,4 +1,4 @@
-"""python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N]: `make bench`.
+"""python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N] [--target-eval-steps N]: `make bench`.
 
 The benchmark harness lives in bench/ beside src/, outside the installed package.
 """
@@ -23,5 +23,11 @@ if __name__ == "__main__":
         default=3,
         help="training runs per side whose test F1 is averaged (one run's F1 moves by points with the seed)",
     )
+    parser.add_argument(
+        "--target-eval-steps",
+        type=int,
+        default=20,
+        help="optimizer steps between the project's validation evaluations while timing it to the baseline's F1",
+    )
     args = parser.parse_args()
-    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds)
+    run_bench(args.recipe, args.overrides, target_eval_steps=args.target_eval_steps, f1_seeds=args.f1_seeds)
