@@ -6,8 +6,8 @@ its sentences/s with the same predictor's offline batched throughput on the same
 The clients are a minimal HTTP/1.1 keep-alive load generator (`HttpConnection`, in the spirit of `wrk`): each
 request is one `send` of bytes built beforehand and the answer is read by its Content-Length, so the
 measurement's own CPU stays small next to the server's on a machine whose cores they share. httpx is not used
-here: 32 httpx clients take far more CPU per request than this, and could not keep the server busy (README). Every answer is
-still checked: status 200 and a JSON body with `entities`.
+here: 32 httpx clients take far more CPU per request than this, and could not keep the server busy (README).
+Every answer is still checked: status 200 and a JSON body with `entities`.
 """
 
 from __future__ import annotations
