@@ -5,8 +5,9 @@ its sentences/s with the same predictor's offline batched throughput on the same
 
 The clients are a minimal HTTP/1.1 keep-alive load generator (`HttpConnection`, in the spirit of `wrk`): each
 request is one `send` of bytes built beforehand and the answer is read by its Content-Length, so the
-measurement's own CPU stays small next to the server's on a machine whose cores they share. Every answer is
-still checked: status 200 and a JSON body with `entities`.
+measurement's own CPU stays small next to the server's on a machine whose cores they share. httpx is not used
+here: 32 httpx clients take far more CPU per request than this, and could not keep the server busy (README).
+Every answer is still checked: status 200 and a JSON body with `entities`.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from nertune.inference.predictor import NerPredictor
 
@@ -163,12 +166,15 @@ def _batch_totals(port: int) -> tuple[float, float]:
         status, body = connection.request(HttpConnection.encode("GET", "/metrics"))
     finally:
         connection.close()
-    values = {}
-    for line in body.decode("utf-8").splitlines():
-        name, _, value = line.partition(" ")
-        if name in ("nertune_batch_sentences_count", "nertune_batch_sentences_sum"):
-            values[name] = float(value)
-    return values.get("nertune_batch_sentences_count", 0.0), values.get("nertune_batch_sentences_sum", 0.0)
+    if status != 200:
+        raise RuntimeError(f"GET /metrics answered {status}: {body[:200]!r}")
+    samples = {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(body.decode("utf-8"))
+        if family.name == "nertune_batch_sentences"
+        for sample in family.samples
+    }
+    return samples.get("nertune_batch_sentences_count", 0.0), samples.get("nertune_batch_sentences_sum", 0.0)
 
 
 def bench_serving(
@@ -202,7 +208,7 @@ def bench_serving(
             f"clients, requests_per_client, single_client_requests and rounds must be at least 1, got "
             f"{clients}, {requests_per_client}, {single_client_requests} and {rounds}"
         )
-    import fastapi  # noqa: F401 - the server needs the `serve` extra: fail here, not in its subprocess
+    import starlette  # noqa: F401 - the server needs the `serve` extra: fail here, not in its subprocess
 
     predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
     total = clients * requests_per_client

@@ -1,4 +1,5 @@
-"""python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N] [--bert-base-steps N]: `make bench`.
+"""`make bench`: python scripts/bench.py [RECIPE.yaml] [key=value ...] [--f1-seeds N] [--bert-base-steps N]
+[--target-eval-steps N].
 
 BENCH_BERT_BASE=0 in the environment (or --bert-base-steps 0) skips the bert-base-size training comparison.
 
@@ -32,5 +33,17 @@ if __name__ == "__main__":
         default=0 if os.environ.get("BENCH_BERT_BASE") == "0" else 30,
         help="optimizer steps per side on a random bert-base-size encoder (MFU, speedup); 0 skips it",
     )
+    parser.add_argument(
+        "--target-eval-steps",
+        type=int,
+        default=20,
+        help="optimizer steps between the project's validation evaluations while timing it to the baseline's F1",
+    )
     args = parser.parse_args()
-    run_bench(args.recipe, args.overrides, f1_seeds=args.f1_seeds, bert_base_steps=args.bert_base_steps)
+    run_bench(
+        args.recipe,
+        args.overrides,
+        f1_seeds=args.f1_seeds,
+        bert_base_steps=args.bert_base_steps,
+        target_eval_steps=args.target_eval_steps,
+    )

@@ -8,16 +8,15 @@ import json
 import os
 import random
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
-
-from bench.serving import ServerProcess
-from bench.serving import free_loopback_port as free_port
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
@@ -131,12 +130,42 @@ def write_corpus(directory: Path, sizes: tuple[int, int, int] = (240, 40, 40)) -
     }
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @contextlib.contextmanager
-def running_server(model_dir: Path, log_path: Path, *options: str) -> Iterator[str]:
-    """A real `nertune serve MODEL_DIR` subprocess on a free loopback port (`serve_bench.ServerProcess`, output in
-    `log_path`): yields its base URL, stops it after, and fails the test if the server logged a traceback."""
-    with ServerProcess(model_dir, options, startup_timeout_s=120, log_path=log_path, env=subprocess_env()) as server:
-        yield server.url
+def running_server(model_dir: Path, log_path: Path, *options: str, startup_timeout_s: float = 120) -> Iterator[str]:
+    """A real `nertune serve MODEL_DIR` subprocess on a free loopback port, its output in `log_path`: yields its
+    base URL once `/health` answers, stops it after (SIGTERM), and fails the test if the server logged a
+    traceback."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    command = [sys.executable, "-m", "nertune.cli", "serve", str(model_dir), "--port", str(port), *options]
+    # A file, not a pipe: nobody reads a pipe while the server runs, and a full one would block it.
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env())
+        try:
+            deadline = time.monotonic() + startup_timeout_s
+            while True:
+                assert process.poll() is None, f"the server exited ({process.returncode}):\n{log_path.read_text()}"
+                with contextlib.suppress(httpx.TransportError):
+                    if httpx.get(f"{url}/health", timeout=5).status_code == 200:
+                        break
+                assert time.monotonic() < deadline, f"no answer within {startup_timeout_s} s:\n{log_path.read_text()}"
+                time.sleep(0.2)
+            yield url
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 

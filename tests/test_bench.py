@@ -1,41 +1,63 @@
-"""`nertune bench` runs both sides on the same data and writes its ratios (not a timing assertion)."""
+"""`make bench` (scripts/bench.py) runs both sides on the same data and writes its ratios (not a timing assertion).
+
+The harness is run as the user runs it, in a subprocess; the tests read its bench.json and never import it."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
+import subprocess
+import sys
 
 import pytest
 
-from bench.run import run_bench
-from bench.serving import SERVING_ROUNDS
+from .helpers import REPO, subprocess_env
+
+# Each option's (speedup over the pipeline, test F1) keys in bench.json.
+INFERENCE_OPTIONS = {
+    "pytorch": ("inference_speedup", "f1_pytorch"),
+    "pytorch_int8": ("inference_speedup_int8", "f1_int8"),
+    "onnx": ("inference_speedup_onnx", "f1_onnx"),
+    "onnx_int8": ("inference_speedup_onnx_int8", "f1_onnx_int8"),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("length", ["num_train_epochs=4", "max_steps=60"])  # MFU and tokens/s hold for both
 def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp_path, length):
-    result = run_bench(
-        None,
+    overrides = [
+        f"model_name_or_path={tiny_model_dir}",
+        f"output_dir={tmp_path / 'bench'}",
+        f"data.train_file={synthetic_corpus['train']}",
+        f"data.validation_file={synthetic_corpus['validation']}",
+        f"data.test_file={synthetic_corpus['test']}",
+        "learning_rate=5e-3",
+        "num_train_epochs=4",
+        "per_device_train_batch_size=16",
+        "warmup_ratio=0",
+        "max_length=32",
+        "window_overlap=8",
+        "precision=fp32",
+        length,
+    ]
+    done = subprocess.run(
         [
-            f"model_name_or_path={tiny_model_dir}",
-            f"output_dir={tmp_path / 'bench'}",
-            f"data.train_file={synthetic_corpus['train']}",
-            f"data.validation_file={synthetic_corpus['validation']}",
-            f"data.test_file={synthetic_corpus['test']}",
-            "learning_rate=5e-3",
-            "num_train_epochs=4",
-            "per_device_train_batch_size=16",
-            "warmup_ratio=0",
-            "max_length=32",
-            "window_overlap=8",
-            "precision=fp32",
-            length,
+            sys.executable,
+            str(REPO / "scripts/bench.py"),
+            "recipes/quickstart.yaml",
+            *overrides,
+            "--target-eval-steps=5",
+            "--f1-seeds=2",
         ],
-        target_eval_steps=5,
-        f1_seeds=2,
+        cwd=REPO,
+        env=subprocess_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
     )
-    on_disk = json.loads((tmp_path / "bench" / "bench.json").read_text())
-    assert on_disk == result
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    result = json.loads((tmp_path / "bench" / "bench.json").read_text())
     for key in (
         "train_speedup",
         "inference_speedup",
@@ -56,9 +78,6 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
         "inference_best_speedup",
     ):
         assert key in result
-    assert result["serving_errors"] == 0 and result["serving_efficiency"] > 0
-    assert len(result["serving_efficiency_rounds"]) == SERVING_ROUNDS
-    assert len(result["serving_offline_runs"]) == SERVING_ROUNDS + 1
     assert len(result["f1_project_runs"]) == len(result["f1_baseline_runs"]) == 2
     assert result["f1_project"] == pytest.approx(sum(result["f1_project_runs"]) / 2)
     if importlib.util.find_spec("onnxruntime") and importlib.util.find_spec("onnxscript"):  # the `onnx` extra
@@ -72,33 +91,26 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     timeline = result["target_timeline"]
     assert timeline and all(point["f1"] < result["target_f1"] for point in timeline[:-1])
     assert timeline[-1]["f1"] >= result["target_f1"] and timeline[-1]["step"] == result["target_reached_step"]
-    assert result["target_reached_step"] % result["target_eval_steps"] == 0
+    assert result["target_reached_step"] % result["target_eval_steps"] == 0 and result["target_eval_steps"] == 5
     assert 0 < result["time_to_target_s_project"] == timeline[-1]["train_seconds"]
     assert result["time_to_target_speedup"] == pytest.approx(
         result["time_to_target_s_baseline"] / result["time_to_target_s_project"]
     )
+    # The best inference option: the fastest whose test F1 is within half a point of PyTorch's.
+    allowed = {
+        name: result[speedup]
+        for name, (speedup, f1) in INFERENCE_OPTIONS.items()
+        if speedup in result and (name == "pytorch" or result.get(f1, -1) >= result["f1_pytorch"] - 0.005)
+    }
+    assert result["inference_best_option"] == max(allowed, key=allowed.get)
+    assert result["inference_best_speedup"] == pytest.approx(allowed[result["inference_best_option"]])
+    # Serving: every round between two offline runs, the median round reported, no failed request.
+    rounds, offline = result["serving_efficiency_rounds"], result["serving_offline_runs"]
+    assert result["serving_errors"] == 0 and len(offline) == len(rounds) + 1 and all(r > 0 for r in rounds)
+    assert result["serving_efficiency"] == pytest.approx(statistics.median(rounds))
+    references = [(before + after) / 2 for before, after in zip(offline, offline[1:])]
+    assert result["serving_offline_sentences_per_second"] == pytest.approx(statistics.median(references))
+    assert 0 < result["serving_latency_p50_ms"] <= result["serving_latency_p95_ms"]
+    assert result["serving_single_client_latency_ms"] > 0
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "training samples/s" in table and f"validation F1 {result['target_f1']:.4f}" in table
-
-
-def test_best_inference_option_keeps_f1_within_half_a_point():
-    from bench.inference import best_inference_option
-
-    inference = {
-        "project_sentences_per_second": 100.0,
-        "f1_pytorch": 0.50,
-        "int8_sentences_per_second": 130.0,
-        "f1_int8": 0.496,  # -0.4 point: allowed
-        "onnx_sentences_per_second": 120.0,
-        "f1_onnx": 0.50,
-        "onnx_int8_sentences_per_second": 200.0,
-        "f1_onnx_int8": 0.49,
-    }  # -1 point: not a serving option
-    assert best_inference_option(inference) == ("pytorch_int8", 130.0)
-    inference["f1_int8"] = 0.494
-    assert best_inference_option(inference) == ("onnx", 120.0)
-    # Without test F1s nothing but fp32 PyTorch is known to be accurate.
-    assert best_inference_option({"project_sentences_per_second": 100.0, "onnx_sentences_per_second": 150.0}) == (
-        "pytorch",
-        100.0,
-    )

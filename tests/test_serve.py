@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -15,7 +18,7 @@ import pytest
 from .helpers import running_server
 
 httpx = pytest.importorskip("httpx")
-pytest.importorskip("fastapi")
+pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 prometheus_parser = pytest.importorskip("prometheus_client.parser")
 
@@ -25,13 +28,25 @@ MAX_BATCH, MAX_CHARS = 8, 200
 
 
 @pytest.fixture(scope="module")
-def server(trained_model_dir, tmp_path_factory):
+def server_log(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("serve") / "server.log"
+
+
+@pytest.fixture(scope="module")
+def server(trained_model_dir, server_log):
     """Base URL of a running `nertune serve` on the trained tiny model; stopped after the module."""
-    log_path = tmp_path_factory.mktemp("serve") / "server.log"
     with running_server(
-        trained_model_dir, log_path, "--max-texts-per-request", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)
+        trained_model_dir, server_log, "--max-texts-per-request", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)
     ) as url:
         yield url
+
+
+def server_process(url: str):
+    """The psutil process of the server at `url` (a child of this one)."""
+    psutil = pytest.importorskip("psutil")
+    port = url.rsplit(":", 1)[1]
+    (process,) = [p for p in psutil.Process().children() if port in p.cmdline()]
+    return process
 
 
 def post(url: str, **kwargs) -> httpx.Response:
@@ -165,6 +180,9 @@ def scrape(url: str, **kwargs) -> dict[tuple[str, tuple], float]:
     }
 
 
+DISCONNECTS = ("nertune_client_disconnects_total", (("endpoint", "/predict"),))
+
+
 def predict_requests_ok(metrics: dict) -> float:
     return metrics.get(("nertune_requests_total", (("endpoint", "/predict"), ("status", "200"))), 0.0)
 
@@ -218,14 +236,70 @@ def test_concurrent_clients(server):
     assert after[("nertune_queue_sentences", ())] == 0
 
 
-def test_openapi_describes_predict(server):
-    schema = httpx.get(f"{server}/openapi.json").json()
-    body = schema["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
-    assert body == {"$ref": "#/components/schemas/PredictRequest"}
-    fields = schema["components"]["schemas"]["PredictRequest"]["properties"]
-    assert set(fields) == {"text", "texts", "document"}
-    assert {"/health", "/info", "/metrics"} <= set(schema["paths"])
+def test_unknown_routes_and_methods_answer_json(server):
     assert httpx.get(f"{server}/predict").status_code == 405
+    response = httpx.get(f"{server}/nope")
+    assert response.status_code == 404 and response.json() == {"detail": "Not Found"}
+
+
+def read_answer(connection: socket.socket) -> tuple[bytes, bytes]:
+    """(head, body) of one HTTP/1.1 answer with a Content-Length, read from a raw socket."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += connection.recv(65536) or pytest.fail(f"the server closed the connection: {data[:500]!r}")
+    head, _, body = data.partition(b"\r\n\r\n")
+    (length,) = [int(line[15:]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+    while len(body) < length:
+        body += connection.recv(65536)
+    return head, body
+
+
+PREDICT_HEAD = b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+
+
+def test_a_chunked_body_over_the_limit_is_413_and_not_buffered(server):
+    """A chunked body has no Content-Length to refuse up front: the server stops taking it at the limit
+    (what --max-batch texts of --max-chars characters can take) and answers 413 at once, instead of buffering
+    the whole body first; the rest is discarded and the connection still works."""
+    process = server_process(server)
+    rss_before = process.memory_info().rss
+    limit = MAX_BATCH * (12 * MAX_CHARS + 8) + 1024
+    chunk = b"x" * 65536
+    sent = 0
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1])), timeout=30) as connection:
+        connection.sendall(PREDICT_HEAD + b"Transfer-Encoding: chunked\r\n\r\n")
+        while sent < 50 * 2**20 and not select.select([connection], [], [], 0)[0]:
+            connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            sent += len(chunk)
+        head, body = read_answer(connection)
+        assert head.startswith(b"HTTP/1.1 413"), head
+        assert f"the request body is over {limit} bytes" in json.loads(body)["detail"]
+        assert sent < 10 * 2**20  # answered after the first kilobytes (and what the sockets buffer), not 50 MB
+        assert process.memory_info().rss - rss_before < 10 * 2**20
+        # The end of the body, then another request on the same connection: it is answered.
+        connection.sendall(b"0\r\n\r\n" + PREDICT_HEAD + b'Content-Length: 16\r\n\r\n{"text": "john"}')
+        head, body = read_answer(connection)
+        assert head.startswith(b"HTTP/1.1 200") and json.loads(body)["words"] == ["john"], head + body
+    # A declared Content-Length over the limit is refused before any of the body is read.
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1])), timeout=30) as connection:
+        connection.sendall(PREDICT_HEAD + b"Content-Length: 99999999\r\n\r\n")
+        head, body = read_answer(connection)
+    assert head.startswith(b"HTTP/1.1 413") and "the request body is over" in json.loads(body)["detail"]
+
+
+def test_a_client_that_disconnects_mid_body_is_one_log_line_and_a_counter(server, server_log):
+    before = scrape(server).get(DISCONNECTS, 0.0)
+    with socket.create_connection(("127.0.0.1", int(server.rsplit(":", 1)[1])), timeout=30) as connection:
+        connection.sendall(PREDICT_HEAD + b'Content-Length: 1000\r\n\r\n{"text": "john lives')
+        time.sleep(0.2)  # the server has started reading the body
+    deadline = time.monotonic() + 30
+    while scrape(server).get(DISCONNECTS, 0.0) < before + 1:
+        assert time.monotonic() < deadline, "the disconnect was never counted"
+        time.sleep(0.05)
+    assert post(server, json={"text": "john lives in paris ."}).status_code == 200
+    log = server_log.read_text()
+    assert log.count("the client disconnected before sending the whole body") == before + 1, log
+    assert "Traceback" not in log and "Exception in ASGI application" not in log, log
 
 
 def test_metrics_and_info_show_batching(server):
@@ -317,11 +391,9 @@ def test_api_key_from_the_environment(monkeypatch, tmp_path):
 
 
 def test_sigterm_finishes_the_request_in_flight_and_exits_0(trained_model_dir, tmp_path):
-    psutil = pytest.importorskip("psutil")
     log_path = tmp_path / "server.log"
     with running_server(trained_model_dir, log_path, "--max-wait-ms", "2000") as url:
-        port = url.rsplit(":", 1)[1]
-        (process,) = [p for p in psutil.Process().children() if port in p.cmdline()]
+        process = server_process(url)
         answers: list[httpx.Response] = []
         sender = threading.Thread(target=lambda: answers.append(post(url, json={"text": "john lives in paris ."})))
         sender.start()
@@ -472,28 +544,3 @@ def test_missing_model_dir_is_one_error_line(tmp_path):
     assert result.returncode == 2
     assert f"error: model directory not found: {tmp_path / 'nope'}" in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def test_bench_serving(trained_model_dir):
-    from bench.serving import bench_serving
-
-    result = bench_serving(
-        trained_model_dir,
-        ["john lives in paris .", "mary works at nasa ."],
-        clients=4,
-        requests_per_client=3,
-        single_client_requests=2,
-        device="cpu",
-        precision="fp32",
-        rounds=3,
-    )
-    assert result["errors"] == 0 and result["requests"] == 12
-    assert result["serving_sentences_per_second"] > 0 and result["offline_sentences_per_second"] > 0
-    rounds = result["serving_efficiency_rounds"]
-    assert result["rounds"] == len(rounds) == 3 and all(r > 0 for r in rounds)
-    assert result["serving_efficiency"] == pytest.approx(sorted(rounds)[1])  # the median round
-    offline = result["offline_runs"]  # one before the first round and one after each
-    references = sorted((before + after) / 2 for before, after in zip(offline, offline[1:]))
-    assert len(offline) == 4 and result["offline_sentences_per_second"] == pytest.approx(references[1])
-    assert 0 < result["latency_p50_ms"] <= result["latency_p95_ms"] and result["single_client_latency_ms"] > 0
-    assert result["mean_batch_sentences"] >= 1

@@ -37,4 +37,4 @@ class RequestError(NertuneError):
 
 
 class MissingDependencyError(NertuneError):
-    """A command needs an optional extra that is not installed (serve: fastapi/uvicorn, hpo: optuna)."""
+    """A command needs an optional extra that is not installed (serve: starlette/uvicorn, hpo: optuna)."""

@@ -247,8 +247,8 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
 def _serve(args: argparse.Namespace) -> int:
     try:
         from nertune.serving.app import run_server
-    except ModuleNotFoundError as e:  # fastapi and uvicorn are the optional `serve` extra
-        if e.name not in ("fastapi", "uvicorn", "starlette", "pydantic", "prometheus_client"):
+    except ModuleNotFoundError as e:  # starlette and uvicorn are the optional `serve` extra
+        if e.name not in ("uvicorn", "starlette", "pydantic", "prometheus_client"):
             raise
         raise MissingDependencyError(f"nertune serve needs {e.name}: pip install 'nertune[serve]'") from None
 

@@ -8,15 +8,7 @@ missing splits out of train, converts the tags to the training scheme and checks
 Every `DataError` names the file and 1-based line (when there is one) and the offending value.
 """
 
-from nertune.data.conll import (
-    DOCSTART,
-    ConllRow,
-    ConllSentence,
-    iter_conll_records,
-    parse_conll,
-    read_conll,
-    read_conll_records,
-)
+from nertune.data.conll import DOCSTART, ConllRow, ConllSentence, iter_conll_records, parse_conll, read_conll
 from nertune.data.contract import FEATURES, TAG_FIELDS
 from nertune.data.errors import DataError
 from nertune.data.formats import (
@@ -29,7 +21,7 @@ from nertune.data.formats import (
     sniff_format,
 )
 from nertune.data.hub import SPLIT_ALIASES, load_hub_dataset
-from nertune.data.json_records import SPAN_FIELDS, iter_json_lines, iter_jsonl_records, read_json, read_jsonl_records
+from nertune.data.json_records import SPAN_FIELDS, iter_json_lines, iter_jsonl_records, read_json
 from nertune.data.labels import apply_label_map, rename_entity_types
 from nertune.data.language import detect_language
 from nertune.data.lines import check_encoding, raw_lines, read_lines, split_columns
@@ -39,7 +31,7 @@ from nertune.data.prediction_input import (
     prediction_input_format,
     read_prediction_input,
 )
-from nertune.data.records import ConllLayout, InputRecord, iter_input_lines, iter_text_records, read_text_records
+from nertune.data.records import ConllLayout, InputRecord, iter_input_lines, iter_text_records
 from nertune.data.splits import check_labels, load_split, load_splits, split_dataset, validate_splits
 
 __all__ = [
@@ -69,19 +61,16 @@ __all__ = [
     "ConllRow",
     "ConllSentence",
     "parse_conll",
-    "read_conll_records",
     "FileFormat",
     "detect_format",
     "format_from_extension",
     "sniff_format",
     "iter_json_lines",
-    "read_jsonl_records",
     "PREDICTION_INPUT_FORMATS",
     "prediction_input_format",
     "read_prediction_input",
     "ConllLayout",
     "InputRecord",
-    "read_text_records",
     "detect_language",
     "iter_conll_records",
     "iter_jsonl_records",

@@ -239,8 +239,3 @@ def iter_conll_records(
             n_hash_lines,
             first_hash_line,
         )
-
-
-def read_conll_records(path: str | Path, lines: list[str], layout: ConllLayout | None = None) -> list[InputRecord]:
-    """`iter_conll_records` as a list."""
-    return list(iter_conll_records(path, lines, layout))

@@ -299,8 +299,3 @@ def iter_jsonl_records(path: str | Path) -> Iterator[InputRecord]:
                 raise DataError(f"'tokens' must be a list of strings, got {tokens!r:.80}", path, i)
             record.tokens = tokens
         yield record
-
-
-def read_jsonl_records(path: str | Path) -> list[InputRecord]:
-    """`iter_jsonl_records` as a list."""
-    return list(iter_jsonl_records(path))

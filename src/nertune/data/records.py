@@ -42,11 +42,6 @@ def iter_input_lines(path: str | Path, encoding: str = "utf-8") -> Iterator[str]
         yield line
 
 
-def read_input_lines(path: str | Path, encoding: str = "utf-8") -> list[str]:
-    """Every line of a predict input file, as a list (`iter_input_lines` streams them)."""
-    return list(iter_input_lines(path, encoding))
-
-
 def iter_text_records(path: str | Path, documents: bool = False, encoding: str = "utf-8") -> Iterator[InputRecord]:
     """One text per line, streamed; a blank line is an empty text (it keeps its position). With `documents`,
     the lines are sentences and blank lines separate documents (whose sentences are each other's context)."""
@@ -57,8 +52,3 @@ def iter_text_records(path: str | Path, documents: bool = False, encoding: str =
             n_documents += 1
         yield InputRecord(text=line, line=i, document_id=f"doc{n_documents}" if documents and not blank else "")
         previous_blank = blank
-
-
-def read_text_records(path: str | Path, documents: bool = False, encoding: str = "utf-8") -> list[InputRecord]:
-    """`iter_text_records` as a list."""
-    return list(iter_text_records(path, documents, encoding))

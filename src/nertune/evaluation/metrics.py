@@ -8,12 +8,13 @@ Python numbers so results can be written as JSON.
 from __future__ import annotations
 
 import warnings
-from collections import Counter
 from collections.abc import Sequence
 
 from seqeval.metrics import classification_report
 from seqeval.scheme import IOB2, IOBES
 from sklearn.exceptions import UndefinedMetricWarning  # seqeval depends on scikit-learn
+from sklearn.metrics import accuracy_score
+from sklearn.metrics import classification_report as sklearn_classification_report
 
 from nertune.schemes import InvalidTagError, normalize_scheme, parse_tag
 
@@ -172,54 +173,54 @@ def _label_key(label: str) -> tuple:
     return (1, type_, _PREFIX_ORDER.index(label[0]))
 
 
-def _prf(tp: int, n_pred: int, n_true: int) -> dict:
-    precision = tp / n_pred if n_pred else 0.0
-    recall = tp / n_true if n_true else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"precision": precision, "recall": recall, "f1": f1, "support": n_true}
+def _flat(true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: list[str] | None):
+    _check_lengths(true, pred)
+    flat_true = [t for tags in true for t in tags]
+    flat_pred = [p for tags in pred for p in tags]
+    if labels is None:
+        labels = sorted(set(flat_true) | set(flat_pred), key=_label_key)
+    return flat_true, flat_pred, labels
 
 
 def token_metrics(
     true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: list[str] | None = None
 ) -> dict:
-    """Per-label token-level scores (each tag such as ``B-PER`` is its own class).
+    """Per-label token-level scores (each tag such as ``B-PER`` is its own class), by scikit-learn's
+    ``classification_report``.
 
     Returns ``accuracy``, ``n_words``, ``per_label`` ({label: precision,
     recall, f1, support}), ``macro_avg`` and ``weighted_avg`` (over the labels
     reported: ``labels`` if given, else every label in true or pred).
     """
-    _check_lengths(true, pred)
-    pairs = [(t, p) for ts, ps in zip(true, pred) for t, p in zip(ts, ps)]
-    n_true = Counter(t for t, _ in pairs)
-    n_pred = Counter(p for _, p in pairs)
-    n_correct = Counter(t for t, p in pairs if t == p)
-    if labels is None:
-        labels = sorted(set(n_true) | set(n_pred), key=_label_key)
-    per_label = {label: _prf(n_correct[label], n_pred[label], n_true[label]) for label in labels}
+    flat_true, flat_pred, labels = _flat(true, pred, labels)
+    if not flat_true or not labels:
+        empty = {"precision": 0.0, "recall": 0.0, "f1": 0.0, "support": 0}
+        per_label = {label: dict(empty) for label in labels}
+        return {"accuracy": 0.0, "n_words": 0, "per_label": per_label, "macro_avg": empty, "weighted_avg": empty}
+    report = sklearn_classification_report(flat_true, flat_pred, labels=labels, output_dict=True, zero_division=0)
 
-    total = sum(row["support"] for row in per_label.values())
-    macro, weighted = {}, {}
-    for key in ("precision", "recall", "f1"):
-        macro[key] = sum(r[key] for r in per_label.values()) / len(per_label) if per_label else 0.0
-        weighted[key] = sum(r[key] * r["support"] for r in per_label.values()) / total if total else 0.0
-    macro["support"] = weighted["support"] = total
+    def scores(row: dict) -> dict:
+        return {
+            "precision": float(row["precision"]),
+            "recall": float(row["recall"]),
+            "f1": float(row["f1-score"]),
+            "support": int(row["support"]),
+        }
+
     return {
-        "accuracy": sum(n_correct.values()) / len(pairs) if pairs else 0.0,
-        "n_words": len(pairs),
-        "per_label": per_label,
-        "macro_avg": macro,
-        "weighted_avg": weighted,
+        "accuracy": float(accuracy_score(flat_true, flat_pred)),
+        "n_words": len(flat_true),
+        "per_label": {label: scores(report[label]) for label in labels},
+        "macro_avg": scores(report["macro avg"]),
+        "weighted_avg": scores(report["weighted avg"]),
     }
 
 
 def token_report(
     true: Sequence[Sequence[str]], pred: Sequence[Sequence[str]], labels: list[str] | None = None, digits: int = 4
 ) -> str:
-    """The classic token-level table (like sklearn's ``classification_report``)."""
-    m = token_metrics(true, pred, labels)
-    rows = [(label, r["precision"], r["recall"], r["f1"], r["support"]) for label, r in m["per_label"].items()]
-    rows += [None, ("accuracy", None, None, m["accuracy"], m["n_words"])]
-    for name, key in (("macro avg", "macro_avg"), ("weighted avg", "weighted_avg")):
-        r = m[key]
-        rows.append((name, r["precision"], r["recall"], r["f1"], r["support"]))
-    return _table(rows, digits)
+    """The classic token-level table: scikit-learn's ``classification_report``, labels in scheme order."""
+    flat_true, flat_pred, labels = _flat(true, pred, labels)
+    if not flat_true or not labels:
+        return "no tokens\n"
+    return sklearn_classification_report(flat_true, flat_pred, labels=labels, digits=digits, zero_division=0)

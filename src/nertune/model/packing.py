@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from nertune.data.align import IGNORE_INDEX
 
@@ -42,11 +43,14 @@ def padded_batches(
     order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
     for first in range(0, len(order), batch_size):
         batch_rows = order[first : first + batch_size]
-        width = len(rows[batch_rows[-1]])
-        batch = {}
-        for key in keys:
-            padded = [features[key][r] + [pad_values[key]] * (width - len(features[key][r])) for r in batch_rows]
-            batch[key] = torch.tensor(padded, dtype=torch.long, device=device)
+        batch = {
+            key: pad_sequence(
+                [torch.tensor(features[key][r], dtype=torch.long) for r in batch_rows],
+                batch_first=True,
+                padding_value=pad_values[key],
+            ).to(device)
+            for key in keys
+        }
         yield [(r, b, 0) for b, r in enumerate(batch_rows)], batch
 
 

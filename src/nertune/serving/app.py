@@ -1,4 +1,4 @@
-"""HTTP serving of a trained model with FastAPI + uvicorn (`nertune serve`).
+"""HTTP serving of a trained model with Starlette + uvicorn (`nertune serve`).
 
 - `POST /predict` `{"text": "..."}` -> one result `{"entities", "words", "tags"}` (see
   `NerPredictor.predict_texts`); `{"texts": [...]}` -> `{"results": [...]}`, one per text;
@@ -8,14 +8,16 @@
 - `GET /health` -> `{"status": "ok"}` (always open, for probes); `GET /info` -> the model, its labels, the
   server's limits and batching settings; `GET /metrics` -> Prometheus text format.
 
-Concurrent requests are gathered by a `batching.DynamicBatcher` into one model call, which `run_server` runs in the
+Concurrent requests are gathered by a `batcher.DynamicBatcher` into one model call, which `run_server` runs in the
 thread that loaded the model while uvicorn serves HTTP in another; a full queue answers 503 with `Retry-After`. Bad
-input gets a 4xx answer `{"detail": "<message>"}` (validation errors add `"errors"`; see `predict_request`), never a
+input gets a 4xx answer `{"detail": "<message>"}` (validation errors add `"errors"`; see `request.py`), never a
 500: 400 for a body that is not JSON or is empty, 415 for a content type other than JSON, 422 for wrong fields or
-types, 413 for too many or too long texts. With an API key, every endpoint but `/health` needs `Authorization:
-Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the model, `/metrics` shows its traffic). On
-SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight, then the lifespan shutdown drains the
-batcher's queue and the process exits 0.
+types, 413 for too many or too long texts or a body larger than they could take (read no further, chunked or
+not: see `request.read_body`). A client that disconnects before its whole body arrived is counted
+(`nertune_client_disconnects_total`) and logged in one line. With an API key, every endpoint but `/health`
+needs `Authorization: Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the
+model, `/metrics` shows its traffic). On SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight,
+then the lifespan shutdown drains the batcher's queue and the process exits 0.
 """
 
 from __future__ import annotations
@@ -31,34 +33,27 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from starlette.applications import Starlette
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nertune.errors import PathNotFoundError, RequestError
 from nertune.inference.predictor import NerPredictor
 from nertune.serving.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
-from nertune.serving.request import BadPredictRequest, PredictRequest, read_predict_request
+from nertune.serving.request import BadPredictRequest, max_body_bytes, read_body, read_predict_request
 
 logger = logging.getLogger(__name__)
 
 API_KEY_ENV = "NERTUNE_API_KEY"
 OPEN_PATHS = frozenset({"/health", "/"})  # "/": the demo page, which holds no secret
 RETRY_AFTER_S = 1
-ERROR_ANSWERS = {
-    400: "the body is not JSON, or is empty",
-    401: "missing or wrong API key",
-    413: "too many or too long texts (--max-batch, --max-chars)",
-    415: "the body is not sent as application/json",
-    422: "wrong fields or types",
-    503: "the queue is full: retry after Retry-After seconds",
-}
 # Label values of the request metrics: the app's routes, anything else as "other" (bounded cardinality).
 ENDPOINTS = frozenset({"/predict", "/health", "/info", "/metrics", "/"})
 
@@ -89,6 +84,12 @@ class ServerMetrics:
         )
         self.queue_sentences = Gauge(
             "nertune_queue_sentences", "sentences waiting for the model", registry=self.registry
+        )
+        self.client_disconnects = Counter(
+            "nertune_client_disconnects",
+            "requests whose client disconnected before sending the whole body",
+            ["endpoint"],
+            registry=self.registry,
         )
 
 
@@ -131,7 +132,7 @@ class AuthorizeAndMeasure:
             return
         started = time.perf_counter()
         path = scope["path"]
-        status = 500  # unless the app answers: an exception becomes a 500 further out
+        status: int | None = 500  # unless the app answers: an exception becomes a 500 further out
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -153,35 +154,25 @@ class AuthorizeAndMeasure:
                 await response(scope, receive, send_and_record)
             else:
                 await self.app(scope, receive, send_and_record)
+        except ClientDisconnect:
+            # Nobody is left to answer: a counter and a line rather than an ASGI traceback.
+            status = None
+            self.metrics.client_disconnects.labels(_endpoint(path)).inc()
+            logger.info("%s %s: the client disconnected before sending the whole body", scope["method"], path)
         finally:
-            endpoint = path if path in ENDPOINTS else "other"
-            self.metrics.requests.labels(endpoint, str(status)).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            if status is not None:
+                self.metrics.requests.labels(_endpoint(path), str(status)).inc()
+            self.metrics.latency.labels(_endpoint(path)).observe(time.perf_counter() - started)
 
 
-def _openapi_with_predict(app: FastAPI) -> dict[str, Any]:
-    """FastAPI's schema of the app, plus `POST /predict` (a Starlette route, which FastAPI does not describe)."""
-    if app.openapi_schema is None:
-        schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
-        request_schema = PredictRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-        schema.setdefault("components", {}).setdefault("schemas", {})["PredictRequest"] = request_schema
-        schema["paths"]["/predict"] = {
-            "post": {
-                "summary": "Predict",
-                "description": 'Entities of one text ({"text": ...} -> {"entities", "words", "tags"}), of several '
-                '({"texts": [...]} -> {"results": [...]}) or of the sentences of one document ({"document": [...]}).',
-                "requestBody": {
-                    "required": True,
-                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}},
-                },
-                "responses": {
-                    "200": {"description": "the entities"},
-                    **{str(code): {"description": text} for code, text in ERROR_ANSWERS.items()},
-                },
-            }
-        }
-        app.openapi_schema = schema
-    return app.openapi_schema
+def _endpoint(path: str) -> str:
+    return path if path in ENDPOINTS else "other"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own errors (404, 405) as `{"detail": ...}`, like every other error answer."""
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
 
 def create_app(
@@ -194,8 +185,8 @@ def create_app(
     max_queue_sentences: int = 1024,
     api_key: str | None = None,
     batcher_thread: bool = True,
-) -> FastAPI:
-    """The FastAPI application around one predictor; `app.state.metrics` is its `ServerMetrics`.
+) -> Starlette:
+    """The Starlette application around one predictor; `app.state.metrics` is its `ServerMetrics`.
 
     `batcher_thread=True`: the app's lifespan (uvicorn, or `with TestClient(app)`) runs its batcher in a
     thread of its own. False: the caller runs `app.state.batcher.run()` (`run_server` does, in the thread
@@ -216,9 +207,10 @@ def create_app(
         on_queue=metrics.queue_sentences.set,
     )
     expected_key = api_key.encode("utf-8") if api_key else None
+    body_limit = max_body_bytes(max_batch, max_chars)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if batcher_thread:
             batcher.start()
         try:
@@ -228,47 +220,12 @@ def create_app(
             await asyncio.to_thread(batcher.close)
             logger.info("batcher drained and stopped")
 
-    app = FastAPI(title="nertune", summary=f"named entities with {predictor.name}", lifespan=lifespan)
-    app.state.metrics = metrics
-    app.state.batcher = batcher
-    app.add_middleware(AuthorizeAndMeasure, metrics=metrics, expected_key=expected_key)
-
-    @app.get("/", include_in_schema=False)
-    def demo_page() -> HTMLResponse:
-        # One static file shipped as package data: paste text, see the entities (it calls POST /predict).
-        return HTMLResponse(resources.files("nertune.serving").joinpath("static/index.html").read_text("utf-8"))
-
-    @app.get("/health")
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @app.get("/info")
-    def info() -> dict[str, Any]:
-        return {
-            "model": predictor.name,
-            "labels": predictor.labels,
-            "scheme": predictor.scheme,
-            "max_batch": max_batch,
-            "max_chars": max_chars,
-            "max_length": predictor.max_length,
-            "context_size": predictor.context_size,
-            "device": str(predictor.device),
-            "max_batch_sentences": max_batch_sentences,
-            "max_wait_ms": max_wait_ms,
-            "max_queue_sentences": max_queue_sentences,
-            "api_key_required": expected_key is not None,
-        }
-
-    @app.get("/metrics")
-    def prometheus_metrics() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
-
     async def predict(request: Request) -> Response:
-        # A Starlette endpoint, not a FastAPI one: FastAPI's per-request work (dependencies, body parsing,
-        # response handling) would cost the one event loop more than the rest of the request.
+        # The body is read and checked here (`request.py`) rather than by a framework's request parsing, which
+        # costs the one event loop more than the rest of the request.
         try:
             parsed = read_predict_request(
-                await request.body(), request.headers.get("content-type", ""), max_batch, max_chars
+                await read_body(request, body_limit), request.headers.get("content-type", ""), max_batch, max_chars
             )
         except BadPredictRequest as e:
             return JSONResponse(e.body(), status_code=e.status)
@@ -283,9 +240,49 @@ def create_app(
         results = await asyncio.wrap_future(future)
         return JSONResponse(results[0] if parsed.kind == "text" else {"results": results})
 
-    # First among the routes: it is the busy one, and routes are matched in order.
-    app.router.routes.insert(0, Route("/predict", predict, methods=["POST"]))
-    app.openapi = lambda: _openapi_with_predict(app)
+    async def demo_page(request: Request) -> Response:
+        # One static file shipped as package data: paste text, see the entities (it calls POST /predict).
+        return HTMLResponse(resources.files("nertune.serving").joinpath("static/index.html").read_text("utf-8"))
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def info(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "model": predictor.name,
+                "labels": predictor.labels,
+                "scheme": predictor.scheme,
+                "max_batch": max_batch,
+                "max_chars": max_chars,
+                "max_length": predictor.max_length,
+                "context_size": predictor.context_size,
+                "device": str(predictor.device),
+                "max_batch_sentences": max_batch_sentences,
+                "max_wait_ms": max_wait_ms,
+                "max_queue_sentences": max_queue_sentences,
+                "api_key_required": expected_key is not None,
+            }
+        )
+
+    async def prometheus_metrics(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
+
+    app = Starlette(
+        # /predict first: it is the busy one, and routes are matched in order.
+        routes=[
+            Route("/predict", predict, methods=["POST"]),
+            Route("/health", health),
+            Route("/info", info),
+            Route("/metrics", prometheus_metrics),
+            Route("/", demo_page),
+        ],
+        middleware=[Middleware(AuthorizeAndMeasure, metrics=metrics, expected_key=expected_key)],
+        exception_handlers={HTTPException: _http_error},
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.state.batcher = batcher
     return app
 
 

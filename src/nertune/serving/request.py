@@ -1,20 +1,22 @@
 """The body of `POST /predict`, checked: what the server's predict endpoint accepts and the 4xx answer to what
 it does not.
 
-`read_predict_request` turns raw bytes and a Content-Type into the texts to predict, or raises
+`read_body` reads a request's body, but never more than the server's limits could accept (413 past that,
+whether the body is sent with a Content-Length or chunked). `read_predict_request` turns the bytes and a
+Content-Type into the texts to predict, validated by the pydantic model `PredictRequest`, or raises
 `BadPredictRequest` with the status and message of the answer: 400 for a body that is not JSON or is empty,
 415 for a content type other than JSON, 422 for wrong fields or types, 413 for too many or too long texts.
-It works on bytes rather than through FastAPI's request parsing, which costs the server's single event loop
-more per request than everything else a request does.
 """
 
 from __future__ import annotations
 
 import json
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, StrictStr, ValidationError
+from starlette.requests import Request
 
 RequestKind = Literal["text", "texts", "document"]
 
@@ -56,6 +58,37 @@ def _is_json(media_type: str) -> bool:
 
 def _errors(e: ValidationError) -> list[dict[str, Any]]:
     return [{"loc": ["body", *error["loc"]], "msg": error["msg"], "type": error["type"]} for error in e.errors()]
+
+
+def max_body_bytes(max_batch: int, max_chars: int) -> int:
+    """The largest body that `max_batch` texts of `max_chars` characters can take: a character is at most 12
+    bytes of JSON (a surrogate pair written as two `\\uXXXX` escapes), plus quotes, commas and keys."""
+    return max_batch * (12 * max_chars + 8) + 1024
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request's body, or 413 as soon as it is over `limit` bytes (declared or read so far).
+
+    Not Starlette's `max_body_size`: its 413 replaces the app's answer with plain text, and every error answer
+    here is `{"detail": ...}`. uvicorn discards whatever of the body is still to come, without buffering it, and
+    the connection stays usable: closing it instead would reset it over the unread bytes, and the client would
+    lose the 413. Raises `starlette.requests.ClientDisconnect` when the client goes away first."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    body = bytearray()
+    async with aclosing(request.stream()) as chunks:
+        async for chunk in chunks:
+            body += chunk
+            if len(body) > limit:
+                raise _too_large(limit)
+    return bytes(body)
+
+
+def _too_large(limit: int) -> BadPredictRequest:
+    return BadPredictRequest(
+        413, f"the request body is over {limit} bytes, more than --max-batch texts of --max-chars characters take"
+    )
 
 
 def read_predict_request(body: bytes, content_type: str, max_batch: int, max_chars: int) -> ParsedPredictRequest:
