@@ -21,8 +21,6 @@ from unittest import mock
 
 import pytest
 
-from bench.render import markdown_table, render_file, render_release
-
 ROOT = Path(__file__).resolve().parents[1]
 DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 SHELL_FENCE = re.compile(r"^```(bash|sh|shell)\s*$")
@@ -130,6 +128,8 @@ def cli_parse_error(argv: list[str]) -> str | None:
             return None
         except SystemExit as e:  # argparse: --help/--version exit 0, bad arguments exit 2
             return None if e.code in (0, None) else (err.getvalue().strip() or f"exit {e.code}")
+    if code == 0 and all(arg.startswith("-") for arg in argv):  # `nertune --version`: handled before any command
+        return None
     return f"exit {code} without parsing: {(err.getvalue() or out.getvalue()).strip()}"
 
 
@@ -238,20 +238,31 @@ def test_hub_blocks_are_recognised_and_heredocs_skipped():
     assert NEEDS_HUB.match("# needs the Hub")
 
 
-def test_render_release_needs_its_metadata_and_renders_every_row():
+def render(*args: str | Path) -> subprocess.CompletedProcess:
+    """`python -m bench.render ARGS` from the checkout (the harness is run, never imported, by the tests)."""
+    return subprocess.run(
+        [sys.executable, "-m", "bench.render", *map(str, args)], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_render_release_needs_its_metadata_and_renders_every_row(tmp_path):
     path = ROOT / "docs" / "benchmarks" / "2026-11-29-quickstart-cpu.json"
-    section = render_file(path)
-    assert section.startswith("## 2026-11-29: ")
-    assert "- commit: `0426ff5`" in section
-    assert "| ONNX Runtime int8 inference sentences/s (CPU option) | 311.8 | | 3.48x, F1 -0.0129 |" in section
+    section = render(path)
+    assert section.returncode == 0, section.stderr
+    assert section.stdout.startswith("## 2026-11-29: ")
+    assert "- commit: `0426ff5`" in section.stdout
+    assert "| ONNX Runtime int8 inference sentences/s (CPU option) | 311.8 | | 3.48x, F1 -0.0129 |" in section.stdout
     result = json.loads(path.read_text(encoding="utf-8"))
     del result["release"]
-    with pytest.raises(ValueError, match="date, commit, hardware"):
-        render_release(result)
+    (tmp_path / "bare.json").write_text(json.dumps(result), encoding="utf-8")
+    bare = render(tmp_path / "bare.json")
+    assert bare.returncode != 0 and "date, commit, hardware" in bare.stderr
     # A fresh bench.json records the F1 of every option, not only the differences.
     fresh = {key: value for key, value in result.items() if not key.endswith("_change") or key == "int8_f1_change"}
     fresh.update(f1_pytorch=0.50, f1_onnx=0.50, f1_onnx_int8=0.49, time_to_target_s_project=None)
-    table = markdown_table(fresh)
-    assert "| ONNX Runtime inference sentences/s (CPU option) | 148.7 | | 1.66x, F1 +0.0000 |" in table
-    assert "| ONNX Runtime int8 inference sentences/s (CPU option) | 311.8 | | 3.48x, F1 -0.0100 |" in table
-    assert "| not reached | 210.1 | - |" in table
+    (tmp_path / "fresh.json").write_text(json.dumps(fresh), encoding="utf-8")
+    table = render(tmp_path / "fresh.json", "--date", "2026-12-04", "--commit", "abc1234", "--hardware", "2-core CPU")
+    assert table.returncode == 0, table.stderr
+    assert "| ONNX Runtime inference sentences/s (CPU option) | 148.7 | | 1.66x, F1 +0.0000 |" in table.stdout
+    assert "| ONNX Runtime int8 inference sentences/s (CPU option) | 311.8 | | 3.48x, F1 -0.0100 |" in table.stdout
+    assert "| not reached | 210.1 | - |" in table.stdout

@@ -2,6 +2,9 @@
 
 Exit codes: 0 done, 2 bad input (a NertuneError, or bad arguments: one `error:` line), 1 a bug (anything else:
 the traceback is printed).
+
+May import: every layer, lazily inside the command that needs it, so `nertune --help` stays fast. Each command
+parses its arguments here and calls one function of its layer.
 """
 
 from __future__ import annotations

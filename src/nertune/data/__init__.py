@@ -6,6 +6,9 @@ docs/ARCHITECTURE.md). `load_splits` is what training calls: it reads the recipe
 missing splits out of train, converts the tags to the training scheme and checks labels across splits.
 `read_prediction_input` reads predict input. A file's format comes from one rule (`formats.py`).
 Every `DataError` names the file and 1-based line (when there is one) and the offending value.
+
+May import: `nertune.errors`, `nertune.assets`, `nertune.schemes`. Nothing that knows about models, recipes as
+a whole, or training: the readers take the recipe's `data` section as plain attributes.
 """
 
 from nertune.data.conll import DOCSTART, ConllRow, ConllSentence, iter_conll_records, parse_conll, read_conll
