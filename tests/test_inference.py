@@ -458,19 +458,18 @@ def test_input_format_from_content_when_the_extension_does_not_tell(tmp_path, na
     assert prediction_input_format(path, None).name == expected
 
 
-def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_model_dir):
-    import yaml
-
+def test_conll_layout_defaults_come_from_the_model_config(trained_model_dir):
     from nertune.inference.files import _conll_layout
+    from nertune.model.rundir import RunDir
+    from nertune.model.settings import ModelSettings
 
-    recipe = yaml.safe_load((trained_model_dir / "recipe.yaml").read_text())
-    recipe["data"].update(token_column=1, comment_prefix="#", delimiter="\t")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(recipe))
-    layout = _conll_layout(tmp_path, None, None)
+    saved = RunDir.load(trained_model_dir).settings  # written from the training recipe's data section
+    assert (saved.token_column, saved.comment_prefix, saved.delimiter) == (0, None, None)
+    settings = ModelSettings(token_column=1, comment_prefix="#", delimiter="\t")
+    layout = _conll_layout(settings, None, None)
     assert (layout.token_column, layout.comment_prefix, layout.delimiter) == (1, "#", "\t")
-    layout = _conll_layout(tmp_path, 0, "##")  # the command line wins
+    layout = _conll_layout(settings, 0, "##")  # the command line wins
     assert (layout.token_column, layout.comment_prefix) == (0, "##")
-    assert _conll_layout(tmp_path / "no-recipe", None, None).token_column == 0
 
 
 def test_predict_latin1_input_with_encoding(tmp_path, trained_model_dir, capsys):

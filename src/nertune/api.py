@@ -12,6 +12,7 @@ import yaml
 from nertune.recipe.schema import Recipe, apply_overrides, load_recipe
 
 Overrides = Sequence[str] | Mapping[str, Any] | None
+EVALUATE_OPTIONS = ("split", "name", "bootstrap", "bootstrap_seed")  # `run_evaluation`'s own keywords
 
 
 def _merged(overrides: Overrides, settings: dict[str, Any]) -> Sequence[str] | Mapping[str, Any] | None:
@@ -53,10 +54,11 @@ def evaluate(run_dir: str | Path, overrides: Overrides = None, **settings: Any) 
     `bootstrap=0`); returns the metrics it writes to <run_dir>/eval/<name>/metrics.json."""
     from nertune.evaluation.run import run_evaluation
 
+    options = {key: settings.pop(key) for key in EVALUATE_OPTIONS if key in settings}
     changes = _merged(overrides, settings)
     if isinstance(changes, Mapping):
         changes = [f"{key}={_as_text(value)}" for key, value in changes.items()]
-    return run_evaluation(run_dir, list(changes or []))
+    return run_evaluation(run_dir, list(changes or []), **options)
 
 
 def predict(run_dir: str | Path, input_path: str | Path, output_path: str | Path, **options: Any) -> int:

@@ -43,8 +43,30 @@ def evaluate_main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     from nertune.evaluation.run import run_evaluation
 
-    run_evaluation(args.model_dir, args.overrides)
+    overrides, options = _evaluate_options(args.overrides)
+    run_evaluation(args.model_dir, overrides, **options)
     return 0
+
+
+_EVALUATE_INTS = ("bootstrap", "bootstrap_seed")
+
+
+def _evaluate_options(items: list[str]) -> tuple[list[str], dict]:
+    """`split=`, `name=`, `bootstrap=`, `bootstrap_seed=` (run_evaluation's keywords) apart from the recipe keys."""
+    from nertune.recipe.schema import RecipeError
+
+    overrides, options = [], {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if key not in ("split", "name", *_EVALUATE_INTS):
+            overrides.append(item)
+        elif key in _EVALUATE_INTS:
+            if not value.isdigit():
+                raise RecipeError(f"evaluate option {key!r}: expected a non-negative integer, got {value!r}")
+            options[key] = int(value)
+        else:
+            options[key] = value
+    return overrides, options
 
 
 def predict_main(argv: list[str]) -> int:

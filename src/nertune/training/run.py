@@ -19,7 +19,7 @@ from nertune.data.align import encode_split
 from nertune.distributed import batch_layout, check_world_size
 from nertune.errors import ModelError
 from nertune.evaluation.report import plot_learning_curves
-from nertune.evaluation.run import make_compute_metrics, predict_split, score_split, write_conll_predictions, write_json
+from nertune.evaluation.run import score_split, write_conll_predictions, write_json
 from nertune.heads import head_for_recipe
 from nertune.hub.push import check_hub_access, push_run, write_model_card
 from nertune.model.loading import (
@@ -42,9 +42,11 @@ from nertune.model.lora import (
     trainable_parameters,
 )
 from nertune.model.references import RECIPE_FILE
+from nertune.model.settings import ModelSettings
 from nertune.recipe.schema import Recipe, RecipeError, save_recipe
 from nertune.schemes import build_label_list
 from nertune.training.continuation import continued_run_metrics, evaluate_starting_model
+from nertune.training.predict import make_compute_metrics, predict_split
 from nertune.training.trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
@@ -208,6 +210,27 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     )
 
 
+def model_settings(recipe: Recipe, model_path: str, data: PreparedData) -> ModelSettings:
+    """The `nertune` section of the model's config.json: what inference needs to know about the run."""
+    head = head_for_recipe(recipe, data.scheme)
+    base = recipe.model_name_or_path
+    if recipe.lora.enabled and is_adapter_dir(model_path):
+        base = adapter_base_reference(model_path)
+    return ModelSettings(
+        head=head.name,
+        scheme=data.scheme,
+        max_length=recipe.max_length,
+        window_overlap=recipe.window_overlap,
+        context_size=recipe.context_size,
+        adapter=recipe.lora.enabled,
+        base_model=base,
+        token_column=recipe.data.token_column,
+        delimiter=recipe.data.delimiter,
+        comment_prefix=recipe.data.comment_prefix,
+        head_settings=head.settings(),
+    )
+
+
 def build_model(recipe: Recipe, model_path: str, data: PreparedData):
     """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled.
 
@@ -216,6 +239,7 @@ def build_model(recipe: Recipe, model_path: str, data: PreparedData):
     its base and the whole model trains.
     """
     head = head_for_recipe(recipe, data.scheme)
+    settings = model_settings(recipe, model_path, data)
     extending = data.keep_head and len(data.labels) > len(data.start_labels or [])
     if is_adapter_dir(model_path) and recipe.lora.enabled:
         if extending:
@@ -224,11 +248,10 @@ def build_model(recipe: Recipe, model_path: str, data: PreparedData):
                 "(merge it, then train in full)"
             )
         model = load_adapter_model(model_path, trainable=True)
-        head.attach(model.get_base_model(), model_path)
+        settings.write_to(model.get_base_model().config)
         return model
-    model = load_model_for_training(model_path, data.labels, data.keep_head)
-    # Continuing a fine-tuned model whose head is kept continues the head's own saved scores too.
-    head.attach(model, model_path if data.keep_head else None)
+    # Continuing a fine-tuned model whose head is kept continues the head's own saved weights too.
+    model = load_model_for_training(model_path, data.labels, data.keep_head, settings)
     if extending:
         head.extend_labels(model, data.start_labels, data.labels)
     if recipe.lora.enabled:
@@ -358,7 +381,8 @@ def run_training(recipe: Recipe) -> dict:
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
         if recipe.lora.enabled:
             base = adapter_base_reference(model_path) if is_adapter_dir(model_path) else recipe.model_name_or_path
-            save_adapter_info(output_dir, base, id2label)
+            section = model_settings(recipe, model_path, data).to_dict()
+            save_adapter_info(output_dir, base, id2label, section)
         plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
 
     metrics: dict = {
