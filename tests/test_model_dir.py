@@ -50,3 +50,17 @@ def test_predict_reads_config_json_at_most_twice_and_never_the_recipe(open_count
         assert 1 <= counts["config.json"] <= 2, dict(counts)
         assert counts["recipe.yaml"] == 0, dict(counts)
     assert "B-PER" in (tmp_path / "out.conll").read_text()
+
+
+def test_settings_section_defaults_and_errors():
+    from nertune.errors import ModelError
+    from nertune.model.settings import ModelSettings
+
+    unmarked = ModelSettings.from_config({"id2label": {}}, ["O", "B-PER", "E-PER", "S-LOC"])
+    assert (unmarked.head, unmarked.scheme, unmarked.max_length, unmarked.context_size) == ("linear", "BIOES", 128, 0)
+    marked = ModelSettings.from_config({"nertune": {"head": "crf", "scheme": "iob2", "max_length": 64}})
+    assert (marked.head, marked.scheme, marked.max_length, marked.window_overlap) == ("crf", "IOB2", 64, 32)
+    with pytest.raises(ModelError, match=r"unknown keys in the 'nertune' section: \['max_lenght'\]"):
+        ModelSettings.from_config({"nertune": {"max_lenght": 64}})
+    with pytest.raises(ModelError, match="must be a mapping"):
+        ModelSettings.from_config({"nertune": ["crf"]})

@@ -174,8 +174,9 @@ def run_prediction(
             f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
             f"output {output_format!r} (one of {OUTPUT_FORMATS})"
         )
-    run = RunDir.load(model_dir)  # config.json, read once: its `nertune` section has the CoNLL layout too
-    layout = _conll_layout(run.settings, token_column, comment_prefix) if input_format == "conll" else None
+    # config.json, read once; CoNLL input needs its `nertune` section (the layout) before the input is checked.
+    run = RunDir.load(model_dir) if input_format == "conll" else None
+    layout = _conll_layout(run.settings, token_column, comment_prefix) if run is not None else None
     rank, world_size, group = _process_group()
 
     def records(warn: bool = False) -> Iterator[InputRecord]:
@@ -201,6 +202,7 @@ def run_prediction(
 
     if device is None and group is not None:
         device = group.device  # this process's GPU, or the CPU
+    run = run if run is not None else RunDir.load(model_dir)
     predictor = NerPredictor.from_pretrained(run, device=device, batch_size=batch_size, precision=precision)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     cursor = _ConllBlocks(iter_input_lines(input_path, encoding), layout) if conll_to_conll else None

@@ -17,7 +17,6 @@ from transformers.trainer_utils import get_last_checkpoint
 from nertune.data import DataError, detect_language, load_splits
 from nertune.data.align import encode_split
 from nertune.distributed import batch_layout, check_world_size
-from nertune.errors import ModelError
 from nertune.evaluation.report import plot_learning_curves
 from nertune.evaluation.run import score_split, write_conll_predictions, write_json
 from nertune.heads import head_for_recipe
@@ -25,7 +24,6 @@ from nertune.hub.push import check_hub_access, push_run, write_model_card
 from nertune.model.loading import (
     is_adapter_dir,
     load_model_config,
-    load_model_for_training,
     load_tokenizer,
     reconcile_labels,
     resolve_model_path,
@@ -35,17 +33,15 @@ from nertune.model.loading import (
 from nertune.model.lora import (
     adapter_base_reference,
     adapter_size_bytes,
-    apply_lora,
-    load_adapter_model,
     merge_adapter,
     save_adapter_info,
     trainable_parameters,
 )
 from nertune.model.references import RECIPE_FILE
-from nertune.model.settings import ModelSettings
 from nertune.recipe.schema import Recipe, RecipeError, save_recipe
 from nertune.schemes import build_label_list
 from nertune.training.continuation import continued_run_metrics, evaluate_starting_model
+from nertune.training.model_setup import build_model, model_settings
 from nertune.training.predict import make_compute_metrics, predict_split
 from nertune.training.trainer import NerTrainer
 
@@ -208,55 +204,6 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
         gold,
         start_labels,
     )
-
-
-def model_settings(recipe: Recipe, model_path: str, data: PreparedData) -> ModelSettings:
-    """The `nertune` section of the model's config.json: what inference needs to know about the run."""
-    head = head_for_recipe(recipe, data.scheme)
-    base = recipe.model_name_or_path
-    if recipe.lora.enabled and is_adapter_dir(model_path):
-        base = adapter_base_reference(model_path)
-    return ModelSettings(
-        head=head.name,
-        scheme=data.scheme,
-        max_length=recipe.max_length,
-        window_overlap=recipe.window_overlap,
-        context_size=recipe.context_size,
-        adapter=recipe.lora.enabled,
-        base_model=base,
-        token_column=recipe.data.token_column,
-        delimiter=recipe.data.delimiter,
-        comment_prefix=recipe.data.comment_prefix,
-        head_settings=head.settings(),
-    )
-
-
-def build_model(recipe: Recipe, model_path: str, data: PreparedData):
-    """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled.
-
-    From a fine-tuned model: its head continues (grown by the head when label_mismatch=extend adds labels).
-    From a LoRA adapter dir: with lora.enabled the same adapter trains further; without, it is merged into
-    its base and the whole model trains.
-    """
-    head = head_for_recipe(recipe, data.scheme)
-    settings = model_settings(recipe, model_path, data)
-    extending = data.keep_head and len(data.labels) > len(data.start_labels or [])
-    if is_adapter_dir(model_path) and recipe.lora.enabled:
-        if extending:
-            raise ModelError(
-                f"{model_path} is a LoRA adapter: extending its labels needs lora.enabled=false "
-                "(merge it, then train in full)"
-            )
-        model = load_adapter_model(model_path, trainable=True)
-        settings.write_to(model.get_base_model().config)
-        return model
-    # Continuing a fine-tuned model whose head is kept continues the head's own saved weights too.
-    model = load_model_for_training(model_path, data.labels, data.keep_head, settings)
-    if extending:
-        head.extend_labels(model, data.start_labels, data.labels)
-    if recipe.lora.enabled:
-        model = apply_lora(model, recipe.lora)
-    return model
 
 
 def build_trainer(
