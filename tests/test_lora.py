@@ -48,6 +48,10 @@ def test_adapter_run_dir_and_metrics(lora_run):
     assert not (out / "config.json").exists()  # an adapter dir, not a full model
     info = json.loads((out / "nertune_adapter.json").read_text())
     assert [info["id2label"][str(i)] for i in range(len(metrics["labels"]))] == metrics["labels"]
+    # The adapter's `nertune` section: what a full model keeps in config.json.
+    assert (info["nertune"]["adapter"], info["nertune"]["head"], info["nertune"]["max_length"]) == (True, "linear", 32)
+    merged = json.loads((out / "merged" / "config.json").read_text())["nertune"] if (out / "merged").is_dir() else None
+    assert merged is None or (merged["adapter"], merged["base_model"]) == (False, info["nertune"]["base_model"])
     on_disk = json.loads((out / "metrics.json").read_text())
     assert 0 < on_disk["trainable_params"] and 0 < on_disk["trainable_percent"] < 100
     assert on_disk["adapter_size_bytes"] == (out / "adapter_model.safetensors").stat().st_size

@@ -18,7 +18,10 @@ strategy around it, bound to a model by `bind` so that none of its methods needs
 - `extend_labels`: new labels appended to a fine-tuned model's, every old label's weights kept
   (`label_mismatch=extend`).
 
-Adding a head: one module here with a `Head` subclass and one line in `heads.HEADS`.
+Adding a head: one module here with a `Head` subclass and one line in `heads.HEADS`. A head that is not one
+tag per word (nested spans) fits the same way: its `model_class` returns per-sub-token vectors as `logits`
+(e.g. the encoder's states), `row_outputs` keeps them, windows merge them to one vector per word, and its
+`decode_sentences` scores candidate word spans with its bound modules and returns the entities directly.
 """
 
 from __future__ import annotations

@@ -125,12 +125,13 @@ def reconcile_labels(new_labels: list[str], model_path: str, label_mismatch: str
     )
 
 
-def load_model_for_training(model_path: str, labels: list[str], keep_head: bool, settings: ModelSettings):
+def load_model_for_training(model_path: str, labels: list[str], keep_head: bool, settings: ModelSettings | None = None):
     """A token-classification model to train, of the head and settings `settings` names (written into its
     config.json's `nertune` section): with `keep_head`, the checkpoint's own head and labels (a prefix of
     `labels` under label_mismatch=extend, grown by the head afterwards), its head's own weights too when it
     has them; else a fresh head for `labels`. A LoRA adapter dir is merged into its base first
-    (`lora.enabled=false`: train in full)."""
+    (`lora.enabled=false`: train in full). Default settings: the linear head's."""
+    settings = settings if settings is not None else ModelSettings()
     head = get_head(settings.head).from_settings(settings.scheme, settings.head_settings)
     if is_adapter_dir(model_path):
         if not keep_head:
