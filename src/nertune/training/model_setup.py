@@ -4,7 +4,7 @@ before training so every checkpoint and the final run dir describe themselves.""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 from nertune.errors import ModelError
 from nertune.heads import head_for_recipe
@@ -13,11 +13,10 @@ from nertune.model.lora import adapter_base_reference, apply_lora, load_adapter_
 from nertune.model.settings import ModelSettings
 from nertune.recipe.schema import Recipe
 
-if TYPE_CHECKING:
-    from nertune.training.run import PreparedData
+# `data` below is `training.run.PreparedData` (run.py imports this module, so it is not imported back).
 
 
-def model_settings(recipe: Recipe, model_path: str, data: PreparedData) -> ModelSettings:
+def model_settings(recipe: Recipe, model_path: str, data: Any) -> ModelSettings:
     """The `nertune` section of the model's config.json: what inference needs to know about the run."""
     head = head_for_recipe(recipe, data.scheme)
     base = recipe.model_name_or_path
@@ -38,7 +37,7 @@ def model_settings(recipe: Recipe, model_path: str, data: PreparedData) -> Model
     )
 
 
-def build_model(recipe: Recipe, model_path: str, data: PreparedData):
+def build_model(recipe: Recipe, model_path: str, data: Any):
     """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled.
 
     From a fine-tuned model: its head continues (grown by the head when label_mismatch=extend adds labels).
