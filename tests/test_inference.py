@@ -10,6 +10,7 @@ import torch
 
 from nertune.cli import main
 from nertune.data.words import split_words
+from nertune.errors import RequestError
 from nertune.inference.predictor import NerPredictor
 
 from .helpers import LABELS, random_head_model
@@ -99,6 +100,26 @@ def test_split_words_is_reversible_on_random_text():
 
 # --------------------------------------------------------------------------------------------
 # NerPredictor
+
+
+def test_predict_takes_texts_and_token_lists_alike(predictor):
+    text = "mary  lives in paris ."
+    tokens = ["bob", "works", "at", "nasa", "in", "oslo", "."]
+    by_text, by_tokens = predictor.predict([text, tokens])
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in by_text["entities"]] == [
+        ("PER", "mary", 0, 4),
+        ("LOC", "paris", 15, 20),
+    ]  # character offsets for a text
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in by_tokens["entities"]] == [
+        ("PER", "bob", 0, 1),
+        ("ORG", "nasa", 3, 4),
+        ("LOC", "oslo", 5, 6),
+    ]  # word offsets for a token list
+    assert by_tokens["words"] == tokens and len(by_tokens["tags"]) == len(tokens)
+    assert predictor.predict([text], documents=["d"]) == predictor.predict_document([text])
+    assert predictor.predict([tokens]) == predictor.predict_tokens([tokens])
+    with pytest.raises(RequestError, match="1 document ids for 2 sentences"):
+        predictor.predict([text, tokens], documents=["d"])
 
 
 def test_predict_texts_finds_entities_with_offsets(predictor):
