@@ -133,21 +133,22 @@ def adapter_base_reference(adapter_dir: str | Path) -> str:
     )
 
 
-def base_model_path(adapter_dir: str | Path) -> str:
-    """The base model: the recipe's reference when it resolves here, else the path peft recorded."""
+def base_model_path(adapter_dir: str | Path, info: dict | None = None) -> str:
+    """The base model: the recipe's reference when it resolves here, else the path peft recorded (`info`: the
+    adapter's nertune_adapter.json when already read)."""
     from peft import PeftConfig
 
     adapter_dir = Path(adapter_dir)
-    candidates = [
-        _read_info(adapter_dir).get("base_model"),
-        PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path,
-    ]
-    for candidate in filter(None, candidates):
+    recorded = (info if info is not None else _read_info(adapter_dir)).get("base_model")
+    tried = []
+    for candidate in (recorded, None):  # None: peft's record, read only when the recipe's reference fails
+        candidate = candidate or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+        tried.append(candidate)
         try:
             return resolve_model_path(candidate)
         except FileNotFoundError:
             continue
-    raise ModelNotFoundError(f"{adapter_dir}: base model not found (tried {candidates})")
+    raise ModelNotFoundError(f"{adapter_dir}: base model not found (tried {tried})")
 
 
 def adapter_config(adapter_dir: str | Path) -> PretrainedConfig:
@@ -155,7 +156,8 @@ def adapter_config(adapter_dir: str | Path) -> PretrainedConfig:
     for a full model."""
     info = _read_info(Path(adapter_dir))
     id2label = {int(i): label for i, label in info["id2label"].items()}
-    config = AutoConfig.from_pretrained(base_model_path(adapter_dir), id2label=id2label, label2id=info["label2id"])
+    base = base_model_path(adapter_dir, info)
+    config = AutoConfig.from_pretrained(base, id2label=id2label, label2id=info["label2id"])
     if SECTION in info:
         setattr(config, SECTION, info[SECTION])
     return config
@@ -174,8 +176,9 @@ def load_adapter_model(adapter_dir: str | Path, trainable: bool = False, config:
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
+        # `config.name_or_path`: the base model dir `adapter_config` loaded it from.
         base = AutoModelForTokenClassification.from_pretrained(
-            base_model_path(adapter_dir), config=config, ignore_mismatched_sizes=True
+            config.name_or_path, config=config, ignore_mismatched_sizes=True
         )
     finally:
         hf_logging.set_verbosity(verbosity)
