@@ -157,3 +157,19 @@ def test_predictor_on_adapter_dir_equals_merged_model(lora_run):
     from_merged = NerPredictor.from_pretrained(out / "merged", precision="fp32").predict_words(sentences)
     assert [[t for t, _ in s] for s in from_adapter] == [[t for t, _ in s] for s in from_merged]
     assert all(abs(a[1] - b[1]) < 1e-4 for sa, sb in zip(from_adapter, from_merged) for a, b in zip(sa, sb))
+
+
+def test_predicting_an_adapter_reads_each_file_once(lora_run, tiny_model_dir, tmp_path):
+    from nertune.inference.files import run_prediction
+
+    from .helpers import open_counter
+
+    out, _, _ = lora_run
+    source = tmp_path / "in.txt"
+    source.write_text("bob works at nasa in oslo .\n", encoding="utf-8")
+    with open_counter().counting(out, tiny_model_dir) as counts:
+        assert run_prediction(out, source, tmp_path / "out.jsonl", device="cpu", precision="fp32") == 1
+    opened = {f"{path.parent.name}/{path.name}": n for path, n in counts.items()}
+    assert opened.get(f"{out.name}/nertune_adapter.json") == 1, opened  # the section, read once
+    assert opened.get(f"{tiny_model_dir.name}/config.json", 0) <= 2, opened  # the base's config
+    assert f"{out.name}/recipe.yaml" not in opened, opened
