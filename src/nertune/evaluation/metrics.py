@@ -18,7 +18,7 @@ from sklearn.metrics import classification_report as sklearn_classification_repo
 
 from nertune.schemes import InvalidTagError, normalize_scheme, parse_tag
 
-__all__ = ["entity_metrics", "format_entity_report", "token_metrics", "token_report"]
+__all__ = ["entity_metrics", "format_entity_report", "gold_spans", "span_metrics", "token_metrics", "token_report"]
 
 _AVERAGE_ROWS = ("micro avg", "macro avg", "weighted avg")
 
@@ -116,6 +116,63 @@ def entity_metrics(
         "per_type": per_type,
         "n_sentences": len(y_true),
         "n_words": n_words,
+    }
+
+
+Span = tuple[str, int, int]  # (type, first word, end word exclusive)
+
+
+def gold_spans(dataset, scheme: str) -> list[list[Span]]:
+    """Every sentence's gold entities of every level: the `spans` column of nested data, else the tags' spans."""
+    from nertune.schemes import tags_to_spans
+
+    if "spans" in dataset.column_names:
+        return [[(s["type"], s["start"], s["end"]) for s in spans or []] for spans in dataset["spans"]]
+    return [tags_to_spans(tags, scheme) for tags in dataset["ner_tags"]]
+
+
+def _prf(correct: int, n_predicted: int, n_gold: int) -> tuple[float, float, float]:
+    precision = correct / n_predicted if n_predicted else 0.0
+    recall = correct / n_gold if n_gold else 0.0
+    return precision, recall, (2 * precision * recall / (precision + recall) if precision + recall else 0.0)
+
+
+def span_metrics(true: Sequence[Sequence[Span]], pred: Sequence[Sequence[Span]]) -> dict:
+    """Exact-match scores of entity sets `(type, start, end)` per sentence, nested entities counted as any
+    other: ``precision``, ``recall``, ``f1`` (micro), ``macro_f1`` (mean over the types in gold or pred),
+    ``per_type`` ({type: precision, recall, f1, support}), ``n_gold``, ``n_predicted``, ``n_nested_gold``
+    (gold entities inside another one)."""
+    if len(true) != len(pred):
+        raise ValueError(f"true has {len(true)} sentences but pred has {len(pred)}")
+    counts: dict[str, list[int]] = {}  # type -> [correct, predicted, gold]
+    nested = 0
+    for gold_sentence, predicted_sentence in zip(true, pred):
+        gold_set = {tuple(s[:3]) for s in gold_sentence}
+        predicted_set = {tuple(s[:3]) for s in predicted_sentence}
+        nested += sum(any(o != g and o[1] <= g[1] and g[2] <= o[2] for o in gold_set) for g in gold_set)
+        for type_, *_ in gold_set | predicted_set:
+            counts.setdefault(type_, [0, 0, 0])
+        for span in gold_set & predicted_set:
+            counts[span[0]][0] += 1
+        for span in predicted_set:
+            counts[span[0]][1] += 1
+        for span in gold_set:
+            counts[span[0]][2] += 1
+    per_type = {}
+    for type_, (correct, n_predicted, n_gold) in sorted(counts.items()):
+        precision, recall, f1 = _prf(correct, n_predicted, n_gold)
+        per_type[type_] = {"precision": precision, "recall": recall, "f1": f1, "support": n_gold}
+    totals = [sum(c[i] for c in counts.values()) for i in range(3)]
+    precision, recall, f1 = _prf(*totals)
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "macro_f1": sum(t["f1"] for t in per_type.values()) / len(per_type) if per_type else 0.0,
+        "per_type": per_type,
+        "n_gold": totals[2],
+        "n_predicted": totals[1],
+        "n_nested_gold": nested,
     }
 
 

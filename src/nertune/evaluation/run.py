@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nertune.evaluation.metrics import entity_metrics, format_entity_report, token_report
+from nertune.evaluation.metrics import entity_metrics, format_entity_report, gold_spans, span_metrics, token_report
 from nertune.recipe.schema import RecipeError, apply_overrides, override_values
 
 logger = logging.getLogger(__name__)
@@ -134,6 +134,16 @@ def run_evaluation(
                 "bootstrap": {"n_resamples": ci["n_resamples"], "seed": ci["seed"], "unit": "sentence"},
             }
         )
+    span_report = ""
+    if predictor.head.nested_entities or "spans" in dataset.column_names:
+        # Entities of every level, scored as exact span sets; the tags' (outer level's) scores stay beside them.
+        found = [[(e["type"], e["start"], e["end"]) for e in result["entities"]] for result in results]
+        spans = span_metrics(gold_spans(dataset, scheme), found)
+        scores["outer_level"] = {k: scores[k] for k in ("precision", "recall", "f1", "macro_f1", "per_type")}
+        scores.update(spans, mode="spans")
+        if "f1_ci95" in scores:  # resampled over the tags: the outer level's interval
+            scores["outer_level"]["f1_ci95"] = scores.pop("f1_ci95")
+        span_report = f"== {name}: entity level, every level (exact spans) ==\n{format_entity_report(scores)}"
     analysis = reports.error_analysis(gold, predicted, scheme, words=dataset["tokens"])
     scores.update(
         {
@@ -152,7 +162,7 @@ def run_evaluation(
         if "f1_ci95" in scores
         else ""
     )
-    report = (
+    report = span_report + (
         f"== {name}: entity level ({' and '.join(by_mode)} mode) ==\n"
         f"{reports.format_mode_table(by_mode['default'], by_mode.get('strict'))}{ci_line}"
         f"== {name}: token level ==\n{token_report(gold, predicted)}"

@@ -12,11 +12,12 @@ from nertune.errors import RecipeError
 from nertune.heads.base import Decoded, Entity, Head, unwrap_model
 from nertune.heads.crf import CrfHead
 from nertune.heads.linear import LinearHead
+from nertune.heads.span import SpanHead
 
 if TYPE_CHECKING:
     from nertune.recipe.schema import Recipe
 
-HEADS: dict[str, type[Head]] = {LinearHead.name: LinearHead, CrfHead.name: CrfHead}
+HEADS: dict[str, type[Head]] = {LinearHead.name: LinearHead, CrfHead.name: CrfHead, SpanHead.name: SpanHead}
 
 
 def get_head(name: str) -> type[Head]:

@@ -84,6 +84,8 @@ class Head:
     module_names: ClassVar[tuple[str, ...]] = ()
     # What the model card tells `pipeline()` users about this head ("" when pipeline() decodes it as nertune does).
     pipeline_note: ClassVar[str] = ""
+    # Whether its entities may nest (every level, not only the tags' spans): evaluation then scores span sets.
+    nested_entities: ClassVar[bool] = False
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = normalize_scheme(scheme)
@@ -158,6 +160,11 @@ class Head:
 
     # -- training and evaluation
 
+    def encode_labels(self, features, split, labels: Sequence[str]):
+        """The encoded windows of `split` (a `datasets.Dataset` with `tokens`, `ner_tags`, maybe `spans`) with
+        the `labels` column this head trains on; the default keeps the per-sub-token label ids."""
+        return features
+
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss summed over the labelled sub-tokens (`labels != -100`) of the batch."""
         raise NotImplementedError
@@ -187,6 +194,16 @@ class Head:
     def decode_word_label_ids(self, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         """One label id per word from per-word outputs of `eval_row_outputs` (evaluation needs no scores)."""
         return [[label_id for label_id, _ in sentence] for sentence in self.decode_words(word_outputs)]
+
+    def decode_eval(self, word_outputs: Sequence[Sequence], labels: Sequence[str]) -> list[Decoded]:
+        """Every sentence decoded from per-word outputs of `eval_row_outputs`: its tags (repaired in the
+        scheme) and entities (the tags' spans; no scores: evaluation needs none)."""
+        results = []
+        for ids in self.decode_word_label_ids(word_outputs):
+            tags = repair_tags([labels[int(i)] for i in ids], self.scheme)
+            entities = [(t, i, j, 0.0) for t, i, j in tags_to_spans(tags, self.scheme)]
+            results.append(Decoded(tags, [0.0] * len(tags), entities))
+        return results
 
     def decode_sentences(self, word_outputs: Sequence[Sequence], labels: Sequence[str]) -> list[Decoded]:
         """Every sentence's tags (repaired to be valid in the scheme: an I-X after O becomes B-X, the spans

@@ -39,11 +39,18 @@ class Recipe(Section):
     )
 
     # Classifier head.
-    head: Literal["linear", "crf"] = Field(
-        "linear", description="linear (softmax per word) | crf (linear-chain CRF over the words, constrained Viterbi)"
+    head: Literal["linear", "crf", "span"] = Field(
+        "linear",
+        description="linear (softmax per word) | crf (linear-chain CRF over the words, constrained Viterbi) | "
+        "span (every word span up to span_max_width classified: nested entities)",
     )
     crf_learning_rate: float | None = Field(
         None, gt=0, description="head=crf: learning rate of the CRF scores; unset: learning_rate"
+    )
+
+    span_max_width: int = Field(8, ge=1, le=16, description="head=span: the longest entity it can find, in words")
+    span_learning_rate: float | None = Field(
+        None, gt=0, description="head=span: learning rate of the span scorer; unset: learning_rate"
     )
 
     # Optimisation; the order of the searchable keys is the order a trial draws them.
@@ -147,13 +154,17 @@ class Recipe(Section):
                 "recipe keys 'global_batch_size' and 'gradient_accumulation_steps' exclude each other: "
                 "with global_batch_size, accumulation is derived from the number of processes"
             )
-        if self.packing and self.head == "crf":
-            raise ValueError("recipe key 'packing': packing=true needs head=linear (a CRF chains a whole row)")
-        if self.head == "crf" and self.lora.enabled:
+        if self.packing and self.head != "linear":
             raise ValueError(
-                "recipe key 'head': head=crf is not supported with lora.enabled=true (the adapter "
-                "would not save the CRF); use full fine-tuning or head=linear"
+                f"recipe key 'packing': packing=true needs head=linear (head={self.head} reads a whole row)"
             )
+        if self.head != "linear" and self.lora.enabled:
+            raise ValueError(
+                f"recipe key 'head': head={self.head} is not supported with lora.enabled=true (the adapter "
+                "would not save the head's own weights); use full fine-tuning or head=linear"
+            )
+        if self.head == "span" and self.label_all_subtokens:
+            raise ValueError("recipe key 'label_all_subtokens': head=span reads each word at its first sub-token")
         check_hpo_section(self)
         return self
 

@@ -8,8 +8,9 @@ from collections.abc import Callable
 import torch
 
 from nertune.data.align import merge_window_predictions
-from nertune.evaluation.metrics import entity_metrics
-from nertune.heads import Head
+from nertune.evaluation.metrics import entity_metrics, format_entity_report, gold_spans, span_metrics
+from nertune.evaluation.run import score_split
+from nertune.heads import Decoded, Head
 from nertune.schemes import repair_tags
 from nertune.training.trainer import NerTrainer
 
@@ -39,19 +40,28 @@ def make_compute_metrics(
     strict: bool,
     head: Head,
     model: Callable[[], torch.nn.Module],
+    spans: list | None = None,
 ):
     """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split, and the
     head's loss per labelled sub-token over the whole split (`token_loss`, `NerTrainer`'s evaluation loss).
+    With gold `spans` (`span_gold`), the entity scores are those of exact span sets (every level).
 
     `model` returns the model being evaluated (built later under `model_init`); a head may decode with it.
     """
     n_words = [len(t) for t in gold_tags]
+    labels = [id2label[i] for i in range(len(id2label))]
 
     def compute_metrics(eval_prediction) -> dict[str, float]:
         current = model()
         rows = head.eval_row_outputs(eval_prediction.predictions)
-        word_label_ids = head.bind(current).decode_word_label_ids(word_predictions_from_rows(features, rows, n_words))
-        scores = entity_metrics(gold_tags, ids_to_tags(word_label_ids, id2label, scheme), scheme=scheme, strict=strict)
+        word_outputs = word_predictions_from_rows(features, rows, n_words)
+        if spans is None:
+            word_label_ids = head.bind(current).decode_word_label_ids(word_outputs)
+            predicted = ids_to_tags(word_label_ids, id2label, scheme)
+            scores = entity_metrics(gold_tags, predicted, scheme=scheme, strict=strict)
+        else:
+            decoded = head.bind(current).decode_eval(word_outputs, labels)
+            scores = decoded_scores(gold_tags, spans, decoded, scheme, strict)
         metrics = {key: scores[key] for key in ("precision", "recall", "f1", "macro_f1", "accuracy")}
         if eval_prediction.label_ids is not None:
             metrics["token_loss"] = head.eval_loss(eval_prediction.predictions, eval_prediction.label_ids)
@@ -77,3 +87,37 @@ def predict_split(
     tags = ids_to_tags(word_label_ids, id2label, scheme)
     assert [len(t) for t in tags] == n_words, "every word of every sentence gets exactly one tag"
     return tags
+
+
+def span_gold(head: Head, split, scheme: str) -> list | None:
+    """The gold entities of every level a split is scored on (`span_metrics`) when the head's entities nest or
+    the split has nested gold (a `spans` column); None: scored on its tags (seqeval), as flat runs are."""
+    return gold_spans(split, scheme) if head.nested_entities or "spans" in split.column_names else None
+
+
+def decode_split(trainer: NerTrainer, features, n_words: list[int], labels: list[str]) -> list[Decoded]:
+    """Every sentence of an encoded split as the trainer's head decodes it (tags of one level, entities of all)."""
+    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
+    try:
+        output = trainer.predict(features, metric_key_prefix="predict")
+    finally:
+        trainer.compute_metrics = compute_metrics
+    rows = trainer.head.eval_row_outputs(output.predictions)
+    decoded = trainer.head.bind(trainer.model).decode_eval(word_predictions_from_rows(features, rows, n_words), labels)
+    assert [len(d.tags) for d in decoded] == n_words, "every word of every sentence gets exactly one tag"
+    return decoded
+
+
+def decoded_scores(
+    gold_tags: list[list[str]], spans: list | None, decoded: list[Decoded], scheme: str, strict: bool
+) -> dict:
+    """`score_split` of the decoded tags; with gold `spans`, the entity scores are `span_metrics` (every level)
+    and the tags' seqeval scores stay under `outer_level`."""
+    scores = score_split(gold_tags, [d.tags for d in decoded], scheme, strict)
+    if spans is None:
+        return scores
+    keys = ("precision", "recall", "f1", "macro_f1", "per_type")
+    scores["outer_level"] = {key: scores[key] for key in keys}
+    scores.update(span_metrics(spans, [[e[:3] for e in d.entities] for d in decoded]))
+    scores["entity_report"] = format_entity_report(scores)
+    return scores

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 from dataclasses import dataclass
@@ -18,7 +17,7 @@ from nertune.data import DataError, detect_language, load_splits
 from nertune.data.align import encode_split
 from nertune.distributed import batch_layout, check_world_size
 from nertune.evaluation.report import plot_learning_curves
-from nertune.evaluation.run import score_split, write_conll_predictions, write_json
+from nertune.evaluation.run import write_conll_predictions, write_json
 from nertune.heads import head_for_recipe
 from nertune.hub.push import check_hub_access, push_run, write_model_card
 from nertune.model.loading import (
@@ -42,34 +41,11 @@ from nertune.recipe.schema import Recipe, RecipeError, save_recipe
 from nertune.schemes import build_label_list
 from nertune.training.continuation import continued_run_metrics, evaluate_starting_model
 from nertune.training.model_setup import build_model, model_settings
-from nertune.training.predict import make_compute_metrics, predict_split
+from nertune.training.predict import decode_split, decoded_scores, make_compute_metrics, span_gold
+from nertune.training.report_to import TENSORBOARD_DIR, _report_to, _without_tensorboard
 from nertune.training.trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
-
-
-TENSORBOARD_DIR = "tensorboard"  # TensorBoard event files, under the run dir
-
-
-def _report_to(setting: str) -> list[str] | str:
-    if setting == "auto":
-        if importlib.util.find_spec("tensorboard"):
-            return ["tensorboard"]
-        logger.info(
-            "report_to=auto: tensorboard is not installed, so training logs go to trainer_state.json "
-            "and learning_curves.png only"
-        )
-        return "none"
-    return "none" if setting == "none" else [s.strip() for s in setting.split(",")]
-
-
-def _without_tensorboard(report_to: list[str] | str) -> tuple[list[str] | str, bool]:
-    """(the integrations the Trainer sets up itself, whether to add TensorBoard): the Trainer's own
-    TensorBoard callback would log under checkpoints/runs/<date>; `build_trainer` adds one for the run dir."""
-    if isinstance(report_to, str):
-        return report_to, False
-    others = [name for name in report_to if name != "tensorboard"]
-    return (others or "none"), len(others) < len(report_to)
 
 
 def build_training_arguments(recipe: Recipe, precision: str) -> TrainingArguments:
@@ -153,13 +129,18 @@ class PreparedData:
     eval_features: dict[str, Any]
     gold: dict[str, list[list[str]]]
     start_labels: list[str] | None = None  # the labels of the fine-tuned model training continues from
+    spans: dict[str, list | None] | None = None  # gold entities of every level (`predict.span_gold`), by split
+    span_stats: dict | None = None  # what aligning character spans changed, by data file key (`SpanStats`)
 
 
 def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     """Load the splits, build and reconcile the label list, tokenize and align every split."""
-    splits, source_scheme = load_splits(recipe.data)
+    span_stats: dict = {}
+    splits, source_scheme = load_splits(recipe.data, span_stats=span_stats)
     scheme = recipe.data.train_scheme
-    labels = build_label_list(splits["train"]["ner_tags"], scheme)
+    nested = splits["train"]["spans"] if "spans" in splits["train"].column_names else []
+    inner = [[f"B-{s['type']}" for s in spans or []] for spans in nested]  # inner levels' types are labels too
+    labels = build_label_list(list(splits["train"]["ner_tags"]) + inner, scheme)
     start_labels = trained_labels(load_model_config(model_path))
     labels, keep_head = reconcile_labels(labels, model_path, recipe.label_mismatch)
     label2id = {label: i for i, label in enumerate(labels)}
@@ -187,9 +168,14 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
         scheme=scheme,
         context_size=recipe.context_size,
     )
+    head = head_for_recipe(recipe, scheme)  # a head may train on labels of its own (`Head.encode_labels`)
     train_features = encode_split(splits["train"], label_all_subtokens=recipe.label_all_subtokens, **encode)
-    eval_features = {name: encode_split(splits[name], sort_by_length=True, **encode) for name in ("validation", "test")}
-    gold = {name: splits[name]["ner_tags"] for name in ("validation", "test")}
+    train_features = head.encode_labels(train_features, splits["train"], labels)
+    names = ("validation", "test")
+    eval_features = {
+        n: head.encode_labels(encode_split(splits[n], sort_by_length=True, **encode), splits[n], labels) for n in names
+    }
+    gold = {name: splits[name]["ner_tags"] for name in names}
     return PreparedData(
         splits,
         source_scheme,
@@ -203,6 +189,8 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
         eval_features,
         gold,
         start_labels,
+        {name: span_gold(head, splits[name], scheme) for name in names},
+        {key: stats.as_metrics() for key, stats in span_stats.items()},
     )
 
 
@@ -238,6 +226,7 @@ def build_trainer(
             recipe.strict_metrics,
             head,
             lambda: trainer.model,
+            data.spans["validation"],
         ),  # model_init builds it later
         callbacks=callbacks,
         head=head,
@@ -350,6 +339,7 @@ def run_training(recipe: Recipe) -> dict:
         "train_loss": train_result.metrics.get("train_loss"),
         "n_train_sentences": len(splits["train"]),
         "language": detect_language(splits["train"]["tokens"]),  # the model card's `language:` (None: not told)
+        "data_spans": data.span_stats,  # per data file: words split at span boundaries, nested spans kept/dropped
     }
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
@@ -359,8 +349,9 @@ def run_training(recipe: Recipe) -> dict:
     for name in ("validation", "test"):
         n_words = [len(t) for t in gold[name]]
         # On every process: prediction is a collective (gather); calling it on process 0 alone deadlocks.
-        predicted = predict_split(trainer, eval_features[name], n_words, id2label, scheme)
-        scores = score_split(gold[name], predicted, scheme, recipe.strict_metrics)
+        decoded = decode_split(trainer, eval_features[name], n_words, labels)
+        predicted = [d.tags for d in decoded]
+        scores = decoded_scores(gold[name], data.spans[name], decoded, scheme, recipe.strict_metrics)
         reports.append(
             f"== {name}: entity level ==\n{scores.pop('entity_report')}\n"
             f"== {name}: token level ==\n{scores.pop('token_report')}"
@@ -368,6 +359,9 @@ def run_training(recipe: Recipe) -> dict:
         for key in ("f1", "precision", "recall", "macro_f1", "accuracy"):
             metrics[f"{name}_{key}"] = scores[key]
         metrics[f"{name}_per_type"] = scores["per_type"]
+        if "outer_level" in scores:  # scored on span sets: the counts, and the outer level's tags as seqeval reads them
+            metrics[f"{name}_spans"] = {k: scores[k] for k in ("n_gold", "n_predicted", "n_nested_gold")}
+            metrics[f"{name}_outer_level"] = scores["outer_level"]
         metrics[f"n_{name}_words_in_input"] = sum(n_words)
         metrics[f"n_{name}_words_predicted"] = sum(len(p) for p in predicted)
         if name == "test" and is_main:
