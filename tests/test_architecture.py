@@ -1,4 +1,5 @@
-"""Structure of src/nertune: no import cycles, and the CRF option lives in heads/ (and the recipe schema) only."""
+"""Structure of src/nertune: no import cycles, and the CRF and span heads live in heads/ (and the recipe schema)
+only."""
 
 from __future__ import annotations
 
@@ -118,6 +119,30 @@ def test_only_heads_and_the_recipe_schema_know_the_crf():
     ]
     assert offenders == []
     assert "crf" in _code_without_comments_and_docstrings(PACKAGE / "heads" / "crf.py")  # the check reads code
+
+
+def _names_the_span_head(path: Path) -> bool:
+    """Whether code names the span head: the string "span" (its recipe name), its class or its recipe keys."""
+    names = {"SpanHead", "span_max_width", "span_learning_rate"}
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Constant) and node.value == "span":
+            return True
+        name = getattr(node, "id", None) or getattr(node, "attr", None) or getattr(node, "arg", None)
+        if name in names or (isinstance(node, ast.alias) and node.name in names):
+            return True
+    return False
+
+
+def test_only_heads_and_the_recipe_schema_know_the_span_head():
+    allowed = {PACKAGE / "recipe" / "definition.py"} | set((PACKAGE / "heads").rglob("*.py"))
+    offenders = [
+        str(p.relative_to(PACKAGE))
+        for p in sorted(PACKAGE.rglob("*.py"))
+        if p not in allowed and _names_the_span_head(p)
+    ]
+    assert offenders == []
+    assert _names_the_span_head(PACKAGE / "heads" / "span.py")  # the check reads code
+    assert _names_the_span_head(PACKAGE / "recipe" / "definition.py")
 
 
 def test_the_recipe_offers_exactly_the_registered_heads():

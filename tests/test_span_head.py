@@ -126,6 +126,8 @@ def test_span_head_learns_both_levels_and_reports_span_counts(span_run):
     assert metrics["test_f1"] > 0.8 and metrics["test_per_type"]["company"]["f1"] > 0.8, metrics
     config = json.loads((run_dir / "config.json").read_text())
     assert config["nertune"]["head"] == "span" and config["nertune"]["head_settings"]["max_width"] == 12
+    card = (run_dir / "README.md").read_text(encoding="utf-8")
+    assert "`pipeline()` cannot decode it" in card and 'pipeline("token-classification"' not in card
     history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]
     assert any("eval_f1" in entry and "eval_loss" in entry for entry in history)
 
@@ -166,3 +168,18 @@ def test_evaluate_scores_span_sets_and_the_model_reloads(span_run, tmp_path):
     assert predictor.head.max_width == 12
     (result,) = predictor.predict([list("刘洋读了《招商银行之路》")])
     assert {(e["type"], e["start"], e["end"]) for e in result["entities"]} >= {("book", 4, 12), ("company", 5, 9)}
+
+
+def test_export_runs_the_encoder_in_onnx_and_the_span_scorer_in_python(span_run, tmp_path):
+    from nertune.inference.export import export_run
+    from nertune.inference.predictor import NerPredictor
+
+    run_dir, _, _ = span_run
+    report = export_run(run_dir, tmp_path / "onnx", max_parity_sentences=20)
+    assert report["head"] == "span" and report["entities_identical"] is True, report
+    exported = NerPredictor.from_pretrained(tmp_path / "onnx")
+    reference = NerPredictor.from_pretrained(run_dir, device="cpu", precision="fp32")
+    sentences = [list(r["text"]) for r in corpus(10, 5)]
+    spans = [[(e["type"], e["start"], e["end"]) for e in r["entities"]] for r in exported.predict(sentences)]
+    assert spans == [[(e["type"], e["start"], e["end"]) for e in r["entities"]] for r in reference.predict(sentences)]
+    assert any(len(s) == 3 for s in spans)  # the nested company too

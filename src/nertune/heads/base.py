@@ -84,6 +84,8 @@ class Head:
     module_names: ClassVar[tuple[str, ...]] = ()
     # What the model card tells `pipeline()` users about this head ("" when pipeline() decodes it as nertune does).
     pipeline_note: ClassVar[str] = ""
+    # Whether `pipeline()` reads the model's entities at all (when not, the card shows no pipeline() code).
+    pipeline_decodes: ClassVar[bool] = True
     # Whether its entities may nest (every level, not only the tags' spans): evaluation then scores span sets.
     nested_entities: ClassVar[bool] = False
 

@@ -169,6 +169,7 @@ class SpanHead(Head):
     name = "span"
     module_names = ("span",)
     nested_entities = True
+    pipeline_decodes = False
     pipeline_note = """
 This model has a span head (`span.*` in model.safetensors, nested entities): `pipeline()` cannot decode it
 (the model's outputs are span boundary vectors, not tag scores), so use nertune (`nertune predict`, `nertune

@@ -284,6 +284,8 @@ for decisions about individuals without human review.
 def _pipeline_usage(run_dir: Path, repo_id: str | None, adapter: bool, head: str) -> str:
     """The `pipeline()` lines that work for this kind of run, or why there are none."""
     repo = repo_id or str(run_dir)
+    if not get_head(head).pipeline_decodes:
+        return get_head(head).pipeline_note
     if adapter and not (run_dir / "merged" / "config.json").is_file():
         return """
 This repository holds a LoRA adapter and its label maps (`nertune_adapter.json`): `pipeline()` cannot load it
