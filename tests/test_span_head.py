@@ -183,3 +183,34 @@ def test_export_runs_the_encoder_in_onnx_and_the_span_scorer_in_python(span_run,
     spans = [[(e["type"], e["start"], e["end"]) for e in r["entities"]] for r in exported.predict(sentences)]
     assert spans == [[(e["type"], e["start"], e["end"]) for e in r["entities"]] for r in reference.predict(sentences)]
     assert any(len(s) == 3 for s in spans)  # the nested company too
+
+
+def test_continuing_a_span_model_scores_it_first_and_keeps_its_head(span_run, tmp_path):
+    from nertune.recipe.schema import load_recipe
+    from nertune.training.run import run_training
+
+    run_dir, _, dev = span_run
+    recipe = load_recipe(
+        None,
+        [
+            f"model_name_or_path={run_dir}",
+            f"output_dir={tmp_path / 'more'}",
+            f"data.train_file={dev}",
+            f"data.validation_file={dev}",
+            f"data.test_file={dev}",
+            "data.nested=keep",
+            "head=span",
+            "span_max_width=12",
+            "max_steps=1",
+            "learning_rate=1e-9",
+            "eval_strategy=no",
+            "save_strategy=no",
+            "report_to=none",
+            "precision=fp32",
+            "max_length=16",
+            "window_overlap=4",
+        ],
+    )
+    metrics = run_training(recipe)
+    assert metrics["test_f1_before"] > 0.8 and metrics["test_per_type_before"]["book"]["f1"] == 1.0, metrics
+    assert metrics["test_f1"] > 0.8  # the trained span scorer continued, not a fresh one

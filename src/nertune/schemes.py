@@ -292,6 +292,16 @@ def build_label_list(sequences_or_tags: Iterable[Sequence[str] | str], scheme: s
     return labels
 
 
+def entity_types(labels: Sequence[str]) -> list[str]:
+    """The entity types of a label list, in first-seen order (O has none)."""
+    types: list[str] = []
+    for label in labels:
+        type_ = parse_tag(label)[1]
+        if type_ is not None and type_ not in types:
+            types.append(type_)
+    return types
+
+
 def continuation_tag(tag: str, scheme: str = "IOB2") -> str:
     """The tag for a word's continuation sub-tokens when all sub-tokens are labelled.
 

@@ -13,15 +13,18 @@ strategy around it, bound to a model by `bind` so that none of its methods needs
 - `row_outputs` / `decode_words`: per-sub-token outputs of a forward pass, and the per-word (label id,
   score) decoded from them once windows are merged to one output per word;
 - `decode_sentences`: per sentence its tags, word scores and entities `(type, start_word, end_word, score)`;
-  a flat head derives the entities from its tags, a head of nested spans decodes them directly;
+  a flat head derives the entities from its tags, a head of nested spans decodes them directly
+  (`nested_entities`: evaluation then scores exact span sets); `decode_eval`: the same from what evaluation kept;
+- `encode_labels`: the `labels` column it trains on, from the encoded windows and the split (default: the
+  per-sub-token label ids as encoded);
 - `param_groups`: extra optimizer parameter groups (its own learning rate);
 - `extend_labels`: new labels appended to a fine-tuned model's, every old label's weights kept
   (`label_mismatch=extend`).
 
 Adding a head: one module here with a `Head` subclass and one line in `heads.HEADS`. A head that is not one
-tag per word (nested spans) fits the same way: its `model_class` returns per-sub-token vectors as `logits`
-(e.g. the encoder's states), `row_outputs` keeps them, windows merge them to one vector per word, and its
-`decode_sentences` scores candidate word spans with its bound modules and returns the entities directly.
+tag per word fits the same way (`span.py`, nested spans): its `model_class` returns per-sub-token vectors as
+`logits`, `row_outputs` keeps them, windows merge them to one vector per word, and its `decode_sentences`
+scores candidate word spans with its bound modules and returns the entities directly.
 """
 
 from __future__ import annotations

@@ -34,7 +34,7 @@ from torch import nn
 from nertune.data.align import IGNORE_INDEX
 from nertune.errors import ModelError
 from nertune.heads.base import _CLASSIFIER_NAMES, Decoded, Entity, Head, config_labels, unwrap_model
-from nertune.schemes import parse_tag, spans_to_tags, tags_to_spans
+from nertune.schemes import entity_types, spans_to_tags, tags_to_spans
 
 if TYPE_CHECKING:
     from nertune.recipe.schema import Recipe
@@ -44,16 +44,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_MAX_WIDTH = 8
 DEFAULT_SIZE = 256  # the width of the start/end vectors and of the span MLP
 _MAX_CODE = 2**62  # the packed labels of a word stay in int64
-
-
-def entity_types(labels: Sequence[str]) -> list[str]:
-    """The entity types of a label list, in label order (span class i + 1 is type i; 0 is "no entity")."""
-    types: list[str] = []
-    for label in labels:
-        _, type_ = parse_tag(label)
-        if type_ is not None and type_ not in types:
-            types.append(type_)
-    return types
 
 
 class SpanScorer(nn.Module):
@@ -188,6 +178,7 @@ serve` or `NerPredictor`) to read its entities.
         self.size = size
         self.learning_rate = learning_rate  # the span module's own learning rate (None: the encoder's)
         self.scorer: SpanScorer | None = None
+        self._bound_model: torch.nn.Module | None = None  # its config has the labels (`decode_words`)
 
     def __repr__(self) -> str:
         return f"SpanHead(scheme={self.scheme!r}, max_width={self.max_width}, learning_rate={self.learning_rate!r})"
@@ -224,6 +215,7 @@ serve` or `NerPredictor`) to read its entities.
         if not isinstance(scorer, SpanScorer):
             raise ModelError(f"{type(unwrap_model(model)).__name__} has no span module: is it a model of head=span?")
         self.scorer = scorer
+        self._bound_model = model
         return self
 
     def _bound(self) -> SpanScorer:
@@ -249,7 +241,7 @@ serve` or `NerPredictor`) to read its entities.
         base = len(types) + 2
         if base**self.max_width >= _MAX_CODE:
             raise ModelError(
-                f"head=span: {len(types)} entity types and span_max_width={self.max_width} do not fit the "
+                f"head=span: {len(types)} entity types and max_width={self.max_width} do not fit the "
                 "packed labels (int64); lower span_max_width"
             )
         nested = split["spans"] if "spans" in split.column_names else None
@@ -333,7 +325,11 @@ serve` or `NerPredictor`) to read its entities.
         return list(logits.float().cpu().numpy())
 
     def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
-        raise ModelError("head=span decodes spans, not one label per word: use decode_sentences")
+        """The outer level's label id and score per word (the bound model's labels)."""
+        labels = config_labels(unwrap_model(self._bound_model).config)
+        label2id = {label: i for i, label in enumerate(labels)}
+        decoded = self.decode_sentences(word_outputs, labels)
+        return [[(label2id[t], score) for t, score in zip(d.tags, d.scores)] for d in decoded]
 
     def decode_eval(self, word_outputs: Sequence[Sequence], labels: Sequence[str]) -> list[Decoded]:
         return self.decode_sentences(word_outputs, labels)

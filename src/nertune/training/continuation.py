@@ -14,22 +14,12 @@ from transformers import DataCollatorForTokenClassification, TrainingArguments
 from nertune.evaluation.metrics import entity_metrics
 from nertune.model.loading import load_for_inference
 from nertune.model.settings import head_of
-from nertune.schemes import parse_tag
+from nertune.schemes import entity_types, parse_tag
 from nertune.training.predict import predict_split
 from nertune.training.trainer import NerTrainer
 
 # `data` below is `train.PreparedData` (train.py imports this module, so it is not imported back).
 logger = logging.getLogger(__name__)
-
-
-def entity_types(labels: Sequence[str]) -> list[str]:
-    """The entity types of a label list, in first-seen order (O has none)."""
-    types: list[str] = []
-    for label in labels:
-        type_ = parse_tag(label)[1]
-        if type_ is not None and type_ not in types:
-            types.append(type_)
-    return types
 
 
 def types_f1(
