@@ -50,7 +50,7 @@ class Recipe(Section):
 
     span_max_width: int = Field(8, ge=1, le=16, description="head=span: the longest entity it can find, in words")
     span_learning_rate: float | None = Field(
-        None, gt=0, description="head=span: learning rate of the span scorer; unset: learning_rate"
+        1e-3, gt=0, description="head=span: learning rate of the span scorer (a fresh module); null: learning_rate"
     )
 
     # Optimisation; the order of the searchable keys is the order a trial draws them.
