@@ -76,7 +76,8 @@ def time_to_target(recipe: Recipe, target_f1: float, eval_steps: int = 20) -> di
     Returns the step and training seconds (evaluation excluded) of that evaluation (None when never reached
     within the recipe's steps) and the whole timeline of evaluations.
     """
-    from nertune.training.run import build_model, build_trainer, setup_run
+    from nertune.training.model_setup import build_model
+    from nertune.training.run import build_trainer, setup_run
 
     recipe = recipe.model_copy(
         update={

@@ -332,3 +332,39 @@ def cache_snapshot(cache: Path, repo_id: str, commit: str, source: Path, ref: st
         (repo / "refs").mkdir(exist_ok=True)
         (repo / "refs" / ref).write_text(commit)
     return snapshot
+
+
+class OpenCounter:
+    """Counts the files opened (audit "open" events: C-level opens too) under some directories while
+    `counting()`; `counts` maps each opened path to its count."""
+
+    def __init__(self) -> None:
+        self.directories: tuple[str, ...] = ()
+        self.counts: dict[Path, int] = {}
+        sys.addaudithook(self._hook)  # audit hooks cannot be removed: it stays, idle, for the rest of the session
+
+    def _hook(self, event: str, args: tuple) -> None:
+        if self.directories and event == "open" and isinstance(args[0], (str, bytes, Path)):
+            path = Path(os.fsdecode(args[0])).resolve()
+            if str(path).startswith(self.directories):
+                self.counts[path] = self.counts.get(path, 0) + 1
+
+    @contextlib.contextmanager
+    def counting(self, *directories: Path) -> Iterator[dict[Path, int]]:
+        self.counts = {}
+        self.directories = tuple(str(Path(d).resolve()) + os.sep for d in directories)
+        try:
+            yield self.counts
+        finally:
+            self.directories = ()
+
+
+_OPEN_COUNTER: OpenCounter | None = None
+
+
+def open_counter() -> OpenCounter:
+    """The session's one `OpenCounter` (each would add an audit hook for good)."""
+    global _OPEN_COUNTER
+    if _OPEN_COUNTER is None:
+        _OPEN_COUNTER = OpenCounter()
+    return _OPEN_COUNTER

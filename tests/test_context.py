@@ -72,9 +72,9 @@ def test_evaluation_reads_with_the_run_context(context_run):
     from nertune.evaluation.run import run_evaluation
 
     run_dir, metrics = context_run
-    assert run_evaluation(run_dir, ["bootstrap=0"])["f1"] == pytest.approx(metrics["test_f1"])
+    assert run_evaluation(run_dir, bootstrap=0)["f1"] == pytest.approx(metrics["test_f1"])
     # The same model evaluated sentence by sentence loses exactly what context gave it.
-    assert run_evaluation(run_dir, ["bootstrap=0", "context_size=0", "name=no-context"])["f1"] < 0.9
+    assert run_evaluation(run_dir, ["context_size=0"], name="no-context", bootstrap=0)["f1"] < 0.9
 
 
 def _target_types(documents) -> list[str]:

@@ -80,8 +80,9 @@ def test_constrained_viterbi_is_the_best_valid_sequence(scheme, labels):
 def test_constrained_decoding_never_emits_an_invalid_sequence(scheme, labels):
     crf = _random_crf(labels, scheme, 1)
     with torch.no_grad():  # transitions that favour invalid moves: the mask must still win
-        crf.transitions.add_(5 * (~crf.allowed_transitions).float())
-        crf.start_transitions.add_(5 * (~crf.allowed_start).float())
+        allowed_start, allowed, _ = (torch.tensor(m) for m in allowed_transitions(labels, scheme))
+        crf.transitions.add_(5 * (~allowed).float())
+        crf.start_transitions.add_(5 * (~allowed_start).float())
     lengths = torch.randint(1, 12, (200,))
     emissions = torch.randn(200, 11, len(labels)) * 4
     mask = torch.arange(11)[None] < lengths[:, None]
@@ -192,7 +193,8 @@ def test_crf_training_learns_saves_and_reloads(crf_run):
     assert metrics["test_f1"] > 0.8 and metrics["validation_f1"] > 0.8, metrics
     assert metrics["n_test_words_in_input"] == metrics["n_test_words_predicted"]
     config = json.loads((out / "config.json").read_text())
-    assert config["nertune_head"] == "crf" and config["nertune_crf_scheme"] == "IOB2"
+    assert config["nertune"]["head"] == "crf" and config["nertune"]["scheme"] == "IOB2"
+    assert config["architectures"] == ["BertForTokenClassificationWithCrf"]
     history = json.loads((out / "trainer_state.json").read_text())["log_history"]
     losses = [h["loss"] for h in history if "loss" in h]
     assert losses[-1] < losses[0] * 0.5, losses
@@ -200,7 +202,7 @@ def test_crf_training_learns_saves_and_reloads(crf_run):
     model = load_for_inference(str(out))
     assert model.crf.transitions.abs().sum() > 0  # the learned scores came back, not a fresh CRF
     predictor = NerPredictor.from_pretrained(out, device="cpu", precision="fp32")
-    assert predictor.model.crf is not None
+    assert predictor.head.crf is predictor.model.crf
     tokens = [t for t, _ in test_sentences]
     predicted = [[tag for tag, _ in s] for s in predictor.predict_words(tokens)]
     # Identical to the training run's own test predictions (Trainer + predict_split on the same weights).
@@ -217,7 +219,7 @@ def test_crf_training_learns_saves_and_reloads(crf_run):
     assert all(0 < e["score"] <= 1 for e in entities)
     for precision in ("bf16", "int8"):  # the CRF survives dtype casts and dynamic quantization
         quantized = NerPredictor.from_pretrained(out, device="cpu", precision=precision)
-        assert quantized.model.crf is not None
+        assert quantized.head.crf is quantized.model.crf
         tagged = quantized.predict_words(tokens)
         assert all(is_valid_sequence([tag for tag, _ in s], "IOB2") for s in tagged)
 
@@ -226,7 +228,7 @@ def test_crf_run_evaluates_like_training(crf_run):
     from nertune.evaluation.run import run_evaluation
 
     out, metrics, _ = crf_run
-    scores = run_evaluation(out, ["bootstrap=0"])
+    scores = run_evaluation(out, bootstrap=0)
     assert scores["f1"] == pytest.approx(metrics["test_f1"])
 
 
@@ -264,30 +266,31 @@ def test_crf_learning_rate_gets_its_own_param_group(crf_run, tmp_path):
     assert not any(g.get("nertune_head") for g in default.create_optimizer().param_groups)
 
 
-def test_linear_run_from_a_crf_dir_drops_the_marker(crf_run, tiny_model_dir):
-    from nertune.heads import LinearHead
+def test_a_crf_dir_continues_as_either_head(crf_run):
     from nertune.model.loading import load_for_inference, load_model_for_training
+    from nertune.model.settings import ModelSettings
 
     out, metrics, _ = crf_run
-    model = load_model_for_training(str(out), metrics["labels"], keep_head=True)
-    LinearHead().attach(model, str(out))
-    assert model.config.nertune_head == "linear" and not hasattr(model, "crf")
-    CrfHead("IOB2").attach(model, str(out))  # continuing: the learned scores
-    assert torch.equal(model.crf.transitions, load_for_inference(str(out)).crf.transitions)
-    fresh = load_model_for_training(str(out), metrics["labels"], keep_head=True)
-    CrfHead("IOB2").attach(fresh)  # a new CRF starts at 0
-    assert fresh.crf.transitions.abs().sum() == 0
+    model = load_model_for_training(str(out), metrics["labels"], keep_head=True, settings=ModelSettings())
+    assert model.config.nertune["head"] == "linear" and not hasattr(model, "crf")  # a plain HF model
+    assert type(model).__name__ == "BertForTokenClassification"
+    crf = ModelSettings(head="crf")
+    model = load_model_for_training(str(out), metrics["labels"], keep_head=True, settings=crf)
+    assert torch.equal(model.crf.transitions, load_for_inference(str(out)).crf.transitions)  # the learned scores
+    fresh = load_model_for_training(str(out), metrics["labels"], keep_head=False, settings=crf)
+    assert fresh.crf.transitions.abs().sum() == 0  # a new CRF starts at 0
 
 
 def test_a_crf_config_without_crf_weights_is_an_error(crf_run, tmp_path):
     from transformers import AutoModelForTokenClassification
 
+    from nertune.errors import ModelError
     from nertune.model.loading import load_for_inference
 
     out, _, _ = crf_run
     plain = AutoModelForTokenClassification.from_pretrained(out)  # the linear fallback: no crf.* tensors
     plain.save_pretrained(tmp_path)
-    with pytest.raises(ValueError, match="no crf.. tensors"):
+    with pytest.raises(ModelError, match="head=crf but the weights lack"):
         load_for_inference(str(tmp_path))
 
 

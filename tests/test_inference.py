@@ -10,6 +10,7 @@ import torch
 
 from nertune.cli import main
 from nertune.data.words import split_words
+from nertune.errors import RequestError
 from nertune.inference.predictor import NerPredictor
 
 from .helpers import LABELS, random_head_model
@@ -99,6 +100,26 @@ def test_split_words_is_reversible_on_random_text():
 
 # --------------------------------------------------------------------------------------------
 # NerPredictor
+
+
+def test_predict_takes_texts_and_token_lists_alike(predictor):
+    text = "mary  lives in paris ."
+    tokens = ["bob", "works", "at", "nasa", "in", "oslo", "."]
+    by_text, by_tokens = predictor.predict([text, tokens])
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in by_text["entities"]] == [
+        ("PER", "mary", 0, 4),
+        ("LOC", "paris", 15, 20),
+    ]  # character offsets for a text
+    assert [(e["type"], e["text"], e["start"], e["end"]) for e in by_tokens["entities"]] == [
+        ("PER", "bob", 0, 1),
+        ("ORG", "nasa", 3, 4),
+        ("LOC", "oslo", 5, 6),
+    ]  # word offsets for a token list
+    assert by_tokens["words"] == tokens and len(by_tokens["tags"]) == len(tokens)
+    assert predictor.predict([text], documents=["d"]) == predictor.predict_document([text])
+    assert predictor.predict([tokens]) == predictor.predict_tokens([tokens])
+    with pytest.raises(RequestError, match="1 document ids for 2 sentences"):
+        predictor.predict([text, tokens], documents=["d"])
 
 
 def test_predict_texts_finds_entities_with_offsets(predictor):
@@ -458,19 +479,18 @@ def test_input_format_from_content_when_the_extension_does_not_tell(tmp_path, na
     assert prediction_input_format(path, None).name == expected
 
 
-def test_conll_layout_defaults_come_from_the_training_recipe(tmp_path, trained_model_dir):
-    import yaml
-
+def test_conll_layout_defaults_come_from_the_model_config(trained_model_dir):
     from nertune.inference.files import _conll_layout
+    from nertune.model.rundir import RunDir
+    from nertune.model.settings import ModelSettings
 
-    recipe = yaml.safe_load((trained_model_dir / "recipe.yaml").read_text())
-    recipe["data"].update(token_column=1, comment_prefix="#", delimiter="\t")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(recipe))
-    layout = _conll_layout(tmp_path, None, None)
+    saved = RunDir.load(trained_model_dir).settings  # written from the training recipe's data section
+    assert (saved.token_column, saved.comment_prefix, saved.delimiter) == (0, None, None)
+    settings = ModelSettings(token_column=1, comment_prefix="#", delimiter="\t")
+    layout = _conll_layout(settings, None, None)
     assert (layout.token_column, layout.comment_prefix, layout.delimiter) == (1, "#", "\t")
-    layout = _conll_layout(tmp_path, 0, "##")  # the command line wins
+    layout = _conll_layout(settings, 0, "##")  # the command line wins
     assert (layout.token_column, layout.comment_prefix) == (0, "##")
-    assert _conll_layout(tmp_path / "no-recipe", None, None).token_column == 0
 
 
 def test_predict_latin1_input_with_encoding(tmp_path, trained_model_dir, capsys):

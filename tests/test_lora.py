@@ -48,6 +48,10 @@ def test_adapter_run_dir_and_metrics(lora_run):
     assert not (out / "config.json").exists()  # an adapter dir, not a full model
     info = json.loads((out / "nertune_adapter.json").read_text())
     assert [info["id2label"][str(i)] for i in range(len(metrics["labels"]))] == metrics["labels"]
+    # The adapter's `nertune` section: what a full model keeps in config.json.
+    assert (info["nertune"]["adapter"], info["nertune"]["head"], info["nertune"]["max_length"]) == (True, "linear", 32)
+    merged = json.loads((out / "merged" / "config.json").read_text())["nertune"] if (out / "merged").is_dir() else None
+    assert merged is None or (merged["adapter"], merged["base_model"]) == (False, info["nertune"]["base_model"])
     on_disk = json.loads((out / "metrics.json").read_text())
     assert 0 < on_disk["trainable_params"] and 0 < on_disk["trainable_percent"] < 100
     assert on_disk["adapter_size_bytes"] == (out / "adapter_model.safetensors").stat().st_size
@@ -153,3 +157,19 @@ def test_predictor_on_adapter_dir_equals_merged_model(lora_run):
     from_merged = NerPredictor.from_pretrained(out / "merged", precision="fp32").predict_words(sentences)
     assert [[t for t, _ in s] for s in from_adapter] == [[t for t, _ in s] for s in from_merged]
     assert all(abs(a[1] - b[1]) < 1e-4 for sa, sb in zip(from_adapter, from_merged) for a, b in zip(sa, sb))
+
+
+def test_predicting_an_adapter_reads_each_file_once(lora_run, tiny_model_dir, tmp_path):
+    from nertune.inference.files import run_prediction
+
+    from .helpers import open_counter
+
+    out, _, _ = lora_run
+    source = tmp_path / "in.txt"
+    source.write_text("bob works at nasa in oslo .\n", encoding="utf-8")
+    with open_counter().counting(out, tiny_model_dir) as counts:
+        assert run_prediction(out, source, tmp_path / "out.jsonl", device="cpu", precision="fp32") == 1
+    opened = {f"{path.parent.name}/{path.name}": n for path, n in counts.items()}
+    assert opened.get(f"{out.name}/nertune_adapter.json") == 1, opened  # the section, read once
+    assert opened.get(f"{tiny_model_dir.name}/config.json", 0) <= 2, opened  # the base's config
+    assert f"{out.name}/recipe.yaml" not in opened, opened

@@ -256,16 +256,13 @@ def test_evaluate_writes_reports_and_renames_labels(trained_model_dir, tmp_path)
     ]
     other = write_conll(tmp_path / "ontonotes_like.conll", sentences)
     with pytest.raises(ValueError, match=r"labels the model does not know: \['B-LOCATION'.*data.label_map"):
-        run_evaluation(trained_model_dir, [f"data.test_file={other}", "name=unmapped"])
+        run_evaluation(trained_model_dir, [f"data.test_file={other}"], name="unmapped")
     scores = run_evaluation(
         trained_model_dir,
-        [
-            f"data.test_file={other}",
-            "name=mapped",
-            "bootstrap=200",
-            "bootstrap_seed=3",
-            "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:ORG",
-        ],
+        [f"data.test_file={other}", "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:ORG"],
+        name="mapped",
+        bootstrap=200,
+        bootstrap_seed=3,
     )
     assert scores["f1"] > 0.9 and set(scores["per_type"]) == {"PER", "LOC", "ORG"}
     assert scores["label_map"] == {"PERSON": "PER", "LOCATION": "LOC", "ORGANIZATION": "ORG"}
@@ -295,12 +292,9 @@ def test_evaluate_writes_reports_and_renames_labels(trained_model_dir, tmp_path)
     # Dropping a type to O: ORGANIZATION words become O in gold, so the model's ORG predictions are spurious.
     dropped = run_evaluation(
         trained_model_dir,
-        [
-            f"data.test_file={other}",
-            "name=dropped",
-            "bootstrap=0",
-            "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:O",
-        ],
+        [f"data.test_file={other}", "data.label_map=PERSON:PER,LOCATION:LOC,ORGANIZATION:O"],
+        name="dropped",
+        bootstrap=0,
     )
     assert "ORG" not in {t for t, row in dropped["per_type"].items() if row["support"]}
     assert dropped["error_counts"]["spurious"] > 0 and "f1_ci95" not in dropped

@@ -65,7 +65,14 @@ def test_run_dir_is_reproducible_and_loadable(trained_run, tiny_model_dir):
     resolved = yaml.safe_load((out / "recipe.yaml").read_text())
     assert resolved["learning_rate"] == pytest.approx(5e-3) and resolved["model_name_or_path"] == str(tiny_model_dir)
     assert load_recipe(out / "recipe.yaml").output_dir == str(out)
-    assert json.loads((out / "config.json").read_text())["nertune_head"] == "linear"
+    section = json.loads((out / "config.json").read_text())["nertune"]
+    assert (section["head"], section["scheme"], section["max_length"], section["window_overlap"]) == (
+        "linear",
+        "IOB2",
+        32,
+        8,
+    )
+    assert (section["adapter"], section["base_model"], section["context_size"]) == (False, str(tiny_model_dir), 0)
     model = AutoModelForTokenClassification.from_pretrained(out)
     assert model.config.id2label[0] == "O"
     assert model.config.id2label == {i: label for i, label in enumerate(metrics["labels"])}
@@ -162,7 +169,7 @@ def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, t
     iob1 = [(tokens, convert_tags(tags, "IOB2", "IOB1")) for tokens, tags in make_sentences(30, seed=9)]
     assert any(tag.startswith("I-") for _, tags in iob1 for tag in tags[:1])
     other = write_conll(tmp_path / "other.conll", iob1)
-    scores = run_evaluation(out, [f"data.test_file={other}", "name=other", "strict_metrics=true"])
+    scores = run_evaluation(out, [f"data.test_file={other}", "strict_metrics=true"], name="other")
     assert scores["source_scheme"] == "IOB1"
     assert scores["n_words_in_input"] == scores["n_words_predicted"] > 0 and scores["f1"] > 0.8
     assert (out / "eval" / "other" / "report.txt").read_text().count("micro avg") == 1
@@ -171,8 +178,9 @@ def test_evaluate_model_dir_on_held_out_split_and_on_another_file(trained_run, t
         run_evaluation(out, [f"data.test_file={unknown}"])
 
 
-def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
-    """Run dirs written before recipe.yaml keep their recipe in config.yaml: evaluating and predicting read it."""
+def test_a_run_dir_describes_itself_in_config_json(trained_run, tmp_path):
+    """Predicting reads config.json's `nertune` section, never recipe.yaml (the record of the run, which
+    evaluation reads for its data)."""
     import shutil
 
     from nertune.evaluation.run import run_evaluation
@@ -180,16 +188,17 @@ def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
     from nertune.model.rundir import RunDir
 
     out, metrics, _ = trained_run
-    old = tmp_path / "old-run"
-    shutil.copytree(out, old, ignore=shutil.ignore_patterns("checkpoints", "eval"))
-    recipe = yaml.safe_load((old / "recipe.yaml").read_text())
-    recipe["max_length"], recipe["window_overlap"] = 16, 4  # not the defaults: proof it was read
-    (old / "config.yaml").write_text(yaml.safe_dump(recipe))
-    (old / "recipe.yaml").unlink()
-    run = RunDir.load(old)
-    assert run.recipe_file == old / "config.yaml" and (run.max_length, run.window_overlap) == (16, 4)
+    run_dir = tmp_path / "run"
+    shutil.copytree(out, run_dir, ignore=shutil.ignore_patterns("checkpoints", "eval"))
+    config = json.loads((run_dir / "config.json").read_text())
+    config["nertune"].update(max_length=16, window_overlap=4)  # not the recipe's: proof it was read
+    (run_dir / "config.json").write_text(json.dumps(config))
+    recipe = (run_dir / "recipe.yaml").read_text()
+    (run_dir / "recipe.yaml").write_text("max_length: [not, a, recipe]\n")  # predicting must not read it
+    run = RunDir.load(run_dir)
+    assert (run.max_length, run.window_overlap) == (16, 4)
     assert (run.head_name, run.scheme, run.is_adapter, run.labels) == ("linear", "IOB2", False, metrics["labels"])
-    predictor = NerPredictor.from_pretrained(old, device="cpu", precision="fp32")
+    predictor = NerPredictor.from_pretrained(run_dir, device="cpu", precision="fp32")
     assert (predictor.max_length, predictor.window_overlap) == (16, 4)
     assert [tag for tag, _ in predictor.predict_words([["mary", "lives", "in", "paris", "."]])[0]] == [
         "B-PER",
@@ -198,7 +207,8 @@ def test_run_dir_of_an_older_version_with_config_yaml(trained_run, tmp_path):
         "B-LOC",
         "O",
     ]
-    scores = run_evaluation(old, ["bootstrap=0"])
+    (run_dir / "recipe.yaml").write_text(recipe)
+    scores = run_evaluation(run_dir, bootstrap=0)
     assert scores["n_words_in_input"] == scores["n_words_predicted"] == metrics["n_test_words_in_input"]
     assert scores["f1"] > 0.8
 
@@ -241,7 +251,7 @@ def test_kept_model_is_the_best_validation_checkpoint_and_curves_are_drawn(tiny_
     assert len(eval_f1) == 4 and state["best_metric"] == max(eval_f1)
     # The model written to the run dir scores the best F1 on validation, wherever that epoch was.
     assert metrics["validation_f1"] == pytest.approx(state["best_metric"])
-    assert run_evaluation(out, ["split=validation"])["f1"] == pytest.approx(state["best_metric"])
+    assert run_evaluation(out, split="validation")["f1"] == pytest.approx(state["best_metric"])
     png = (out / "learning_curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 1000
 

@@ -1,90 +1,18 @@
-"""Word-level prediction with a Trainer, scoring a split, and evaluating a saved model directory."""
+"""Scoring a split, and evaluating a saved model directory (predicted through `NerPredictor`)."""
 
 from __future__ import annotations
 
 import json
 import logging
-import tempfile
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from nertune.data.align import merge_window_predictions
 from nertune.evaluation.metrics import entity_metrics, format_entity_report, token_report
-from nertune.heads import Head
 from nertune.recipe.schema import RecipeError, apply_overrides, override_values
-from nertune.schemes import repair_tags
-from nertune.training.trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
-
-
-def word_predictions_from_rows(features, row_predictions, n_words: list[int]) -> list[list[int]]:
-    """Per-window sub-token label ids (padded with anything) -> exactly one label id per word."""
-    return merge_window_predictions(
-        features["word_index"],
-        features["example_index"],
-        features["word_start"],
-        features["word_end"],
-        row_predictions,
-        n_words,
-    )
-
-
-def ids_to_tags(word_label_ids: list[list[int]], id2label: dict[int, str], scheme: str) -> list[list[str]]:
-    # Repair makes every written sequence valid; it keeps the spans seqeval's default mode would read.
-    return [repair_tags([id2label[int(i)] for i in sentence], scheme) for sentence in word_label_ids]
-
-
-def make_compute_metrics(
-    features,
-    gold_tags: list[list[str]],
-    id2label: dict[int, str],
-    scheme: str,
-    strict: bool,
-    head: Head,
-    model: Callable[[], torch.nn.Module],
-):
-    """`compute_metrics` for the Trainer: entity-level scores on every word of the validation split, and the
-    head's loss per labelled sub-token over the whole split (`token_loss`, `NerTrainer`'s evaluation loss).
-
-    `model` returns the model being evaluated (built later under `model_init`); a head may decode with it.
-    """
-    n_words = [len(t) for t in gold_tags]
-
-    def compute_metrics(eval_prediction) -> dict[str, float]:
-        current = model()
-        rows = head.eval_row_outputs(eval_prediction.predictions)
-        word_label_ids = head.decode_word_label_ids(current, word_predictions_from_rows(features, rows, n_words))
-        scores = entity_metrics(gold_tags, ids_to_tags(word_label_ids, id2label, scheme), scheme=scheme, strict=strict)
-        metrics = {key: scores[key] for key in ("precision", "recall", "f1", "macro_f1", "accuracy")}
-        if eval_prediction.label_ids is not None:
-            metrics["token_loss"] = head.eval_loss(current, eval_prediction.predictions, eval_prediction.label_ids)
-        return metrics
-
-    return compute_metrics
-
-
-def predict_split(
-    trainer: NerTrainer, features, n_words: list[int], id2label: dict[int, str], scheme: str
-) -> list[list[str]]:
-    """Predict one tag per word for every sentence of an encoded split."""
-    # compute_metrics is bound to the validation split; predicting any other split must not call it.
-    compute_metrics, trainer.compute_metrics = trainer.compute_metrics, None
-    try:
-        output = trainer.predict(features, metric_key_prefix="predict")
-    finally:
-        trainer.compute_metrics = compute_metrics
-    rows = trainer.head.eval_row_outputs(output.predictions)
-    word_label_ids = trainer.head.decode_word_label_ids(
-        trainer.model, word_predictions_from_rows(features, rows, n_words)
-    )
-    tags = ids_to_tags(word_label_ids, id2label, scheme)
-    assert [len(t) for t in tags] == n_words, "every word of every sentence gets exactly one tag"
-    return tags
 
 
 def score_split(gold: list[list[str]], predicted: list[list[str]], scheme: str, strict: bool) -> dict:
@@ -131,32 +59,27 @@ def run_evaluation(
     """Score a trained model dir (full model or LoRA adapter) on any split/file; write `MODEL_DIR/eval/<name>/`
     (for a Hub id: `runs/eval/<owner>__<name>/<name>/`).
 
-    Settings come from the run's saved recipe (`recipe.yaml`; `config.yaml` in older run dirs; so by default
-    the test split it held out), overridden by `overrides` (`key=value` strings or a mapping of dotted keys):
-    any recipe key (`data.test_file=other.conll`, `strict_metrics=true`, `data.label_map=PERSON:PER,LOCATION:LOC`
-    to rename the data's entity types to the model's, `:O` to drop one). `split` is train, validation or test;
-    `name` the output folder (default: from the data); `bootstrap` the resamples of the F1 confidence interval
-    (0: none) drawn with `bootstrap_seed`.
+    Settings come from the run's saved recipe (`recipe.yaml`; so by default the test split it held out),
+    overridden by `overrides` (`key=value` strings or a mapping of dotted keys) of recipe keys
+    (`data.test_file=other.conll`, `strict_metrics=true`,
+    `data.label_map=PERSON:PER,LOCATION:LOC` to rename the data's entity types to the model's, `:O` to drop
+    one). `split`: validation|test|train; `name`: the output folder; `bootstrap`: resamples of the confidence
+    interval (0: none), drawn with `bootstrap_seed`.
+
+    Predicts through `NerPredictor.predict` on the split's token lists with their document ids, in fp32 (the
+    scores then match the ones the training run reported).
 
     Writes `metrics.json` (scores of the recipe's mode at the top level, `default`/`strict` per type,
     `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll`, `report.html` and, with
     matplotlib, `confusion_matrix.png` and `learning_curves.png` (from the run's `trainer_state.json`).
     """
-    from transformers import DataCollatorForTokenClassification, TrainingArguments
-
     from nertune.data import DataError, load_split
-    from nertune.data.align import encode_split
     from nertune.evaluation import html_report
     from nertune.evaluation import report as reports
+    from nertune.inference.predictor import NerPredictor
     from nertune.model.references import resolve_model_path
     from nertune.model.rundir import RunDir
 
-    reference = resolve_model_path(str(model_dir))  # a local dir, or a Hub id resolved through the HF cache
-    run = RunDir.load(reference)  # a full model dir or a LoRA adapter dir
-    # Results go beside a local model; never into the Hugging Face cache.
-    results_root = (
-        run.path / "eval" if Path(reference).exists() else Path("runs") / "eval" / reference.replace("/", "__")
-    )
     recipe_overrides, legacy = _legacy_options(overrides)
     split = str(legacy.get("split", split))
     name = None if legacy.get("name", name) is None else str(legacy.get("name", name))
@@ -164,6 +87,12 @@ def run_evaluation(
     seed = _count_option("bootstrap_seed", legacy.get("bootstrap_seed", bootstrap_seed))
     if split not in ("train", "validation", "test"):
         raise RecipeError(f"evaluate option 'split' must be train, validation or test, got {split!r}")
+    reference = resolve_model_path(str(model_dir))  # a local dir, or a Hub id resolved through the HF cache
+    run = RunDir.load(reference)  # a full model dir or a LoRA adapter dir
+    # Results go beside a local model; never into the Hugging Face cache.
+    results_root = (
+        run.path / "eval" if Path(reference).exists() else Path("runs") / "eval" / reference.replace("/", "__")
+    )
     recipe = apply_overrides(run.recipe_with(), recipe_overrides) if recipe_overrides else run.recipe_with()
     dataset, source_scheme = load_split(recipe.data, split)  # data.label_map already applied
     scheme = recipe.data.train_scheme
@@ -177,31 +106,16 @@ def run_evaluation(
             "or set data.unseen_label_policy=O to score them as O"
         )
     gold = [[t if t in labels else "O" for t in tags] for tags in dataset["ner_tags"]]
-    tokenizer = run.load_tokenizer()
-    features = encode_split(
-        dataset,
-        tokenizer,
-        recipe.max_length,
-        recipe.window_overlap,
-        sort_by_length=True,
-        context_size=recipe.context_size,
-    )
     name = name or _default_eval_name(recipe, split)
     out_dir = results_root / name
     out_dir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:  # the Trainer wants an output_dir; prediction writes nothing
-        trainer = NerTrainer(
-            model=run.load_model(),
-            args=TrainingArguments(
-                output_dir=scratch,
-                per_device_eval_batch_size=recipe.per_device_eval_batch_size,
-                report_to="none",
-                use_cpu=not torch.cuda.is_available(),
-            ),
-            data_collator=DataCollatorForTokenClassification(tokenizer),
-            processing_class=tokenizer,
-        )  # the head comes from the model's config.json; it decides what evaluation keeps of the logits
-        predicted = predict_split(trainer, features, [len(t) for t in gold], run.id2label, scheme)
+    # The recipe's windows and context (overridable), the model's head and scheme.
+    run.settings.max_length, run.settings.window_overlap = recipe.max_length, recipe.window_overlap
+    run.settings.context_size, run.settings.scheme = recipe.context_size, scheme
+    predictor = NerPredictor.from_pretrained(run, batch_size=recipe.per_device_eval_batch_size, precision="fp32")
+    documents = dataset["document_id"] if "document_id" in dataset.column_names else None
+    results = predictor.predict([list(words) for words in dataset["tokens"]], documents)
+    predicted = [result["tags"] for result in results]
 
     # Scores of both modes (strict only where the scheme has one); the recipe's mode is the headline.
     by_mode = {"default": entity_metrics(gold, predicted, scheme=scheme, strict=False)}

@@ -1,36 +1,56 @@
-"""The token-classification head interface: everything that depends on how a model turns its sub-token
-logits into word labels.
+"""The token-classification head interface: everything that depends on how a model turns its encoder's states
+into entities.
 
-A head sits on a plain HF token-classification model (whose `logits` it reads) and owns:
+A head with weights of its own is an `nn.Module` of the model (the CRF: `model.crf`, a module of the model class
+`Head.model_class` returns, so `save_pretrained`/`from_pretrained` round-trip it); a `Head` object is the
+strategy around it, bound to a model by `bind` so that none of its methods needs the model passed in:
 
-- `attach`: setting itself up on a freshly loaded model for training, marked in config.json
-  (`nertune_head`), continuing the scores a model dir saved when it has any;
-- `load`: its extra weights from a trained model dir (inference);
+- `model_class`: the class of a model with this head, given the plain HF token-classification class;
+- `own_modules`: fresh modules of the head's own weights for a config (what the model class adds);
 - `loss`: the training loss, summed over the labelled sub-tokens (`NerTrainer.compute_loss` divides);
 - `preprocess_logits_for_metrics` / `eval_row_outputs` / `eval_loss`: what evaluation keeps of the logits,
   and the split-wide token-mean loss computed from it;
 - `row_outputs` / `decode_words`: per-sub-token outputs of a forward pass, and the per-word (label id,
   score) decoded from them once windows are merged to one output per word;
+- `decode_sentences`: per sentence its tags, word scores and entities `(type, start_word, end_word, score)`;
+  a flat head derives the entities from its tags, a head of nested spans decodes them directly;
 - `param_groups`: extra optimizer parameter groups (its own learning rate);
 - `extend_labels`: new labels appended to a fine-tuned model's, every old label's weights kept
   (`label_mismatch=extend`).
+
+Adding a head: one module here with a `Head` subclass and one line in `heads.HEADS`. A head that is not one
+tag per word (nested spans) fits the same way: its `model_class` returns per-sub-token vectors as `logits`
+(e.g. the encoder's states), `row_outputs` keeps them, windows merge them to one vector per word, and its
+`decode_sentences` scores candidate word spans with its bound modules and returns the entities directly.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
 from nertune.errors import ModelError
-from nertune.schemes import normalize_scheme
+from nertune.schemes import normalize_scheme, repair_tags, tags_to_spans
 
 if TYPE_CHECKING:
     from nertune.recipe.schema import Recipe
 
 
 _CLASSIFIER_NAMES = ("classifier", "score")  # the output layer of HF token-classification models
+
+Entity = tuple[str, int, int, float]  # (type, first word, end word exclusive, score)
+
+
+@dataclass
+class Decoded:
+    """A sentence as a head decodes it: one tag and score per word, and its entities (word offsets)."""
+
+    tags: list[str]
+    scores: list[float]
+    entities: list[Entity]
 
 
 def classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
@@ -50,12 +70,18 @@ def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     return model
 
 
+def config_labels(config: Any) -> list[str]:
+    """The label list of a config's `id2label`, in id order."""
+    id2label = config.id2label
+    return [str(id2label[i]) for i in sorted(id2label, key=int)]
+
+
 class Head:
     """A token-classification head; subclasses set `name` (the recipe's `head` value) and override what differs."""
 
     name: ClassVar[str]
-    # Whether its weights sit in model.safetensors beside the HF model's: loading then reports them as unexpected.
-    has_extra_weights: ClassVar[bool] = False
+    # The attribute names of the head's own modules in the model (`own_modules`), e.g. ("crf",).
+    module_names: ClassVar[tuple[str, ...]] = ()
     # What the model card tells `pipeline()` users about this head ("" when pipeline() decodes it as nertune does).
     pipeline_note: ClassVar[str] = ""
 
@@ -71,19 +97,30 @@ class Head:
         return cls(scheme)
 
     @classmethod
-    def from_config(cls, config: Any) -> Head:
-        """The head a trained model's config.json describes."""
-        return cls()
+    def from_settings(cls, scheme: str, settings: dict[str, Any]) -> Head:
+        """The head a trained model's config.json describes (its `nertune` section: scheme, `head_settings`)."""
+        return cls(scheme)
+
+    def settings(self) -> dict[str, Any]:
+        """The head's own settings that inference needs, saved as the section's `head_settings`."""
+        return {}
 
     # -- the model
 
-    def attach(self, model: torch.nn.Module, model_path: str | None = None) -> None:
-        """Set the head up on a loaded token-classification model for training and mark config.json;
-        `model_path`: a model dir whose saved head scores to continue from (None: a fresh head)."""
-        model.config.nertune_head = self.name
+    def model_class(self, base: type) -> type:
+        """The class of a model with this head, given the plain HF token-classification class `base`."""
+        return base
+
+    def own_modules(self, config: Any) -> dict[str, torch.nn.Module]:
+        """Fresh modules of the head's own weights (attribute name -> module) for a model of `config`."""
+        return {}
+
+    def bind(self, model: torch.nn.Module) -> Head:
+        """Use `model`'s own modules of this head from now on (the model being trained or predicted); returns self."""
+        return self
 
     def extend_labels(self, model: torch.nn.Module, old_labels: Sequence[str], new_labels: Sequence[str]) -> None:
-        """Grow an attached head from `old_labels` (the model's, in its order) to `new_labels` (`old_labels`
+        """Grow the head of `model` from `old_labels` (the model's, in its order) to `new_labels` (`old_labels`
         followed by the new ones): every old label keeps its id and its weights exactly; new rows start as
         the model's initialiser would start a fresh head."""
         old_labels, new_labels = list(old_labels), list(new_labels)
@@ -115,16 +152,13 @@ class Head:
         config.label2id = {label: i for i, label in enumerate(new_labels)}
         config.num_labels = len(new_labels)
 
-    def load(self, model: torch.nn.Module, model_path: str) -> None:
-        """Load the head's own weights (beyond the HF model's) from a trained model dir; an error when missing."""
-
-    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+    def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups of the head's own parameters ("params", "lr", ...); [] for none."""
         return []
 
     # -- training and evaluation
 
-    def loss(self, model: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The loss summed over the labelled sub-tokens (`labels != -100`) of the batch."""
         raise NotImplementedError
 
@@ -136,7 +170,7 @@ class Head:
         """Per row, per sub-token outputs from what `preprocess_logits_for_metrics` kept (all batches)."""
         raise NotImplementedError
 
-    def eval_loss(self, model: torch.nn.Module, predictions, label_ids) -> float:
+    def eval_loss(self, predictions, label_ids) -> float:
         """The loss per labelled sub-token over a whole split, from what `preprocess_logits_for_metrics` kept."""
         raise NotImplementedError
 
@@ -146,10 +180,21 @@ class Head:
         """Per row of a batch's float32 logits (B, T, L): the output kept at every sub-token."""
         raise NotImplementedError
 
-    def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+    def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Every sentence's per-word outputs (one per word, windows merged) -> one (label id, score) per word."""
         raise NotImplementedError
 
-    def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+    def decode_word_label_ids(self, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         """One label id per word from per-word outputs of `eval_row_outputs` (evaluation needs no scores)."""
-        return [[label_id for label_id, _ in sentence] for sentence in self.decode_words(model, word_outputs)]
+        return [[label_id for label_id, _ in sentence] for sentence in self.decode_words(word_outputs)]
+
+    def decode_sentences(self, word_outputs: Sequence[Sequence], labels: Sequence[str]) -> list[Decoded]:
+        """Every sentence's tags (repaired to be valid in the scheme: an I-X after O becomes B-X, the spans
+        stay the same), word scores and entities, each scored by the mean of its words' scores."""
+        results = []
+        for predicted in self.decode_words(word_outputs):
+            tags = repair_tags([labels[label_id] for label_id, _ in predicted], self.scheme)
+            scores = [score for _, score in predicted]
+            entities = [(type_, i, j, sum(scores[i:j]) / (j - i)) for type_, i, j in tags_to_spans(tags, self.scheme)]
+            results.append(Decoded(tags, scores, entities))
+        return results

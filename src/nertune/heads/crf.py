@@ -1,9 +1,11 @@
 """The CRF head (`head: crf`): an optional linear-chain CRF over the word-level emissions of a
 token-classification model.
 
-The model stays a plain HF token-classification model: its `logits` are the CRF's emission scores at every
-sub-token. The CRF (`model.crf`, a `LinearChainCRF`) adds start, end and transition scores and runs over one
-position per word, the word's FIRST sub-token:
+The model is the HF token-classification model of its architecture with one module more: `crf`, a
+`LinearChainCRF` (`crf_model_class`: a subclass of e.g. `BertForTokenClassification`, so `save_pretrained` /
+`from_pretrained` round-trip the `crf.*` tensors with the others, and `pipeline()`, which loads the plain
+class, ignores them). Its `logits` are the CRF's emission scores at every sub-token; the CRF adds start, end
+and transition scores and runs over one position per word, the word's FIRST sub-token:
 
 - training: the positions whose label is not -100 (`neg_log_likelihood`, the head's `loss`);
 - prediction: the merged per-word emission vectors of a whole sentence (windows merged first, so a long
@@ -18,9 +20,8 @@ impossible (infinite loss).
 
 from __future__ import annotations
 
-import json
+import functools
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 
 from nertune.data.align import IGNORE_INDEX
 from nertune.errors import ModelError
-from nertune.heads.base import Head, unwrap_model
+from nertune.heads.base import Head, config_labels, unwrap_model
 from nertune.schemes import is_valid_sequence, normalize_scheme, parse_tag
 
 if TYPE_CHECKING:
@@ -77,11 +78,8 @@ class LinearChainCRF(nn.Module):
         self.start_transitions = nn.Parameter(torch.zeros(n))
         self.end_transitions = nn.Parameter(torch.zeros(n))
         self.transitions = nn.Parameter(torch.zeros(n, n))
-        start, transition, end = allowed_transitions(self.labels, self.scheme)
-        # Not saved: rebuilt from the labels and the scheme (config.json) on loading.
-        self.register_buffer("allowed_start", torch.tensor(start), persistent=False)
-        self.register_buffer("allowed_transitions", torch.tensor(transition), persistent=False)
-        self.register_buffer("allowed_end", torch.tensor(end), persistent=False)
+        # Not saved, not buffers: rebuilt from the labels and the scheme (config.json), per device, on first use.
+        self._allowed: dict[torch.device, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def extra_repr(self) -> str:
         return f"num_tags={len(self.labels)}, scheme={self.scheme}"
@@ -95,10 +93,17 @@ class LinearChainCRF(nn.Module):
             self.end_transitions.float(),
         )
         if constrained:
-            start = start.masked_fill(~self.allowed_start, _FORBIDDEN)
-            transitions = transitions.masked_fill(~self.allowed_transitions, _FORBIDDEN)
-            end = end.masked_fill(~self.allowed_end, _FORBIDDEN)
+            allowed_start, allowed_transitions_, allowed_end = self._allowed_masks(start.device)
+            start = start.masked_fill(~allowed_start, _FORBIDDEN)
+            transitions = transitions.masked_fill(~allowed_transitions_, _FORBIDDEN)
+            end = end.masked_fill(~allowed_end, _FORBIDDEN)
         return start, transitions, end
+
+    def _allowed_masks(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if device not in self._allowed:
+            masks = allowed_transitions(self.labels, self.scheme)
+            self._allowed[device] = tuple(torch.tensor(mask, device=device) for mask in masks)
+        return self._allowed[device]
 
     def log_partition(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """log Z per sequence; `emissions` (B, T, L), `mask` (B, T) a prefix mask with mask[:, 0] true."""
@@ -203,12 +208,48 @@ def viterbi_words(crf: LinearChainCRF, word_emissions: Sequence[Sequence], batch
     return results
 
 
+def _zero_crf(module: LinearChainCRF) -> None:
+    with torch.no_grad():
+        for parameter in module.parameters():
+            parameter.zero_()
+
+
+@functools.cache
+def crf_model_class(base: type) -> type:
+    """`base` (an HF token-classification class, e.g. `BertForTokenClassification`) with a `crf` module:
+    built for `config`'s labels and its `nertune` section's scheme, initialised to zero scores when a
+    checkpoint has none (a fresh head)."""
+
+    def __init__(self, config, *args, **kwargs):
+        base.__init__(self, config, *args, **kwargs)
+        self.crf = LinearChainCRF(config_labels(config), _config_scheme(config))
+
+    def _init_weights(self, module):
+        if isinstance(module, LinearChainCRF):
+            from transformers import initialization
+
+            # transformers' init functions skip the tensors a checkpoint loaded (`_is_hf_initialized`).
+            for parameter in module.parameters():
+                initialization.zeros_(parameter)
+        else:
+            base._init_weights(self, module)
+
+    name = f"{base.__name__}WithCrf"
+    # In the base's module: transformers reads a model's module source to tell which attention kernels it takes.
+    return type(name, (base,), {"__init__": __init__, "_init_weights": _init_weights, "__module__": base.__module__})
+
+
+def _config_scheme(config) -> str:
+    section = getattr(config, "nertune", None) or {}
+    return normalize_scheme(section.get("scheme", "IOB2"))
+
+
 class CrfHead(Head):
-    """`head: crf`: the CRF is `model.crf`, saved with the model's weights as `crf.*` tensors (plain HF loading
-    ignores them and gets the linear fallback); config.json says `nertune_head: crf` and `nertune_crf_scheme`."""
+    """`head: crf`: the CRF is the model's `crf` module (`crf_model_class`), saved with its weights as `crf.*`
+    tensors (plain HF loading ignores them and gets the linear fallback)."""
 
     name = "crf"
-    has_extra_weights = True
+    module_names = ("crf",)
     pipeline_note = """
 This model has a CRF head (`crf.*` in model.safetensors): `pipeline()` ignores it and takes each word's best
 tag on its own, so its tags can differ from the scores above and break the tag scheme. nertune decodes
@@ -218,6 +259,7 @@ with the CRF.
     def __init__(self, scheme: str = "IOB2", learning_rate: float | None = None) -> None:
         super().__init__(scheme)
         self.learning_rate = learning_rate  # the CRF scores' own learning rate (None: the encoder's)
+        self.crf: LinearChainCRF | None = None  # the bound model's CRF (`bind`)
 
     def __repr__(self) -> str:
         return f"CrfHead(scheme={self.scheme!r}, learning_rate={self.learning_rate!r})"
@@ -226,54 +268,54 @@ with the CRF.
     def from_recipe(cls, recipe: Recipe, scheme: str) -> CrfHead:
         return cls(scheme, recipe.crf_learning_rate)
 
-    @classmethod
-    def from_config(cls, config: Any) -> CrfHead:
-        return cls(getattr(config, "nertune_crf_scheme", "IOB2"))
-
     # -- the model
 
-    def attach(self, model: torch.nn.Module, model_path: str | None = None) -> None:
-        self._attach(model, model_path, required=False)
+    def model_class(self, base: type) -> type:
+        return crf_model_class(base)
 
-    def load(self, model: torch.nn.Module, model_path: str) -> None:
-        self._attach(model, model_path, required=True)
+    def own_modules(self, config: Any) -> dict[str, torch.nn.Module]:
+        crf = LinearChainCRF(config_labels(config), self.scheme)
+        _zero_crf(crf)
+        return {"crf": crf}
 
-    def _attach(self, model: torch.nn.Module, model_path: str | None, required: bool) -> None:
-        id2label = model.config.id2label
-        crf = LinearChainCRF([str(id2label[i]) for i in sorted(int(k) for k in id2label)], self.scheme)
-        state = saved_crf_state(model_path) if model_path is not None else None
-        if state is not None:
-            crf.load_state_dict(state)
-        elif required:
-            raise ModelError(f"{model_path}: config.json says nertune_head=crf but the weights have no crf.* tensors")
-        model.crf = crf.to(next(model.parameters()).device)
-        super().attach(model)
-        model.config.nertune_crf_scheme = crf.scheme
+    def bind(self, model: torch.nn.Module) -> CrfHead:
+        crf = getattr(unwrap_model(model), "crf", None)
+        if not isinstance(crf, LinearChainCRF):
+            raise ModelError(f"{type(unwrap_model(model)).__name__} has no CRF: is it a model of head=crf?")
+        self.crf = crf
+        return self
+
+    def _bound(self) -> LinearChainCRF:
+        if self.crf is None:
+            raise ModelError("the CRF head is not bound to a model (Head.bind)")
+        return self.crf
 
     def extend_labels(self, model: torch.nn.Module, old_labels: Sequence[str], new_labels: Sequence[str]) -> None:
         """The emission layer grows as the linear head's; the CRF's start/end/transition scores grow with
         zeros for the new labels, every entry among old labels kept."""
         super().extend_labels(model, old_labels, new_labels)
-        old = model_crf(model)
+        old = self.bind(model).crf
         n = len(old_labels)
         grown = LinearChainCRF(list(new_labels), old.scheme).to(old.transitions.device)
         with torch.no_grad():
+            _zero_crf(grown)
             grown.start_transitions[:n] = old.start_transitions
             grown.end_transitions[:n] = old.end_transitions
             grown.transitions[:n, :n] = old.transitions
         unwrap_model(model).crf = grown
+        self.bind(model)
 
-    def param_groups(self, model: torch.nn.Module) -> list[dict[str, Any]]:
+    def param_groups(self) -> list[dict[str, Any]]:
         if self.learning_rate is None:
             return []
         # The CRF's few scores start at 0 and learn far slower than the encoder at a fine-tuning rate.
-        return [{"params": list(model_crf(model).parameters()), "lr": self.learning_rate, "weight_decay": 0.0}]
+        return [{"params": list(self._bound().parameters()), "lr": self.learning_rate, "weight_decay": 0.0}]
 
     # -- training and evaluation
 
-    def loss(self, model: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """The CRF's negative log-likelihood of each row's labelled words, summed."""
-        return model_crf(model).neg_log_likelihood(logits, labels)
+        return self._bound().neg_log_likelihood(logits, labels)
 
     def preprocess_logits_for_metrics(self, logits, labels):
         """Every sub-token's emission scores (Viterbi needs the whole vector per word), as float32 so batches
@@ -285,9 +327,9 @@ with the CRF.
     def eval_row_outputs(self, predictions) -> Sequence:
         return predictions
 
-    def eval_loss(self, model: torch.nn.Module, predictions, label_ids) -> float:
+    def eval_loss(self, predictions, label_ids) -> float:
         """The CRF loss per labelled word over the whole split, row by row: exact on N processes too."""
-        crf = model_crf(model)
+        crf = self._bound()
         labels = torch.as_tensor(label_ids)
         device = crf.transitions.device
         with torch.no_grad():
@@ -300,11 +342,11 @@ with the CRF.
         """The float32 emission score vector (a CPU tensor) at every sub-token."""
         return [list(row) for row in logits.cpu()]
 
-    def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+    def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Constrained Viterbi over each whole sentence; a word's score is the softmax probability of its
         Viterbi label under its emission scores."""
         results = []
-        for vectors, path in zip(word_outputs, viterbi_words(model_crf(model), word_outputs)):
+        for vectors, path in zip(word_outputs, viterbi_words(self._bound(), word_outputs)):
             if not path:
                 results.append([])
                 continue
@@ -312,28 +354,5 @@ with the CRF.
             results.append([(label_id, float(probabilities[i, label_id])) for i, label_id in enumerate(path)])
         return results
 
-    def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
-        return viterbi_words(model_crf(model), word_outputs)
-
-
-def model_crf(model: torch.nn.Module) -> LinearChainCRF:
-    """The CRF of a model with this head, through DDP/accelerate wrappers."""
-    return unwrap_model(model).crf
-
-
-def saved_crf_state(model_path: str) -> dict[str, torch.Tensor] | None:
-    """The `crf.*` tensors saved with a model dir (inside model.safetensors, sharded or not), or None."""
-    from safetensors import safe_open
-
-    path = Path(model_path)
-    files = [path / "model.safetensors"]
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map", {})
-        files = sorted({path / f for k, f in weight_map.items() if k.startswith("crf.")})
-    state = {}
-    for file in files:
-        if file.is_file():
-            with safe_open(str(file), framework="pt") as f:
-                state.update({k[len("crf.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
-    return state or None
+    def decode_word_label_ids(self, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+        return viterbi_words(self._bound(), word_outputs)

@@ -17,7 +17,7 @@ from nertune.heads.base import Head
 class LinearHead(Head):
     name = "linear"
 
-    def loss(self, model: torch.nn.Module, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(
             logits.reshape(-1, logits.shape[-1]).float(),
             labels.reshape(-1).to(logits.device),
@@ -52,7 +52,7 @@ class LinearHead(Head):
             predictions = predictions.argmax(-1)
         return predictions
 
-    def eval_loss(self, model: torch.nn.Module, predictions, label_ids) -> float:
+    def eval_loss(self, predictions, label_ids) -> float:
         _, token_loss = predictions
         labelled = label_ids != IGNORE_INDEX
         return float(token_loss[labelled].mean()) if labelled.any() else 0.0
@@ -62,8 +62,8 @@ class LinearHead(Head):
         probabilities, label_ids = logits.softmax(dim=-1).max(dim=-1)
         return [list(zip(ids, probs)) for ids, probs in zip(label_ids.tolist(), probabilities.tolist())]
 
-    def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
+    def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         return [[(int(label_id), float(score)) for label_id, score in sentence] for sentence in word_outputs]
 
-    def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
+    def decode_word_label_ids(self, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         return [[int(label_id) for label_id in sentence] for sentence in word_outputs]

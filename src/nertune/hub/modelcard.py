@@ -19,7 +19,7 @@ import yaml
 from nertune.assets import is_package_path, resolve_path
 from nertune.errors import ModelError, ModelNotFoundError
 from nertune.heads import get_head
-from nertune.model.references import HUB_MODEL_ID, LEGACY_RECIPE_FILE, RECIPE_FILE, recipe_path
+from nertune.model.references import HUB_MODEL_ID, RECIPE_FILE, recipe_path
 
 # A model repo id on the Hub: `owner/name`, or a legacy single name such as `bert-base-cased`.
 _CACHE_SNAPSHOT = re.compile(r"(?:^|/)models--([^/]+)/snapshots/")
@@ -32,7 +32,7 @@ def read_run_recipe(run_dir: str | Path) -> dict:
     """The resolved recipe saved in a run dir, as a dict."""
     path = recipe_path(run_dir)
     if path is None:
-        raise ModelNotFoundError(f"{run_dir}: no saved recipe ({RECIPE_FILE} or {LEGACY_RECIPE_FILE})")
+        raise ModelNotFoundError(f"{run_dir}: no saved recipe ({RECIPE_FILE})")
     recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
     if not isinstance(recipe, dict):
         raise ModelError(f"{path}: not a recipe (a YAML mapping of keys to values)")

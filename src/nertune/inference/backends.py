@@ -19,8 +19,7 @@ from typing import Any
 
 import torch
 
-from nertune.errors import MissingDependencyError, RequestError
-from nertune.heads import head_of
+from nertune.errors import MissingDependencyError, ModelError, RequestError
 from nertune.model.loading import cpu_supports_bf16, resolve_precision
 from nertune.model.packing import (
     MODEL_INPUTS,
@@ -31,6 +30,7 @@ from nertune.model.packing import (
     padding_share,
 )
 from nertune.model.rundir import ONNX_FILE, RunDir
+from nertune.model.settings import head_of
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +56,7 @@ class Backend:
     """A model's forward pass: `logits(batch)` -> float32 (B, T, L) logits on `device`."""
 
     config: Any  # the HF config (labels, head)
-    head_model: torch.nn.Module  # what the head decodes with (`Head.decode_words(head_model, ...)`)
+    head_model: torch.nn.Module  # what the head decodes with (`Head.bind(head_model)`)
     device: torch.device
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -167,14 +167,30 @@ def _torch_precision(precision: str, device: torch.device) -> str:
 
 
 class HeadWeights(torch.nn.Module):
-    """The head's side of an exported model: its config and the head's own modules (`Head.load` attaches
+    """The head's side of an exported model: its config and the head's own modules (`Head.own_modules`, under
+    the names the full model gives them, so `head_weights/model.safetensors` holds the model's own tensors of
     them), without the encoder, which runs in ONNX Runtime."""
 
     def __init__(self, config: Any) -> None:
         super().__init__()
         self.config = config
-        # Heads put their modules on the device of the model's first parameter: an empty one on the CPU.
-        self.device_anchor = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+        for name, module in head_of(config).own_modules(config).items():
+            self.add_module(name, module)
+
+    @classmethod
+    def load(cls, config: Any, weights_dir: Path) -> HeadWeights:
+        """The head's own modules of `config` with the tensors saved in `weights_dir/model.safetensors`."""
+        from safetensors.torch import load_file
+
+        head_model = cls(config)
+        if any(True for _ in head_model.parameters()):
+            file = weights_dir / "model.safetensors"
+            if not file.is_file():
+                raise ModelError(
+                    f"{weights_dir.parent}: the {head_of(config).name} head's weights are missing ({file})"
+                )
+            head_model.load_state_dict(load_file(str(file)))
+        return head_model.eval()
 
 
 def session_options(threads: int | None = None):
@@ -220,12 +236,8 @@ class OnnxBackend(Backend):
                 f"{run.path} is an ONNX export: its precision was fixed at export time "
                 f"(`nertune export --quantize int8`); got precision={precision}"
             )
-        config = run.load_config()
-        head_model = HeadWeights(config)
-        head = head_of(config)
-        if head.has_extra_weights:
-            head.load(head_model, str(run.path / HEAD_WEIGHTS_DIR))
-        return cls(run.path / ONNX_FILE, config, head_model.eval(), threads=threads)
+        head_model = HeadWeights.load(run.config, run.path / HEAD_WEIGHTS_DIR)
+        return cls(run.path / ONNX_FILE, run.config, head_model, threads=threads)
 
     def logits(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         missing = [name for name in self.input_names if name not in batch]

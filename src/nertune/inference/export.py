@@ -28,12 +28,13 @@ import torch
 from nertune.data import DataError, load_split
 from nertune.data.align import encode_examples
 from nertune.errors import MissingDependencyError, RequestError
-from nertune.heads import head_of
 from nertune.inference.backends import HEAD_WEIGHTS_DIR, ONNX_EXTRA_HINT, OnnxBackend, TorchBackend
 from nertune.inference.predictor import NerPredictor
 from nertune.model.packing import padded_batches
 from nertune.model.references import RECIPE_FILE
 from nertune.model.rundir import ONNX_FILE, RunDir
+from nertune.model.settings import head_of
+from nertune.recipe.schema import RecipeError
 from nertune.schemes import tags_to_spans
 
 logger = logging.getLogger(__name__)
@@ -65,11 +66,11 @@ def _check_onnx_extra() -> None:
 
 
 def head_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The tensors of the model's state that its plain HF class does not have: the head's own weights."""
-    with torch.device("meta"):  # the plain model's parameter names, without allocating its weights
-        plain = type(model)(model.config)
-    own = set(plain.state_dict())
-    return {key: value.detach().contiguous().cpu() for key, value in model.state_dict().items() if key not in own}
+    """The tensors of the head's own modules (`Head.own_modules`) in the model's state: the head's own weights."""
+    names = tuple(f"{name}." for name in head_of(model.config).module_names)
+    if not names:
+        return {}
+    return {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items() if k.startswith(names)}
 
 
 def export_model_onnx(model: torch.nn.Module, tokenizer: Any, path: Path, max_length: int) -> None:
@@ -103,9 +104,14 @@ def quantize_int8(source: Path, target: Path) -> None:
 
 def parity_sentences(run: RunDir, limit: int) -> tuple[list[list[str]], str]:
     """Up to `limit` sentences of the run's test split (from its recipe), else the built-in samples; and where from."""
-    if run.recipe is not None:
+    try:
+        recipe = run.load_recipe()
+    except RecipeError as e:
+        logger.warning("parity check: %s; using built-in sentences", e)
+        recipe = None
+    if recipe is not None:
         try:
-            test, _ = load_split(run.recipe.data, "test")
+            test, _ = load_split(recipe.data, "test")
             sentences = [list(words) for words in test["tokens"] if words]
             if sentences:
                 return sentences[:limit], f"test split ({len(sentences[:limit])} of {len(sentences)} sentences)"
@@ -184,15 +190,19 @@ def export_run(
 
     reference = TorchBackend.from_run(run, device="cpu", precision="fp32")  # an adapter comes merged
     model, tokenizer = reference.model, run.load_tokenizer()
-    model.config.save_pretrained(output)
+    if run.is_adapter:  # merged: the export is a full model
+        run.settings.adapter = False
+        run.settings.write_to(model.config)
+    model.config.save_pretrained(output)  # labels and the `nertune` section: head, scheme, windows, context
     tokenizer.save_pretrained(output)
-    if run.recipe_file is not None:  # scheme, max_length, windows, context for predict and serve
+    if run.recipe_file is not None:  # the record of the run
         shutil.copy(run.recipe_file, output / RECIPE_FILE)
-    if head_of(model.config).has_extra_weights:
+    own = head_tensors(model)
+    if own:
         from safetensors.torch import save_file
 
         (output / HEAD_WEIGHTS_DIR).mkdir()
-        save_file(head_tensors(model), str(output / HEAD_WEIGHTS_DIR / "model.safetensors"))
+        save_file(own, str(output / HEAD_WEIGHTS_DIR / "model.safetensors"))
 
     started = time.perf_counter()
     if quantize is None:

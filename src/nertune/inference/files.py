@@ -35,8 +35,8 @@ from nertune.inference.stream import (
     part_paths,
     resume_point,
 )
-from nertune.model.rundir import load_run_recipe
-from nertune.recipe.schema import RecipeError
+from nertune.model.rundir import RunDir
+from nertune.model.settings import ModelSettings
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,9 @@ def run_prediction(
             f"unknown format: input {input_format!r} (one of {INPUT_FORMATS}), "
             f"output {output_format!r} (one of {OUTPUT_FORMATS})"
         )
-    layout = _conll_layout(Path(model_dir), token_column, comment_prefix) if input_format == "conll" else None
+    # config.json, read once; CoNLL input needs its `nertune` section (the layout) before the input is checked.
+    run = RunDir.load(model_dir) if input_format == "conll" else None
+    layout = _conll_layout(run.settings, token_column, comment_prefix) if run is not None else None
     rank, world_size, group = _process_group()
 
     def records(warn: bool = False) -> Iterator[InputRecord]:
@@ -200,7 +202,8 @@ def run_prediction(
 
     if device is None and group is not None:
         device = group.device  # this process's GPU, or the CPU
-    predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
+    run = run if run is not None else RunDir.load(model_dir)
+    predictor = NerPredictor.from_pretrained(run, device=device, batch_size=batch_size, precision=precision)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     cursor = _ConllBlocks(iter_input_lines(input_path, encoding), layout) if conll_to_conll else None
     parts = part_paths(output_path, rank, world_size) if group is not None else None
@@ -306,14 +309,9 @@ def _process_group() -> tuple[int, int, _ProcessGroup | None]:
     return group.rank, world_size, group
 
 
-def _conll_layout(model_dir: Path, token_column: int | None, comment_prefix: str | None) -> ConllLayout:
-    layout = ConllLayout()
-    try:
-        recipe = load_run_recipe(model_dir)
-        if recipe is not None:
-            layout = ConllLayout(recipe.data.token_column, recipe.data.delimiter, recipe.data.comment_prefix)
-    except RecipeError as e:
-        logger.warning("%s; reading CoNLL input with the token in the first column", e)
+def _conll_layout(settings: ModelSettings, token_column: int | None, comment_prefix: str | None) -> ConllLayout:
+    """The training data's CoNLL layout (config.json's section), `token_column`/`comment_prefix` overriding it."""
+    layout = ConllLayout(settings.token_column, settings.delimiter, settings.comment_prefix)
     if token_column is not None:
         layout.token_column = token_column
     if comment_prefix is not None:
@@ -324,10 +322,5 @@ def _conll_layout(model_dir: Path, token_column: int | None, comment_prefix: str
 def _predict_records(predictor: NerPredictor, records: Iterable[InputRecord]) -> list[dict[str, Any]]:
     """Texts and token lists of one chunk in one call (documents keep their context), in input order."""
     records = list(records)
-    split = [split_words(r.text) if r.tokens is None else None for r in records]
-    words = [r.tokens if s is None else [w for w, _, _ in s] for r, s in zip(records, split)]
-    tagged = predictor.predict_words(words, [r.document_id for r in records])
-    return [
-        predictor.tokens_result(r.tokens, t) if s is None else predictor.text_result(r.text, s, t)
-        for r, s, t in zip(records, split, tagged)
-    ]
+    inputs = [r.text if r.tokens is None else r.tokens for r in records]
+    return predictor.predict(inputs, [r.document_id for r in records])

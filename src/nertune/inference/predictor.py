@@ -5,8 +5,9 @@ lost), one label per word read at the word's FIRST sub-token (as in training), `
 `schemes.repair_tags`, then `schemes.tags_to_spans`. Entities match `transformers.pipeline(
 "token-classification", aggregation_strategy="first")` on the same words (tests/test_inference.py).
 
-`NerPredictor` is a loaded model: `predict_words` (tags and scores), `predict_tokens`, `predict_texts`,
-`predict_document`. Files are predicted by `prediction.run_prediction`.
+`NerPredictor` is a loaded model: `predict` (texts or token lists -> entities, words, tags), `predict_words`
+(tags and scores); `predict_texts`, `predict_tokens`, `predict_document` are `predict` on one kind of input.
+Files are predicted by `files.run_prediction`.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ import torch
 from nertune.data.align import encode_examples, merge_window_predictions
 from nertune.data.words import split_words
 from nertune.errors import ModelError, RequestError
-from nertune.heads import head_of
+from nertune.heads import Decoded
 from nertune.inference.backends import Backend, TorchBackend, load_backend
 from nertune.model.loading import trained_labels
 from nertune.model.rundir import RunDir
-from nertune.schemes import normalize_scheme, repair_tags, tags_to_spans
+from nertune.model.settings import head_of
+from nertune.schemes import normalize_scheme
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +64,7 @@ class NerPredictor:
             raise ModelError(f"{name}: the model has no NER labels (id2label); is it a fine-tuned model?")
         if batch_size < 1:
             raise RequestError(f"batch_size must be at least 1, got {batch_size}")
-        self.model = self.backend.head_model  # what the head decodes with: the torch model, or an export's head weights
+        self.model = self.backend.head_model  # the torch model, or an export's head weights
         self.tokenizer = tokenizer
         self.labels = labels
         self.scheme = normalize_scheme(scheme)
@@ -72,25 +74,29 @@ class NerPredictor:
         self._warned_no_documents = False
         self.batch_size = batch_size
         self.name = name
-        self.head = head_of(self.backend.config)  # config.json's nertune_head: how logits become word labels
+        # config.json's `nertune` section names the head; it decodes with the model's own head modules (the
+        # torch model, or an export's head weights), in the scheme the predictor reads tags in.
+        self.head = head_of(self.backend.config).bind(self.backend.head_model)
+        self.head.scheme = self.scheme
         self.device = self.backend.device
         self._lock = threading.Lock()
 
     @classmethod
     def from_pretrained(
-        cls, model_dir: str | Path, device: str | None = None, batch_size: int = 32, precision: str = "auto"
+        cls, model_dir: str | Path | RunDir, device: str | None = None, batch_size: int = 32, precision: str = "auto"
     ) -> NerPredictor:
-        """Load a model directory written by `nertune train` (or any HF token-classification checkpoint).
+        """Load a model directory written by `nertune train` (or any HF token-classification checkpoint), or
+        the model of a `RunDir` already read.
 
-        `max_length`, `window_overlap`, `context_size` and the tag scheme come from the run's saved recipe
-        (`recipe.yaml`, or `config.yaml` of older runs) when there is one; otherwise 128/32/0 and BIOES if the
-        labels have E-/S- prefixes, else IOB2 (`RunDir`).
+        `max_length`, `window_overlap`, `context_size` and the tag scheme come from config.json's `nertune`
+        section when there is one; otherwise 128/32/0 and BIOES if the labels have E-/S- prefixes, else IOB2
+        (`RunDir`).
         `precision="auto"` uses bf16 only where the hardware runs it natively (else fp16 on older GPUs,
         fp32 on CPUs); `"int8"` quantizes the linear layers dynamically for CPU serving.
         An ONNX export (`nertune export`, `model.onnx`) runs with ONNX Runtime on the CPU, in the precision
         it was exported with.
         """
-        run = RunDir.load(model_dir)
+        run = model_dir if isinstance(model_dir, RunDir) else RunDir.load(model_dir)
         backend = load_backend(run, device=device, precision=precision)
         tokenizer = run.load_tokenizer()
         return cls(
@@ -109,20 +115,19 @@ class NerPredictor:
     def predict_words(
         self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
     ) -> list[list[tuple[str, float]]]:
-        """One `(tag, score)` per word of every sentence.
+        """One `(tag, score)` per word of every sentence (the tags and word scores of `predict`)."""
+        return [list(zip(d.tags, d.scores)) for d in self._decode(sentences, document_ids)]
 
-        The model's head decodes the words' labels (the linear head: read at the word's first sub-token)
-        and the sequence is repaired to be valid in the scheme (an I-X after O becomes B-X: the spans stay
-        the same). The score is the model's probability of that label; repair only changes a prefix,
-        never the entity type.
-        With `document_ids` (one per sentence, in reading order) and a model trained with `context_size`,
-        every sentence is read with its neighbours of the same document, as in training.
-        """
+    def _decode(self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None) -> list[Decoded]:
+        """Every sentence as the model's head decodes it (`Head.decode_sentences`: tags valid in the scheme,
+        word scores, entities). The linear head reads each word's label at its first sub-token."""
         sentences = [list(words) for words in sentences]
         if not sentences:
             return []
         if document_ids is not None and len(document_ids) != len(sentences):
             raise RequestError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
+        if document_ids is not None and not any(document_ids):
+            document_ids = None
         with self._lock:
             features = self._encode(sentences, document_ids)
             rows = self._predict_rows(features)
@@ -135,12 +140,7 @@ class NerPredictor:
                 [len(s) for s in sentences],
             )
             with torch.inference_mode():
-                decoded = self.head.decode_words(self.model, word_outputs)
-        results = []
-        for predicted in decoded:
-            tags = repair_tags([self.labels[label_id] for label_id, _ in predicted], self.scheme)
-            results.append([(tag, score) for tag, (_, score) in zip(tags, predicted)])
-        return results
+                return self.head.decode_sentences(word_outputs, self.labels)
 
     def _encode(self, sentences: list[list[str]], document_ids: Sequence[str | None] | None) -> dict[str, list]:
         if self.context_size and not (document_ids and any(document_ids)) and not self._warned_no_documents:
@@ -173,55 +173,50 @@ class NerPredictor:
 
     # -- entities
 
-    def predict_tokens(
-        self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
+    def predict(
+        self, inputs: Sequence[str] | Sequence[Sequence[str]], documents: Sequence[str | None] | None = None
     ) -> list[dict[str, Any]]:
-        """Entities of pre-split sentences: `{"entities", "words", "tags"}` per sentence.
+        """Entities of every input: `{"entities", "words", "tags"}` per input, in order.
 
-        An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are WORD indices
-        (end exclusive), `text` its words joined by spaces and `score` the mean of its words' scores.
-        `document_ids`: see `predict_words`.
+        An input is a text (`str`, split into words by `split_words`) or a pre-split sentence (a list of
+        words); both may be mixed. An entity is `{"type", "text", "start", "end", "score"}`: for a text,
+        `start`/`end` are CHARACTER offsets (`text[start:end]` is the entity); for words, WORD indices (end
+        exclusive) and `text` the words joined by spaces. `score` is the head's (the linear and CRF heads:
+        the mean of its words' scores).
+        `documents`: one document id per input (in reading order; None for an input read alone); a model
+        trained with `context_size` reads every sentence with its neighbours of the same document.
         """
-        tagged = self.predict_words(sentences, document_ids)
-        return [self.tokens_result(words, tags) for words, tags in zip(sentences, tagged)]
+        split = [split_words(x) if isinstance(x, str) else None for x in inputs]
+        words = [[w for w, _, _ in s] if s is not None else list(x) for x, s in zip(inputs, split)]
+        decoded = self._decode(words, documents)
+        return [_result(x, w, s, d) for x, w, s, d in zip(inputs, words, split, decoded)]
 
     def predict_texts(
         self, texts: Sequence[str], document_ids: Sequence[str | None] | None = None
     ) -> list[dict[str, Any]]:
-        """Entities of raw texts: `{"entities", "words", "tags"}` per text (words from `split_words`).
+        """`predict` on texts."""
+        return self.predict(list(texts), document_ids)
 
-        An entity is `{"type", "text", "start", "end", "score"}` where `start`/`end` are CHARACTER
-        offsets (`text[start:end]` is the entity) and `score` the mean of its words' scores.
-        `document_ids`: see `predict_words`; `predict_document` reads texts as the sentences of one document.
-        """
-        split = [split_words(text) for text in texts]
-        tagged = self.predict_words([[w for w, _, _ in words] for words in split], document_ids)
-        return [self.text_result(text, words, tags) for text, words, tags in zip(texts, split, tagged)]
+    def predict_tokens(
+        self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
+    ) -> list[dict[str, Any]]:
+        """`predict` on pre-split sentences."""
+        return self.predict([list(words) for words in sentences], document_ids)
 
     def predict_document(self, sentences: Sequence[str]) -> list[dict[str, Any]]:
         """The sentences of one document, in order: entities per sentence, each read with its neighbours
         when the model was trained with `context_size` (FLERT document context)."""
-        return self.predict_texts(sentences, document_ids=["document"] * len(sentences))
+        return self.predict(list(sentences), ["document"] * len(sentences))
 
-    def tokens_result(self, words: Sequence[str], tagged: Sequence[tuple[str, float]]) -> dict[str, Any]:
-        """`{"entities", "words", "tags"}` of a pre-split sentence; entity offsets are word indices."""
-        entities = [
-            {"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score}
-            for type_, i, j, score in self._spans(tagged)
-        ]
-        return {"entities": entities, "words": list(words), "tags": [tag for tag, _ in tagged]}
 
-    def text_result(
-        self, text: str, words: Sequence[tuple[str, int, int]], tagged: Sequence[tuple[str, float]]
-    ) -> dict[str, Any]:
-        """`{"entities", "words", "tags"}` of a text split by `split_words`; entity offsets are characters."""
-        entities = []
-        for type_, i, j, score in self._spans(tagged):
-            start, end = words[i][1], words[j - 1][2]
-            entities.append({"type": type_, "text": text[start:end], "start": start, "end": end, "score": score})
-        return {"entities": entities, "words": [w for w, _, _ in words], "tags": [t for t, _ in tagged]}
-
-    def _spans(self, tagged: Sequence[tuple[str, float]]) -> list[tuple[str, int, int, float]]:
-        """(type, first word, end word, mean word score) of every entity."""
-        spans = tags_to_spans([tag for tag, _ in tagged], self.scheme)
-        return [(type_, i, j, sum(score for _, score in tagged[i:j]) / (j - i)) for type_, i, j in spans]
+def _result(given: Any, words: list[str], split: list | None, decoded: Decoded) -> dict[str, Any]:
+    """`{"entities", "words", "tags"}` of one input: character offsets for a text (`split` its words with
+    their offsets), word offsets for a pre-split sentence."""
+    entities = []
+    for type_, i, j, score in decoded.entities:
+        if split is None:
+            entities.append({"type": type_, "text": " ".join(words[i:j]), "start": i, "end": j, "score": score})
+        else:
+            start, end = split[i][1], split[j - 1][2]
+            entities.append({"type": type_, "text": given[start:end], "start": start, "end": end, "score": score})
+    return {"entities": entities, "words": words, "tags": decoded.tags}

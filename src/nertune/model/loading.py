@@ -9,12 +9,13 @@ import logging
 import re
 
 import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoConfig, AutoTokenizer
 
 from nertune.errors import ModelError, RequestError
-from nertune.heads import head_of
+from nertune.heads import Head, get_head
 from nertune.model.lora import adapter_config, load_adapter_model
 from nertune.model.references import is_adapter_dir, resolve_model_path
+from nertune.model.settings import ModelSettings, head_of
 
 __all__ = [
     "cpu_supports_bf16",
@@ -23,6 +24,7 @@ __all__ = [
     "load_model_config",
     "load_model_for_training",
     "load_tokenizer",
+    "model_class",
     "reconcile_labels",
     "resolve_model_path",
     "resolve_precision",
@@ -43,32 +45,39 @@ def load_model_config(model_path: str):
     return AutoConfig.from_pretrained(model_path)
 
 
-def load_for_inference(model_path: str):
-    """A token-classification model with its head, in eval mode, from a full model dir or a LoRA adapter dir
-    (onto a fresh base)."""
-    if is_adapter_dir(model_path):
-        return load_adapter_model(model_path)
-    head = head_of(AutoConfig.from_pretrained(model_path))
-    if head.has_extra_weights:
-        # The head's own weights are not the token-classification model's: silence the "UNEXPECTED keys" report.
-        from transformers.utils import logging as hf_logging
+def model_class(config, head: Head | None = None) -> type:
+    """The class of a token-classification model of `config` with `head` (default: the one config.json names):
+    the architecture's HF class, or the head's subclass of it (`Head.model_class`)."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING
 
-        verbosity = hf_logging.get_verbosity()
-        hf_logging.set_verbosity_error()
-        try:
-            model = AutoModelForTokenClassification.from_pretrained(model_path)
-        finally:
-            hf_logging.set_verbosity(verbosity)
-    else:
-        model = AutoModelForTokenClassification.from_pretrained(model_path)
-    head.load(model, model_path)
+    try:
+        base = MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING[type(config)]
+    except KeyError:
+        raise ModelError(
+            f"model type {config.model_type!r} has no token-classification model in transformers"
+        ) from None
+    return (head or head_of(config)).model_class(base)
+
+
+def load_for_inference(model_path: str, config=None):
+    """A token-classification model with its head, in eval mode, from a full model dir or a LoRA adapter dir
+    (onto a fresh base); `config`: the dir's `load_model_config` when already read (not read again)."""
+    config = config if config is not None else load_model_config(model_path)
+    if is_adapter_dir(model_path):
+        return load_adapter_model(model_path, config=config)
+    head = head_of(config)
+    model, info = model_class(config, head).from_pretrained(model_path, config=config, output_loading_info=True)
+    missing = sorted(k for k in info["missing_keys"] if k.split(".", 1)[0] in head.module_names)
+    if missing:
+        raise ModelError(f"{model_path}: config.json says head={head.name} but the weights lack {missing}")
     return model.eval()
 
 
-def load_tokenizer(model_path: str):
-    config = load_model_config(model_path)
+def load_tokenizer(model_path: str, config=None):
+    """The fast tokenizer of a model dir; `config`: its `load_model_config` when already read."""
+    config = config if config is not None else load_model_config(model_path)
     kwargs = {"add_prefix_space": True} if config.model_type in _PREFIX_SPACE_MODEL_TYPES else {}
-    tokenizer = AutoTokenizer.from_pretrained(model_path, **kwargs)
+    tokenizer = AutoTokenizer.from_pretrained(model_path, config=config, **kwargs)
     if not getattr(tokenizer, "is_fast", True):
         raise ModelError(f"{model_path}: a fast tokenizer is required to map sub-tokens to words")
     return tokenizer
@@ -116,23 +125,36 @@ def reconcile_labels(new_labels: list[str], model_path: str, label_mismatch: str
     )
 
 
-def load_model_for_training(model_path: str, labels: list[str], keep_head: bool):
-    """A token-classification model to train: with `keep_head`, the checkpoint's own head and labels (a
-    prefix of `labels` under label_mismatch=extend, grown by the head afterwards); else a fresh head for
-    `labels`. A LoRA adapter dir is merged into its base first (`lora.enabled=false`: train in full)."""
+def load_model_for_training(model_path: str, labels: list[str], keep_head: bool, settings: ModelSettings | None = None):
+    """A token-classification model to train, of the head and settings `settings` names (written into its
+    config.json's `nertune` section): with `keep_head`, the checkpoint's own head and labels (a prefix of
+    `labels` under label_mismatch=extend, grown by the head afterwards), its head's own weights too when it
+    has them; else a fresh head for `labels`. A LoRA adapter dir is merged into its base first
+    (`lora.enabled=false`: train in full). Default settings: the linear head's."""
+    settings = settings if settings is not None else ModelSettings()
+    head = get_head(settings.head).from_settings(settings.scheme, settings.head_settings)
     if is_adapter_dir(model_path):
         if not keep_head:
             raise ModelError(f"{model_path} is a LoRA adapter: continue it with label_mismatch=error or extend")
         merged = load_adapter_model(model_path).merge_and_unload()
         merged.requires_grad_(True)  # peft froze the base weights; merged, all of them train
+        settings.write_to(merged.config)
         return merged.train()
     if keep_head:
-        return AutoModelForTokenClassification.from_pretrained(model_path)
-    label2id = {label: i for i, label in enumerate(labels)}
-    id2label = dict(enumerate(labels))
-    return AutoModelForTokenClassification.from_pretrained(
-        model_path, num_labels=len(labels), id2label=id2label, label2id=label2id, ignore_mismatched_sizes=True
+        config = AutoConfig.from_pretrained(model_path)
+        settings.write_to(config)
+        return model_class(config, head).from_pretrained(model_path, config=config)
+    config = AutoConfig.from_pretrained(
+        model_path,
+        num_labels=len(labels),
+        id2label=dict(enumerate(labels)),
+        label2id={x: i for i, x in enumerate(labels)},
     )
+    settings.write_to(config)
+    model = model_class(config, head).from_pretrained(model_path, config=config, ignore_mismatched_sizes=True)
+    for name, module in head.own_modules(config).items():  # a fresh head: not a checkpoint's own weights either
+        setattr(model, name, module)
+    return model
 
 
 def cpu_supports_bf16() -> bool:

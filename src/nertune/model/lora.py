@@ -2,8 +2,9 @@
 
 An adapter directory holds `adapter_config.json` + `adapter_model.safetensors` (the low-rank matrices and,
 because peft puts the classifier into `modules_to_save` for TOKEN_CLS, the whole classifier head), the
-tokenizer, and `nertune_adapter.json`: the label maps and the base model reference, which peft does not
-keep (an adapter dir has no `config.json`), so nobody needs to know `num_labels` to reload it.
+tokenizer, and `nertune_adapter.json`: the label maps, the base model reference and the `nertune` section of
+settings (`model.settings`) that a full model keeps in config.json, which peft does not keep (an adapter dir
+has no `config.json`), so nobody needs to know `num_labels` to reload it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 
 from nertune.errors import ModelNotFoundError
 from nertune.model.references import RECIPE_FILE, recipe_path, resolve_model_path
+from nertune.model.settings import SECTION
 from nertune.recipe.schema import LoraSection, RecipeError
 
 logger = logging.getLogger(__name__)
@@ -94,13 +96,18 @@ def adapter_size_bytes(adapter_dir: str | Path) -> int:
     )
 
 
-def save_adapter_info(adapter_dir: str | Path, base_model: str, id2label: dict[int, str]) -> None:
-    """Write what peft leaves out: the labels and the base model as the recipe named it (portable `pkg://`)."""
+def save_adapter_info(
+    adapter_dir: str | Path, base_model: str, id2label: dict[int, str], settings: dict | None = None
+) -> None:
+    """Write what peft leaves out: the labels, the base model as the recipe named it (portable `pkg://`) and
+    the `nertune` settings section."""
     info = {
         "base_model": base_model,
         "id2label": {str(i): label for i, label in id2label.items()},
         "label2id": {label: int(i) for i, label in id2label.items()},
     }
+    if settings is not None:
+        info[SECTION] = settings
     (Path(adapter_dir) / ADAPTER_INFO).write_text(
         json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
     )
@@ -126,44 +133,52 @@ def adapter_base_reference(adapter_dir: str | Path) -> str:
     )
 
 
-def base_model_path(adapter_dir: str | Path) -> str:
-    """The base model: the recipe's reference when it resolves here, else the path peft recorded."""
+def base_model_path(adapter_dir: str | Path, info: dict | None = None) -> str:
+    """The base model: the recipe's reference when it resolves here, else the path peft recorded (`info`: the
+    adapter's nertune_adapter.json when already read)."""
     from peft import PeftConfig
 
     adapter_dir = Path(adapter_dir)
-    candidates = [
-        _read_info(adapter_dir).get("base_model"),
-        PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path,
-    ]
-    for candidate in filter(None, candidates):
+    recorded = (info if info is not None else _read_info(adapter_dir)).get("base_model")
+    tried = []
+    for candidate in (recorded, None):  # None: peft's record, read only when the recipe's reference fails
+        candidate = candidate or PeftConfig.from_pretrained(adapter_dir).base_model_name_or_path
+        tried.append(candidate)
         try:
             return resolve_model_path(candidate)
         except FileNotFoundError:
             continue
-    raise ModelNotFoundError(f"{adapter_dir}: base model not found (tried {candidates})")
+    raise ModelNotFoundError(f"{adapter_dir}: base model not found (tried {tried})")
 
 
 def adapter_config(adapter_dir: str | Path) -> PretrainedConfig:
-    """The base model's config with the adapter's label maps: what `config.json` would be for a full model."""
+    """The base model's config with the adapter's label maps and settings section: what `config.json` would be
+    for a full model."""
     info = _read_info(Path(adapter_dir))
     id2label = {int(i): label for i, label in info["id2label"].items()}
-    return AutoConfig.from_pretrained(base_model_path(adapter_dir), id2label=id2label, label2id=info["label2id"])
+    base = base_model_path(adapter_dir, info)
+    config = AutoConfig.from_pretrained(base, id2label=id2label, label2id=info["label2id"])
+    if SECTION in info:
+        setattr(config, SECTION, info[SECTION])
+    return config
 
 
-def load_adapter_model(adapter_dir: str | Path, trainable: bool = False):
+def load_adapter_model(adapter_dir: str | Path, trainable: bool = False, config: PretrainedConfig | None = None):
     """A fresh base model with the adapter (and its trained head) on top: in eval mode, or with `trainable`
-    the adapter's matrices and head trainable (continuing a LoRA run), the base frozen."""
+    the adapter's matrices and head trainable (continuing a LoRA run), the base frozen. `config`: the
+    adapter's `adapter_config` when already read."""
     from peft import PeftModel
     from transformers.utils import logging as hf_logging
 
-    config = adapter_config(adapter_dir)
+    config = config if config is not None else adapter_config(adapter_dir)
     # The base checkpoint has no head for these labels; the adapter brings it. Silence the "newly initialized
     # weights" warning, which is about the placeholder head that the adapter replaces.
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
+        # `config.name_or_path`: the base model dir `adapter_config` loaded it from.
         base = AutoModelForTokenClassification.from_pretrained(
-            base_model_path(adapter_dir), config=config, ignore_mismatched_sizes=True
+            config.name_or_path, config=config, ignore_mismatched_sizes=True
         )
     finally:
         hf_logging.set_verbosity(verbosity)
@@ -176,6 +191,9 @@ def merge_adapter(adapter_dir: str | Path, output_dir: str | Path) -> Path:
     """Fold the adapter into the base weights: a plain model dir (config.json with labels, tokenizer, recipe)."""
     adapter_dir, output_dir = Path(adapter_dir), Path(output_dir)
     merged = load_adapter_model(adapter_dir).merge_and_unload()
+    section = getattr(merged.config, SECTION, None)
+    if section is not None:  # a full model now, of the same settings
+        setattr(merged.config, SECTION, {**section, "adapter": False})
     merged.save_pretrained(output_dir)
     # The adapter dir's tokenizer was saved from the training tokenizer: its settings come along.
     AutoTokenizer.from_pretrained(str(adapter_dir)).save_pretrained(output_dir)

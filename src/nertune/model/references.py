@@ -15,7 +15,6 @@ from nertune.assets import is_package_path, resolve_path
 from nertune.errors import ModelNotFoundError, RequestError
 
 RECIPE_FILE = "recipe.yaml"  # the resolved recipe of a run, beside HF's config.json
-LEGACY_RECIPE_FILE = "config.yaml"  # its name in run dirs written by older nertune versions
 # A Hub model id: `name` or `owner/name`.
 HUB_MODEL_ID = re.compile(r"^(?:[A-Za-z0-9][\w.-]{0,95}/)?[A-Za-z0-9][\w.-]{0,95}$")
 
@@ -46,12 +45,9 @@ def is_adapter_dir(path: str | Path) -> bool:
 
 
 def recipe_path(run_dir: str | Path) -> Path | None:
-    """The run's saved recipe: `recipe.yaml`, else an older run's `config.yaml`; None when there is neither."""
-    for name in (RECIPE_FILE, LEGACY_RECIPE_FILE):
-        path = Path(run_dir) / name
-        if path.is_file():
-            return path
-    return None
+    """The run's saved recipe (`recipe.yaml`, the record of the run), None when it has none."""
+    path = Path(run_dir) / RECIPE_FILE
+    return path if path.is_file() else None
 
 
 def _env_true(name: str) -> bool:

@@ -4,7 +4,7 @@ Requests enter a bounded queue (counted in sentences, so memory stays bounded wh
 one worker (a thread of its own, or the caller's thread with `run`) takes whatever is queued, up to
 `max_batch_sentences`, waiting at most `max_wait_ms` for more to arrive (less once the clients answered
 last are back), and calls
-`NerPredictor.predict_words` once for all of it. Every request gets only its own results, in order.
+`NerPredictor.predict` once for all of it. Every request gets only its own results, in order.
 Sentences of a `document` request share a document id of their own, so sentences of different requests
 never become each other's context.
 
@@ -24,7 +24,6 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from nertune.data.words import split_words
 from nertune.errors import RequestError
 from nertune.inference.predictor import NerPredictor
 
@@ -47,7 +46,7 @@ class _Job:
 
 
 class DynamicBatcher:
-    """Gathers `submit`ted texts of concurrent requests into one `predict_words` call per batch.
+    """Gathers `submit`ted texts of concurrent requests into one `predict` call per batch.
 
     `on_batch(sentences)` is called after every model call (metrics); `on_queue(sentences)` whenever
     the number of queued sentences changes.
@@ -138,7 +137,7 @@ class DynamicBatcher:
         return future
 
     def submit(self, texts: Sequence[str], document: bool = False) -> Future:
-        """A future of one `{"entities", "words", "tags"}` per text (see `NerPredictor.text_result`).
+        """A future of one `{"entities", "words", "tags"}` per text (see `NerPredictor.predict`).
 
         `document=True`: the texts are the sentences of one document, read with their neighbours when the
         model was trained with `context_size`. Raises `QueueFullError` when the queue has no room for them
@@ -246,12 +245,8 @@ class DynamicBatcher:
     def _predict(self, batch: list[_Job]) -> list[list[dict[str, Any]]]:
         texts = [text for job in batch for text in job.texts]
         document_ids = [job.document_id for job in batch for _ in job.texts]
-        split = [split_words(text) for text in texts]
-        tagged = self.predictor.predict_words(
-            [[w for w, _, _ in words] for words in split], document_ids if any(document_ids) else None
-        )
+        results = self.predictor.predict(texts, document_ids if any(document_ids) else None)
         self._on_batch(len(texts))
-        results = [self.predictor.text_result(text, words, tags) for text, words, tags in zip(texts, split, tagged)]
         per_job, first = [], 0
         for job in batch:
             per_job.append(results[first : first + len(job.texts)])

@@ -12,10 +12,10 @@ import torch
 from transformers import DataCollatorForTokenClassification, TrainingArguments
 
 from nertune.evaluation.metrics import entity_metrics
-from nertune.evaluation.run import predict_split
-from nertune.heads import head_of
 from nertune.model.loading import load_for_inference
+from nertune.model.settings import head_of
 from nertune.schemes import parse_tag
+from nertune.training.predict import predict_split
 from nertune.training.trainer import NerTrainer
 
 # `data` below is `train.PreparedData` (train.py imports this module, so it is not imported back).

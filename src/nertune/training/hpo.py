@@ -19,7 +19,8 @@ import yaml
 from nertune.errors import MissingDependencyError
 from nertune.recipe.hpo_space import hpo_field
 from nertune.recipe.schema import HPO_SPACE, HpoSection, Recipe, RecipeError, recipe_to_dict
-from nertune.training.run import build_model, build_trainer, setup_run
+from nertune.training.model_setup import build_model
+from nertune.training.run import build_trainer, setup_run
 
 logger = logging.getLogger(__name__)
 

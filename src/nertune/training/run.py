@@ -17,15 +17,13 @@ from transformers.trainer_utils import get_last_checkpoint
 from nertune.data import DataError, detect_language, load_splits
 from nertune.data.align import encode_split
 from nertune.distributed import batch_layout, check_world_size
-from nertune.errors import ModelError
 from nertune.evaluation.report import plot_learning_curves
-from nertune.evaluation.run import make_compute_metrics, predict_split, score_split, write_conll_predictions, write_json
+from nertune.evaluation.run import score_split, write_conll_predictions, write_json
 from nertune.heads import head_for_recipe
 from nertune.hub.push import check_hub_access, push_run, write_model_card
 from nertune.model.loading import (
     is_adapter_dir,
     load_model_config,
-    load_model_for_training,
     load_tokenizer,
     reconcile_labels,
     resolve_model_path,
@@ -35,8 +33,6 @@ from nertune.model.loading import (
 from nertune.model.lora import (
     adapter_base_reference,
     adapter_size_bytes,
-    apply_lora,
-    load_adapter_model,
     merge_adapter,
     save_adapter_info,
     trainable_parameters,
@@ -45,6 +41,8 @@ from nertune.model.references import RECIPE_FILE
 from nertune.recipe.schema import Recipe, RecipeError, save_recipe
 from nertune.schemes import build_label_list
 from nertune.training.continuation import continued_run_metrics, evaluate_starting_model
+from nertune.training.model_setup import build_model, model_settings
+from nertune.training.predict import make_compute_metrics, predict_split
 from nertune.training.trainer import NerTrainer
 
 logger = logging.getLogger(__name__)
@@ -208,34 +206,6 @@ def prepare_data(recipe: Recipe, model_path: str) -> PreparedData:
     )
 
 
-def build_model(recipe: Recipe, model_path: str, data: PreparedData):
-    """A fresh model for the recipe: the pretrained encoder with its head, LoRA-wrapped when lora.enabled.
-
-    From a fine-tuned model: its head continues (grown by the head when label_mismatch=extend adds labels).
-    From a LoRA adapter dir: with lora.enabled the same adapter trains further; without, it is merged into
-    its base and the whole model trains.
-    """
-    head = head_for_recipe(recipe, data.scheme)
-    extending = data.keep_head and len(data.labels) > len(data.start_labels or [])
-    if is_adapter_dir(model_path) and recipe.lora.enabled:
-        if extending:
-            raise ModelError(
-                f"{model_path} is a LoRA adapter: extending its labels needs lora.enabled=false "
-                "(merge it, then train in full)"
-            )
-        model = load_adapter_model(model_path, trainable=True)
-        head.attach(model.get_base_model(), model_path)
-        return model
-    model = load_model_for_training(model_path, data.labels, data.keep_head)
-    # Continuing a fine-tuned model whose head is kept continues the head's own saved scores too.
-    head.attach(model, model_path if data.keep_head else None)
-    if extending:
-        head.extend_labels(model, data.start_labels, data.labels)
-    if recipe.lora.enabled:
-        model = apply_lora(model, recipe.lora)
-    return model
-
-
 def build_trainer(
     recipe: Recipe, args: TrainingArguments, data: PreparedData, model=None, model_init=None
 ) -> NerTrainer:
@@ -359,7 +329,8 @@ def run_training(recipe: Recipe) -> dict:
         trainer.state.save_to_json(str(output_dir / "trainer_state.json"))  # loss and F1 curves next to the model
         if recipe.lora.enabled:
             base = adapter_base_reference(model_path) if is_adapter_dir(model_path) else recipe.model_name_or_path
-            save_adapter_info(output_dir, base, id2label)
+            section = model_settings(recipe, model_path, data).to_dict()
+            save_adapter_info(output_dir, base, id2label, section)
         plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
 
     metrics: dict = {

@@ -10,8 +10,9 @@ from transformers import Trainer
 from nertune.data.align import IGNORE_INDEX
 from nertune.distributed import LengthGroupedEpochSampler, TokenBudgetBatchSampler
 from nertune.errors import ModelError
-from nertune.heads import Head, head_of
+from nertune.heads import Head
 from nertune.model.packing import cheapest_row_tokens, pack_group, pack_rows, position_offset
+from nertune.model.settings import head_of
 
 
 class PackingCollator:
@@ -89,6 +90,8 @@ class NerTrainer(Trainer):
         self.max_tokens_per_batch = max_tokens_per_batch
         self.packing_row_tokens = packing_row_tokens
         self.head = head if head is not None else head_of(self.model)
+        if self.model is not None:  # under model_init the model comes later: `compute_loss` binds it
+            self.head.bind(self.model)
         if self.preprocess_logits_for_metrics is None:
             self.preprocess_logits_for_metrics = self.head.preprocess_logits_for_metrics
 
@@ -144,7 +147,7 @@ class NerTrainer(Trainer):
 
     def create_optimizer(self, model=None):
         optimizer = super().create_optimizer(model)
-        groups = self.head.param_groups(self.model if model is None else model)
+        groups = self.head.bind(self.model if model is None else model).param_groups()
         if groups and not any(group.get("nertune_head") for group in optimizer.param_groups):
             own = {id(p) for group in groups for p in group["params"]}
             for group in optimizer.param_groups:
@@ -156,7 +159,7 @@ class NerTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         outputs = model(**inputs)
-        token_loss = self.head.loss(model, outputs["logits"], labels)  # summed over the labelled sub-tokens
+        token_loss = self.head.bind(model).loss(outputs["logits"], labels)  # summed over the labelled sub-tokens
         if model.training and num_items_in_batch is not None:
             # num_items_in_batch counts the labelled tokens of the optimizer step: on every process when
             # average_tokens_across_devices, and DDP then averages the processes' gradients, hence the factor.
