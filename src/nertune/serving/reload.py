@@ -84,7 +84,7 @@ class ServingModel:
     path: str
     generation: int
     loaded_at: float  # Unix time
-    load_seconds: float
+    load_seconds: float | None  # None: the model the server started with (loaded before the app existed)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -92,7 +92,7 @@ class ServingModel:
             "model_path": self.path,
             "generation": self.generation,
             "loaded_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.loaded_at)),
-            "load_seconds": round(self.load_seconds, 3),
+            "load_seconds": None if self.load_seconds is None else round(self.load_seconds, 3),
         }
 
 
@@ -109,7 +109,6 @@ class ModelReloader:
         reference: str | Path | None,
         load: Callable[[str], NerPredictor],
         on_result: Callable[[str, ServingModel], None] = lambda result, current: None,
-        load_seconds: float = 0.0,
     ) -> None:
         self.batcher = batcher
         self.reference = os.fspath(reference) if reference is not None else None
@@ -117,7 +116,7 @@ class ModelReloader:
         self._on_result = on_result
         self._lock = threading.Lock()  # one reload at a time
         path = resolve_model(reference) if reference is not None else batcher.predictor.name
-        self.current = ServingModel(batcher.predictor.name, path, 1, time.time(), load_seconds)
+        self.current = ServingModel(batcher.predictor.name, path, 1, time.time(), None)
 
     @property
     def predictor(self) -> NerPredictor:
@@ -149,14 +148,14 @@ class ModelReloader:
                 path = resolve_model(reference)
                 started = time.monotonic()
                 predictor = self._load(path)
-                predictor.predict_words([["reload", "check"]])  # a model that loads but cannot predict stays out
+                predictor.predict(["reload check"])  # a model that loads but cannot predict stays out
                 load_seconds = time.monotonic() - started
                 replaced = self.batcher.swap_predictor(predictor).result()
             except Exception as e:  # noqa: BLE001 - any failure to load keeps the old model serving
                 reason = " ".join(str(e).split()) or type(e).__name__
                 if not isinstance(e, NertuneError | BatcherClosedError):
                     reason = f"{type(e).__name__}: {reason}"
-                what = f"{reference} ({path})" if path not in (None, reference) else reference
+                what = f"{reference} ({path})" if path not in (None, reference) else reference or "the model"
                 message = f"reload of {what} failed: {reason}; still serving {old.path} (generation {old.generation})"
                 logger.error("%s", message)
                 predictor = None  # the traceback the error keeps must not keep a half-loaded model alive
