@@ -192,7 +192,8 @@ PRECISION_HELP = "weights and compute: auto (bf16/fp16 where the GPU has it, els
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         'Serve a trained model over HTTP: POST /predict {"text": ...} or {"texts": [...]}, GET /health, GET /info, '
-        "GET /metrics (Prometheus). Concurrent requests are batched into one model call."
+        "GET /metrics (Prometheus). Concurrent requests are batched into one model call. SIGHUP or "
+        "POST /admin/reload loads the model again (a 'current' symlink resolved anew) without dropping a request."
     )
     parser.add_argument("model_dir", help=MODEL_HELP)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
@@ -237,6 +238,12 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "endpoint but /health then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
     )
     parser.add_argument(
+        "--admin-key-file",
+        default=None,
+        help="file holding the key of POST /admin/reload (default: the API key; neither: the endpoint answers "
+        "403). SIGHUP reloads MODEL_DIR, resolved again, either way",
+    )
+    parser.add_argument(
         "--access-log",
         action="store_true",
         help="log a line per request (off by default: it costs the event loop time, and /metrics already "
@@ -266,6 +273,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue_sentences=args.max_queue_sentences,
         api_key_file=args.api_key_file,
         access_log=args.access_log,
+        admin_key_file=args.admin_key_file,
     )
     return 0
 
