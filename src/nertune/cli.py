@@ -1,6 +1,6 @@
 """`nertune train RECIPE.yaml [key=value ...]`, `nertune evaluate MODEL_DIR [key=value ...]`,
 `nertune predict MODEL_DIR --input FILE --output FILE`, `nertune serve MODEL_DIR [--port N]`,
-`nertune hpo RECIPE.yaml [key=value ...]`."""
+`nertune hpo RECIPE.yaml [key=value ...]`, `nertune select MODEL_DIR --pool FILE --count N --output FILE`."""
 
 from __future__ import annotations
 
@@ -104,6 +104,13 @@ def predict_main(argv: list[str]) -> int:
         help="continue an interrupted --output: keep its complete records (a partly written last "
         "one is cut off) and predict the rest of the input (default: overwrite --output)",
     )
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="TYPE=SCORE",
+        help="drop entities of TYPE scored below SCORE (0-1; repeatable, e.g. --threshold PER=0.6)",
+    )
     args = parser.parse_args(argv)
     from nertune.inference.files import run_prediction
 
@@ -121,6 +128,7 @@ def predict_main(argv: list[str]) -> int:
         comment_prefix=args.comment_prefix,
         encoding=args.encoding,
         resume=args.resume,
+        thresholds=args.threshold,
     )
     return 0
 
@@ -173,6 +181,13 @@ def serve_main(argv: list[str]) -> int:
         help="log a line per request (off by default: it costs the event loop time, and /metrics already "
         "counts requests by endpoint, status and latency)",
     )
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="TYPE=SCORE",
+        help="drop entities of TYPE scored below SCORE (0-1; repeatable, e.g. --threshold PER=0.6)",
+    )
     args = parser.parse_args(argv)
     try:
         from nertune.serving.app import run_server
@@ -195,6 +210,7 @@ def serve_main(argv: list[str]) -> int:
         max_queue_sentences=args.max_queue_sentences,
         api_key_file=args.api_key_file,
         access_log=args.access_log,
+        thresholds=args.threshold,
     )
     return 0
 
@@ -262,6 +278,71 @@ def export_main(argv: list[str]) -> int:
     return 0
 
 
+def select_main(argv: list[str]) -> int:
+    from nertune.inference.select import MEASURES, STRATEGIES
+
+    parser = argparse.ArgumentParser(
+        prog="nertune select",
+        description="Choose what to annotate next: score every record of an unlabelled pool (text, JSONL or "
+        "CoNLL, as for predict) with the model and write the --count most informative as JSONL, with the "
+        "model's entities as pre-annotations and a score.",
+        epilog="Every record's score is kept in <output stem>.scored.jsonl beside --output; --resume continues "
+        "an interrupted scoring.",
+    )
+    parser.add_argument("model_dir", help=MODEL_HELP)
+    parser.add_argument("--pool", required=True, help="the unlabelled records to choose from")
+    parser.add_argument("--count", type=int, required=True, help="how many records to select")
+    parser.add_argument("--output", required=True, help="where to write the selected records (JSONL)")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="uncertainty",
+        help="uncertainty: the least sure sentences; random: a seeded draw (the control); diverse: uncertainty "
+        "without near-duplicates (default: uncertainty)",
+    )
+    parser.add_argument(
+        "--measure",
+        choices=MEASURES,
+        default="least-confidence",
+        help="the per-word uncertainty, averaged per sentence",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the random strategy's seed")
+    parser.add_argument(
+        "--max-similarity",
+        type=float,
+        default=0.7,
+        help="diverse: skip a record whose character 3-gram Jaccard similarity with a selected one is this or more",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "jsonl", "conll"), default=None, help="pool format (default: guessed)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--documents", action="store_true", help="text pool: blank lines separate documents")
+    parser.add_argument("--encoding", default="utf-8", help="text and CoNLL pools: the file's encoding")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted scoring of the pool")
+    args = parser.parse_args(argv)
+    from nertune.inference.select import select_examples
+
+    select_examples(
+        args.model_dir,
+        args.pool,
+        args.output,
+        args.count,
+        strategy=args.strategy,
+        measure=args.measure,
+        seed=args.seed,
+        max_similarity=args.max_similarity,
+        resume=args.resume,
+        input_format=args.format,
+        batch_size=args.batch_size,
+        device=args.device,
+        documents=args.documents,
+        encoding=args.encoding,
+    )
+    return 0
+
+
 COMMANDS = {
     "train": train_main,
     "evaluate": evaluate_main,
@@ -270,6 +351,7 @@ COMMANDS = {
     "push": push_main,
     "hpo": hpo_main,
     "export": export_main,
+    "select": select_main,
 }
 
 

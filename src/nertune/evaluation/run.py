@@ -126,8 +126,9 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     confidence interval) and `bootstrap_seed=<seed>` (0).
 
     Writes `metrics.json` (scores of the recipe's mode at the top level, `default`/`strict` per type,
-    `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll` and, with
-    matplotlib, `confusion_matrix.png` and `learning_curves.png` (from the run's `trainer_state.json`).
+    `f1_ci95`, `ece` and `reliability_png`: see `calibration`), `report.txt`, `errors.json`
+    (`report.error_analysis`), `predictions.conll` and, with matplotlib, `confusion_matrix.png`,
+    `reliability.png` and `learning_curves.png` (from the run's `trainer_state.json`).
     """
     from transformers import DataCollatorForTokenClassification, TrainingArguments
 
@@ -204,6 +205,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
             }
         )
     analysis = reports.error_analysis(gold, predicted, scheme, words=dataset["tokens"])
+    scores.update(_calibration_outputs(run.path, dataset, gold, recipe, out_dir, name))
     scores.update(
         {
             "split": split,
@@ -239,6 +241,19 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
     print(report)
     print(f"{name}: entity F1 {scores['f1']:.4f} on {len(gold)} sentences -> {out_dir}")
     return scores
+
+
+def _calibration_outputs(model_dir: Path, dataset, gold: list[list[str]], recipe, out_dir: Path, name: str) -> dict:
+    """`ece` of the scores the model reports (word level, see `calibration`) and the reliability diagram's path."""
+    from nertune.evaluation import calibration
+    from nertune.inference.predictor import NerPredictor
+
+    predictor = NerPredictor.from_pretrained(model_dir, batch_size=recipe.per_device_eval_batch_size)
+    documents = dataset["document_id"] if "document_id" in dataset.column_names else None
+    found = calibration.calibration_report(predictor, dataset["tokens"], gold, documents)
+    title = f"{name}: reliability (ECE {found['ece']:.3f})"
+    png = calibration.plot_reliability(found["bins"], out_dir / "reliability.png", title=title)
+    return {"ece": found["ece"], **({"reliability_png": str(png)} if png is not None else {})}
 
 
 def _int_option(extra: dict[str, str], key: str, default: int) -> int:

@@ -61,6 +61,8 @@ class Head:
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = normalize_scheme(scheme)
+        # Calibration (config.json `nertune_calibration`): divides the logits behind scores, never decisions.
+        self.temperature: float | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scheme={self.scheme!r})"
@@ -149,6 +151,12 @@ class Head:
     def decode_words(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Every sentence's per-word outputs (one per word, windows merged) -> one (label id, score) per word."""
         raise NotImplementedError
+
+    def word_posteriors(self, model: torch.nn.Module, word_logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Every sentence's (words, labels) logits, one vector per word (`NerPredictor.word_logits`) ->
+        its (words, labels) posteriors at the head's temperature; each row sums to 1."""
+        temperature = self.temperature or 1.0
+        return [(torch.as_tensor(x).float() / temperature).softmax(dim=-1) for x in word_logits]
 
     def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         """One label id per word from per-word outputs of `eval_row_outputs` (evaluation needs no scores)."""

@@ -308,12 +308,24 @@ with the CRF.
             if not path:
                 results.append([])
                 continue
+            if self.temperature is not None:  # a calibrated model: the CRF marginal of the label is its score
+                (probabilities,) = self.word_posteriors(model, [torch.stack([torch.as_tensor(v) for v in vectors])])
+                results.append([(label_id, float(probabilities[i, label_id])) for i, label_id in enumerate(path)])
+                continue
             probabilities = torch.stack([torch.as_tensor(v) for v in vectors]).float().softmax(dim=-1)
             results.append([(label_id, float(probabilities[i, label_id])) for i, label_id in enumerate(path)])
         return results
 
     def decode_word_label_ids(self, model: torch.nn.Module, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         return viterbi_words(model_crf(model), word_outputs)
+
+    def word_posteriors(self, model: torch.nn.Module, word_logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """CRF marginals (forward-backward over the transitions and the word emissions), at the temperature."""
+        crf = model_crf(model)
+        scores = (crf.start_transitions.detach(), crf.transitions.detach(), crf.end_transitions.detach())
+        start, transitions, end = (x.cpu() for x in scores)
+        temperature = self.temperature or 1.0
+        return [crf_marginals(torch.as_tensor(x).cpu(), start, transitions, end, temperature) for x in word_logits]
 
 
 def model_crf(model: torch.nn.Module) -> LinearChainCRF:
@@ -337,3 +349,23 @@ def saved_crf_state(model_path: str) -> dict[str, torch.Tensor] | None:
             with safe_open(str(file), framework="pt") as f:
                 state.update({k[len("crf.") :]: f.get_tensor(k) for k in f.keys() if k.startswith("crf.")})
     return state or None
+
+
+def crf_marginals(
+    emissions: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor, end: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Per-position posterior P(tag_t = j | sentence) of a linear-chain CRF by forward-backward: `emissions`
+    (T, L), `start`/`end` (L,), `transitions` (L, L) from tag i to tag j, every score divided by
+    `temperature` (calibration). Returns (T, L); every row sums to 1. An empty sentence gives (0, L)."""
+    emissions, start, transitions, end = (x.float() / temperature for x in (emissions, start, transitions, end))
+    length = emissions.shape[0]
+    if length == 0:
+        return emissions.new_zeros((0, emissions.shape[-1]))
+    alpha = [start + emissions[0]]
+    for t in range(1, length):
+        alpha.append(torch.logsumexp(alpha[-1][:, None] + transitions, dim=0) + emissions[t])
+    beta = [end]
+    for t in range(length - 1, 0, -1):
+        beta.append(torch.logsumexp(transitions + (emissions[t] + beta[-1])[None, :], dim=1))
+    log_marginals = torch.stack(alpha) + torch.stack(beta[::-1])
+    return (log_marginals - torch.logsumexp(log_marginals, dim=1, keepdim=True)).exp()

@@ -73,6 +73,7 @@ class NerPredictor:
         self.batch_size = batch_size
         self.name = name
         self.head = head_of(self.backend.config)  # config.json's nertune_head: how logits become word labels
+        self.head.temperature = (getattr(self.backend.config, "nertune_calibration", None) or {}).get("temperature")
         self.device = self.backend.device
         self._lock = threading.Lock()
 
@@ -142,6 +143,21 @@ class NerPredictor:
             results.append([(tag, score) for tag, (_, score) in zip(tags, predicted)])
         return results
 
+    def word_logits(
+        self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
+    ) -> list[torch.Tensor]:
+        """Every sentence's float32 (words, labels) logits, read at each word's first sub-token, windows merged
+        (what `Head.word_posteriors` takes)."""
+        sentences = [list(words) for words in sentences]
+        if not sentences:
+            return []
+        with self._lock:
+            features = self._encode(sentences, document_ids)
+            rows = self._predict_rows(features, lambda logits: list(logits.cpu()))
+        keys = ("word_index", "example_index", "word_start", "word_end")
+        merged = merge_window_predictions(*(features[key] for key in keys), rows, [len(s) for s in sentences])
+        return [torch.stack(words) if words else torch.zeros((0, len(self.labels))) for words in merged]
+
     def _encode(self, sentences: list[list[str]], document_ids: Sequence[str | None] | None) -> dict[str, list]:
         if self.context_size and not (document_ids and any(document_ids)) and not self._warned_no_documents:
             self._warned_no_documents = True
@@ -160,13 +176,14 @@ class NerPredictor:
             context_size=self.context_size,
         )
 
-    def _predict_rows(self, features: dict[str, list]) -> list[list]:
-        """The head's output (`Head.row_outputs`) at every sub-token of every window."""
+    def _predict_rows(self, features: dict[str, list], row_outputs=None) -> list[list]:
+        """The head's output (`Head.row_outputs`, or `row_outputs`) at every sub-token of every window."""
+        row_outputs = row_outputs or self.head.row_outputs
         lengths = [len(row) for row in features["input_ids"]]
         predictions: list = [None] * len(lengths)
         batches = self.backend.batches(features, self.tokenizer.pad_token_id, self.batch_size, self.max_length)
         for placements, batch in batches:
-            outputs = self.head.row_outputs(self.backend.logits(batch))
+            outputs = row_outputs(self.backend.logits(batch))
             for window, row, offset in placements:
                 predictions[window] = outputs[row][offset : offset + lengths[window]]
         return predictions

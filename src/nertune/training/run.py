@@ -18,6 +18,7 @@ from nertune.data import DataError, detect_language, load_splits
 from nertune.data.align import encode_split
 from nertune.distributed import batch_layout, check_world_size
 from nertune.errors import ModelError
+from nertune.evaluation.calibration import calibrate_trained_model
 from nertune.evaluation.report import plot_learning_curves
 from nertune.evaluation.run import make_compute_metrics, predict_split, score_split, write_conll_predictions, write_json
 from nertune.heads import head_for_recipe
@@ -360,6 +361,7 @@ def run_training(recipe: Recipe) -> dict:
             base = adapter_base_reference(model_path) if is_adapter_dir(model_path) else recipe.model_name_or_path
             save_adapter_info(output_dir, base, id2label)
         plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
+    calibration = _calibrate(recipe, trainer.model, data, output_dir) if is_main and not recipe.lora.enabled else None
 
     metrics: dict = {
         "source_scheme": source_scheme,
@@ -379,6 +381,8 @@ def run_training(recipe: Recipe) -> dict:
         "n_train_sentences": len(splits["train"]),
         "language": detect_language(splits["train"]["tokens"]),  # the model card's `language:` (None: not told)
     }
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
     if recipe.lora.enabled and is_main:
@@ -419,3 +423,15 @@ def run_training(recipe: Recipe) -> dict:
             f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}"
         )
     return metrics
+
+
+def _calibrate(recipe: Recipe, model, data: PreparedData, output_dir: Path) -> dict:
+    """The temperature of the trained model's scores, fitted on the validation split, into config.json."""
+    validation = data.splits["validation"]
+    documents = validation["document_id"] if "document_id" in validation.column_names else None
+    encoding = dict(max_length=recipe.max_length, window_overlap=recipe.window_overlap)
+    encoding.update(scheme=data.scheme, context_size=recipe.context_size, batch_size=recipe.per_device_eval_batch_size)
+    tokens = validation["tokens"]
+    return calibrate_trained_model(
+        model, data.tokenizer, output_dir, tokens, data.gold["validation"], documents, **encoding
+    )

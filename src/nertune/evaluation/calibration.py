@@ -1,0 +1,201 @@
+"""Confidence that means something: temperature scaling fitted on the validation split, expected calibration
+error (ECE) and the reliability diagram.
+
+Calibration is measured on words: a word's confidence is its highest posterior (`Head.word_posteriors`:
+softmax for the linear head, CRF marginals for the CRF head), correct when that label is the gold one.
+One temperature T divides every logit (for the CRF also its start, end and transition scores) before the
+posteriors; it is fitted by minimising the words' negative log-likelihood, so argmax decisions never change,
+only the scores. Entity scores are the mean of their words' scores, so they move with them.
+
+A trained model dir keeps the result in config.json as `nertune_calibration = {"temperature", "ece_before",
+"ece_after"}`; `NerPredictor` applies the temperature to the scores it reports.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+
+from nertune.evaluation.report import _pyplot
+from nertune.heads import Head
+from nertune.inference.predictor import NerPredictor
+
+logger = logging.getLogger(__name__)
+
+N_BINS = 15
+TEMPERATURE_RANGE = (0.05, 20.0)  # searched on a log scale
+CALIBRATION_KEY = "nertune_calibration"  # the config.json attribute
+
+
+def reliability_bins(confidences: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> list[dict[str, float]]:
+    """Equal-width confidence bins over (0, 1]: `{"low", "high", "count", "confidence", "accuracy"}` each
+    (mean confidence and accuracy of its words; 0 for an empty bin)."""
+    confidences, correct = np.asarray(confidences, dtype=float), np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    index = np.clip(np.digitize(confidences, edges[1:-1], right=True), 0, n_bins - 1)
+    bins = []
+    for b in range(n_bins):
+        members = index == b
+        count = int(members.sum())
+        bins.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[b + 1]),
+                "count": count,
+                "confidence": float(confidences[members].mean()) if count else 0.0,
+                "accuracy": float(correct[members].mean()) if count else 0.0,
+            }
+        )
+    return bins
+
+
+def expected_calibration_error(confidences: np.ndarray, correct: np.ndarray, n_bins: int = N_BINS) -> float:
+    """ECE: the count-weighted mean |accuracy - confidence| over equal-width bins (0 for no words)."""
+    bins = reliability_bins(confidences, correct, n_bins)
+    total = sum(b["count"] for b in bins)
+    if total == 0:
+        return 0.0
+    return float(sum(b["count"] * abs(b["accuracy"] - b["confidence"]) for b in bins) / total)
+
+
+def word_posteriors_with_gold(
+    head: Head, model: torch.nn.Module, word_logits: Sequence[torch.Tensor], gold_ids: Sequence[Sequence[int]]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(posteriors (N, L), gold ids (N,)) of every word with a known gold label (gold id >= 0), all sentences."""
+    posteriors = head.word_posteriors(model, word_logits)
+    rows, golds = [], []
+    for sentence, ids in zip(posteriors, gold_ids):
+        ids = torch.as_tensor(list(ids), dtype=torch.long)
+        known = ids >= 0
+        rows.append(sentence[known])
+        golds.append(ids[known])
+    n_labels = posteriors[0].shape[-1] if posteriors else 0
+    return (torch.cat(rows) if rows else torch.zeros((0, n_labels))), (
+        torch.cat(golds) if golds else torch.zeros(0, dtype=torch.long)
+    )
+
+
+def confidence_and_correct(posteriors: torch.Tensor, gold: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    confidence, predicted = posteriors.max(dim=-1)
+    return confidence.numpy(), (predicted == gold).numpy()
+
+
+def fit_temperature(
+    head: Head, model: torch.nn.Module, word_logits: Sequence[torch.Tensor], gold_ids: Sequence[Sequence[int]]
+) -> float:
+    """The temperature minimising the words' negative log-likelihood of their gold labels (1.0 for no words).
+    `head.temperature` is left as it was."""
+    before = head.temperature
+
+    def nll(log_temperature: float) -> float:
+        head.temperature = float(np.exp(log_temperature))
+        posteriors, gold = word_posteriors_with_gold(head, model, word_logits, gold_ids)
+        picked = posteriors.gather(1, gold[:, None]).squeeze(1)
+        return float(-picked.clamp(min=1e-12).log().mean())
+
+    try:
+        if sum(int((torch.as_tensor(list(ids)) >= 0).sum()) for ids in gold_ids) == 0:
+            return 1.0
+        low, high = np.log(TEMPERATURE_RANGE[0]), np.log(TEMPERATURE_RANGE[1])
+        found = minimize_scalar(nll, bounds=(low, high), method="bounded", options={"xatol": 1e-3})
+        return float(np.exp(found.x))
+    finally:
+        head.temperature = before
+
+
+def gold_label_ids(gold_tags: Sequence[Sequence[str]], labels: Sequence[str]) -> list[list[int]]:
+    """Gold tags as the model's label ids; -1 for a tag the model does not know (left out of calibration)."""
+    index = {label: i for i, label in enumerate(labels)}
+    return [[index.get(tag, -1) for tag in tags] for tags in gold_tags]
+
+
+def calibration_report(
+    predictor: NerPredictor,
+    sentences: Sequence[Sequence[str]],
+    gold_tags: Sequence[Sequence[str]],
+    document_ids: Sequence[str | None] | None = None,
+) -> dict[str, Any]:
+    """ECE and reliability bins of the predictor's scores (at its head's temperature) on gold-tagged sentences:
+    `{"ece", "n_words", "bins"}`."""
+    logits = predictor.word_logits(sentences, document_ids)
+    posteriors, gold = word_posteriors_with_gold(
+        predictor.head, predictor.model, logits, gold_label_ids(gold_tags, predictor.labels)
+    )
+    confidence, correct = confidence_and_correct(posteriors, gold)
+    return {
+        "ece": expected_calibration_error(confidence, correct),
+        "n_words": len(confidence),
+        "bins": reliability_bins(confidence, correct),
+    }
+
+
+def calibrate(
+    predictor: NerPredictor,
+    sentences: Sequence[Sequence[str]],
+    gold_tags: Sequence[Sequence[str]],
+    document_ids: Sequence[str | None] | None = None,
+) -> dict[str, float]:
+    """Fit the temperature of the predictor's model on gold-tagged (validation) sentences:
+    `{"temperature", "ece_before", "ece_after"}`. The predictor's head takes the temperature."""
+    logits = predictor.word_logits(sentences, document_ids)
+    gold_ids = gold_label_ids(gold_tags, predictor.labels)
+    head, model = predictor.head, predictor.model
+    head.temperature = None
+    ece_before = expected_calibration_error(
+        *confidence_and_correct(*word_posteriors_with_gold(head, model, logits, gold_ids))
+    )
+    head.temperature = fit_temperature(head, model, logits, gold_ids)
+    ece_after = expected_calibration_error(
+        *confidence_and_correct(*word_posteriors_with_gold(head, model, logits, gold_ids))
+    )
+    result = {"temperature": round(head.temperature, 6), "ece_before": ece_before, "ece_after": ece_after}
+    logger.info(
+        "calibration on %d sentences: temperature %.3f, ECE %.4f -> %.4f",
+        len(sentences),
+        head.temperature,
+        ece_before,
+        ece_after,
+    )
+    return result
+
+
+def calibrate_trained_model(
+    model: torch.nn.Module, tokenizer, output_dir: str | Path, sentences, gold_tags, document_ids=None, **encoding
+) -> dict[str, float]:
+    """Fit the temperature of a just-trained model on its validation split and store it in the config.json of
+    `output_dir` (`nertune_calibration`). `encoding`: the predictor's scheme, max_length, window_overlap,
+    context_size."""
+    predictor = NerPredictor(model, tokenizer, name=Path(output_dir).name, **encoding)
+    result = calibrate(predictor, sentences, gold_tags, document_ids)
+    setattr(model.config, CALIBRATION_KEY, result)
+    model.config.save_pretrained(str(output_dir))
+    return result
+
+
+def plot_reliability(bins: Sequence[dict[str, float]], out_png: str | Path, title: str = "reliability") -> Path | None:
+    """The reliability diagram (accuracy per confidence bin against the diagonal) as a PNG; None without
+    matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, label="accuracy", color="#4c72b0")
+    ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+    ax.set_xlabel("confidence (word score)")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return Path(out_png)
