@@ -63,7 +63,7 @@ predict: $(STAMP)
 # (ARGS="--strategy diverse", "--strategy random --seed 1", "--resume" ...)
 COUNT ?= 100
 select: $(STAMP)
-	$(PY) scripts/select.py $(MODEL_DIR) --pool $(POOL) --count $(COUNT) --output $(OUTPUT) $(ARGS)
+	$(PY) scripts/select_pool.py $(MODEL_DIR) --pool $(POOL) --count $(COUNT) --output $(OUTPUT) $(ARGS)
 
 # Simulated annotation rounds on the quickstart corpus, uncertainty vs random selection at equal label
 # budgets -> docs/active-learning.md and docs/images/active-learning.png (see bench/active_learning.py).

@@ -134,7 +134,7 @@ def run_evaluation(model_dir: str | Path, overrides: list[str] | None = None) ->
 
     from nertune.data import DataError, load_split
     from nertune.data.align import encode_split
-    from nertune.evaluation.run import report as reports
+    from nertune.evaluation import report as reports
     from nertune.model.references import resolve_model_path
     from nertune.model.rundir import RunDir
 
