@@ -165,14 +165,22 @@ def calibrate(
     return result
 
 
-def calibrate_trained_model(
-    model: torch.nn.Module, tokenizer, output_dir: str | Path, sentences, gold_tags, document_ids=None, **encoding
-) -> dict[str, float]:
-    """Fit the temperature of a just-trained model on its validation split and store it in the config.json of
-    `output_dir` (`nertune_calibration`). `encoding`: the predictor's scheme, max_length, window_overlap,
-    context_size."""
-    predictor = NerPredictor(model, tokenizer, name=Path(output_dir).name, **encoding)
-    result = calibrate(predictor, sentences, gold_tags, document_ids)
+def calibrate_trained_model(model: torch.nn.Module, tokenizer, output_dir: str | Path, recipe, validation) -> dict:
+    """Fit the temperature of a just-trained model on its validation split (a dataset of `tokens`,
+    `ner_tags` in the training scheme, `document_id`) and store it in the config.json of `output_dir`
+    (`nertune_calibration`)."""
+    predictor = NerPredictor(
+        model,
+        tokenizer,
+        scheme=recipe.data.train_scheme,
+        max_length=recipe.max_length,
+        window_overlap=recipe.window_overlap,
+        context_size=recipe.context_size,
+        batch_size=recipe.per_device_eval_batch_size,
+        name=Path(output_dir).name,
+    )
+    documents = validation["document_id"] if "document_id" in validation.column_names else None
+    result = calibrate(predictor, validation["tokens"], validation["ner_tags"], documents)
     setattr(model.config, CALIBRATION_KEY, result)
     model.config.save_pretrained(str(output_dir))
     return result

@@ -361,7 +361,9 @@ def run_training(recipe: Recipe) -> dict:
             base = adapter_base_reference(model_path) if is_adapter_dir(model_path) else recipe.model_name_or_path
             save_adapter_info(output_dir, base, id2label)
         plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
-    calibration = _calibrate(recipe, trainer.model, data, output_dir) if is_main and not recipe.lora.enabled else None
+    calibration = None  # LoRA runs are not calibrated yet: their run dir holds an adapter, not a config.json model
+    if is_main and not recipe.lora.enabled:
+        calibration = calibrate_trained_model(trainer.model, data.tokenizer, output_dir, recipe, splits["validation"])
 
     metrics: dict = {
         "source_scheme": source_scheme,
@@ -423,15 +425,3 @@ def run_training(recipe: Recipe) -> dict:
             f"trained {train_seconds:.1f}s on {args.world_size} process(es) | {output_dir}"
         )
     return metrics
-
-
-def _calibrate(recipe: Recipe, model, data: PreparedData, output_dir: Path) -> dict:
-    """The temperature of the trained model's scores, fitted on the validation split, into config.json."""
-    validation = data.splits["validation"]
-    documents = validation["document_id"] if "document_id" in validation.column_names else None
-    encoding = dict(max_length=recipe.max_length, window_overlap=recipe.window_overlap)
-    encoding.update(scheme=data.scheme, context_size=recipe.context_size, batch_size=recipe.per_device_eval_batch_size)
-    tokens = validation["tokens"]
-    return calibrate_trained_model(
-        model, data.tokenizer, output_dir, tokens, data.gold["validation"], documents, **encoding
-    )
