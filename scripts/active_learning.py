@@ -17,11 +17,13 @@ if __name__ == "__main__":
         prog="make active-learning", description="Uncertainty vs random selection over simulated annotation rounds."
     )
     parser.add_argument("--out", default="runs/active-learning", help="where the rounds' models go")
-    parser.add_argument("--seed-size", type=int, default=150, help="labelled sentences before the first round")
-    parser.add_argument("--step", type=int, default=150, help="sentences selected per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seed-size", type=int, default=100, help="labelled sentences before the first round")
+    parser.add_argument("--step", type=int, default=50, help="sentences selected per round")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--pool-size", type=int, default=None, help="a seeded sample of the training split as pool")
+    parser.add_argument(
+        "--pool-size", type=int, default=1000, help="a seeded sample of the training split as the pool (0: all of it)"
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     run_active_learning(
