@@ -157,8 +157,13 @@ def budget_reaching(budgets: list[int], f1: list[float], target: float) -> int |
     return next((b for b, score in zip(budgets, f1) if score >= target), None)
 
 
+def _ece_change(calibration: dict[str, float]) -> str:
+    return f"{calibration['ece_before']:.3f} -> {calibration['ece_after']:.3f}"
+
+
 def write_page(results: dict[str, Any], docs_dir: Path) -> Path:
-    """docs/active-learning.md with the table and docs/images/active-learning.png."""
+    """docs/active-learning.md with the table and docs/images/active-learning.png, from a run's results
+    (`results.json`), so a finished run's page can be redrawn without training again."""
     from nertune.evaluation.report import _pyplot
 
     budgets, f1 = results["budgets"], results["f1"]
@@ -180,12 +185,32 @@ def write_page(results: dict[str, Any], docs_dir: Path) -> Path:
     target = f1["random"][-1]
     reached = budget_reaching(budgets, f1["uncertainty"], target)
     rows = "\n".join(f"| {b} | {u:.4f} | {r:.4f} |" for b, u, r in zip(budgets, f1["uncertainty"], f1["random"]))
-    verdict = (
-        f"Uncertainty selection reaches random selection's final F1 ({target:.4f} at {budgets[-1]} sentences) "
-        f"with **{reached} labelled sentences**."
-        if reached is not None
-        else f"Uncertainty selection did not reach random selection's final F1 ({target:.4f}) within "
-        f"{budgets[-1]} labelled sentences."
+    if target <= 0.0:
+        first = next(((b, u) for b, u in zip(budgets, f1["uncertainty"]) if u > 0.0), None)
+        verdict = f"Random selection's models tag no test entity right up to {budgets[-1]} sentences (F1 0), so " + (
+            f"uncertainty selection is past random selection's final F1 from its first F1 above 0: "
+            f"**{first[0]} labelled sentences** (F1 {first[1]:.4f})."
+            if first
+            else "neither strategy gets above F1 0 within this budget."
+        )
+    elif reached is not None:
+        verdict = (
+            f"Uncertainty selection reaches random selection's final F1 ({target:.4f} at {budgets[-1]} sentences) "
+            f"with **{reached} labelled sentences**."
+        )
+    else:
+        verdict = (
+            f"Uncertainty selection did not reach random selection's final F1 ({target:.4f}) within "
+            f"{budgets[-1]} labelled sentences."
+        )
+    runs = results.get("calibration", {})  # the seed model is the first of both strategies
+    fitted = [c for c in [*runs.get(STRATEGIES[0], []), *runs.get(STRATEGIES[1], [])[1:]] if c]
+    calibration = (
+        f"Each model's scores are calibrated on the validation split (`nertune_calibration`): temperatures "
+        f"{min(c['temperature'] for c in fitted):.2f} to {max(c['temperature'] for c in fitted):.2f}, word-level "
+        f"ECE {', '.join(_ece_change(c) for c in fitted)} (before -> after)."
+        if fitted
+        else ""
     )
     pool = f"a seeded sample of {results['pool_size']} of the {results['train_split_size']} training sentences"
     if results["pool_size"] == results["train_split_size"]:
@@ -206,6 +231,8 @@ one training seed ({results["seed"]}). Run on 2 shared CPU cores in {results["wa
 {rows}
 
 {verdict}
+
+{calibration}
 
 ![test F1 per label budget](images/active-learning.png)
 
