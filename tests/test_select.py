@@ -148,3 +148,21 @@ def test_the_crf_head_gives_crf_marginals_as_posteriors():
     expected = crf_marginals(emissions, crf.start_transitions, crf.transitions, crf.end_transitions)
     assert torch.allclose(posteriors, expected.detach())
     assert not torch.allclose(posteriors, emissions.softmax(-1), atol=1e-3)  # the transitions count
+
+
+def test_select_whole_documents(trained_model_dir, tmp_path):
+    pool = tmp_path / "pool.txt"  # --documents: blank lines separate documents
+    pool.write_text(f"{SURE[0]}\n{SURE[1]}\n\n{SURE[2]}\n{ODD[0]}\n\n{SURE[3]}\n")
+    out = tmp_path / "docs.jsonl"
+    assert main(["select", str(trained_model_dir), "--pool", str(pool), "--count", "1", "--output", str(out),
+                 "--unit", "document", "--documents"]) == 0  # fmt: skip
+    chosen = read_jsonl(out)
+    assert [r["text"] for r in chosen] == [SURE[2], ODD[0]]  # the document with the word salad, whole, in order
+    assert {r["rank"] for r in chosen} == {1} and len({r["document_id"] for r in chosen}) == 1
+    document = [r for r in read_jsonl(scored_path_for(out)) if r.get("document_id") == chosen[0]["document_id"]]
+    mean = sum(r["score"] * len(r["words"]) for r in document) / sum(len(r["words"]) for r in document)
+    assert chosen[0]["document_score"] == pytest.approx(mean, abs=1e-5)
+    two = select_examples(trained_model_dir, pool, tmp_path / "two.jsonl", 2, "random", unit="document", documents=True)
+    assert len({r["document_id"] for r in two}) == 2
+    with pytest.raises(RequestError, match="not diverse"):
+        select_examples(trained_model_dir, pool, out, 1, "diverse", unit="document", documents=True)

@@ -279,7 +279,7 @@ def export_main(argv: list[str]) -> int:
 
 
 def select_main(argv: list[str]) -> int:
-    from nertune.inference.select import MEASURES, STRATEGIES
+    from nertune.inference.select import MEASURES, STRATEGIES, UNITS
 
     parser = argparse.ArgumentParser(
         prog="nertune select",
@@ -305,6 +305,12 @@ def select_main(argv: list[str]) -> int:
         choices=MEASURES,
         default="least-confidence",
         help="the per-word uncertainty, averaged per sentence",
+    )
+    parser.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="sentence",
+        help="document: select --count whole documents (CoNLL -DOCSTART-, JSONL document_id, text --documents)",
     )
     parser.add_argument("--seed", type=int, default=0, help="the random strategy's seed")
     parser.add_argument(
@@ -334,6 +340,7 @@ def select_main(argv: list[str]) -> int:
         seed=args.seed,
         max_similarity=args.max_similarity,
         resume=args.resume,
+        unit=args.unit,
         input_format=args.format,
         batch_size=args.batch_size,
         device=args.device,

@@ -4,7 +4,7 @@ Every record of a pool (any `nertune predict` input: text lines, JSONL, CoNLL) i
 `run_prediction`'s streamed, resumable machinery into `<output stem>.scored.jsonl` beside the output (one
 line per record: the model's entities as pre-annotations and the record's `score`); the selection then
 reads that file once, keeping only the candidates, and writes the `count` chosen records as JSONL, most
-informative first.
+informative first (`unit="document"`: whole documents, ranked by their words' mean uncertainty).
 
 Scores are uncertainties of the model's per-word posteriors (`Head.word_posteriors`: softmax for the linear
 head, CRF marginals for the CRF head), averaged over the sentence's words so long sentences do not win by
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 STRATEGIES = ("uncertainty", "random", "diverse")
 MEASURES = ("least-confidence", "margin")
+UNITS = ("sentence", "document")
 SHINGLE_SIZE = 3  # characters per n-gram of the near-duplicate test
 DIVERSE_CANDIDATES = 10  # `diverse` looks at this many times `count` of the most uncertain records
 
@@ -90,25 +91,27 @@ def _record_text(record: dict[str, Any]) -> str:
     return record["text"] if "text" in record else " ".join(record.get("tokens") or record.get("words") or [])
 
 
-def _scored_lines(path: Path) -> Iterator[tuple[int, str]]:
+def _scored_lines(path: Path) -> Iterator[tuple[int, str, dict[str, Any]]]:
+    """(index, line, record) of every scored record with words: an empty one has nothing to annotate."""
     with open(path, encoding="utf-8") as f:
         for index, line in enumerate(f):
-            if line.strip():
-                yield index, line
+            record = json.loads(line) if line.strip() else None
+            if record and record["words"]:
+                yield index, line, record
 
 
 def choose(
     scored_path: str | Path, count: int, strategy: str = "uncertainty", seed: int = 0, max_similarity: float = 0.7
 ) -> list[dict[str, Any]]:
     """The `count` records of a scored file the strategy picks, in the order picked; streamed, keeping only
-    the candidates in memory. Ties in score go to the earlier record."""
+    the candidates in memory. Ties in score go to the earlier record; records without words are never picked."""
     lines = _scored_lines(Path(scored_path))
     if strategy == "random":
         rng = random.Random(seed)
-        picked = heapq.nlargest(count, ((rng.random(), -i, line) for i, line in lines))
+        picked = heapq.nlargest(count, ((rng.random(), -i, line) for i, line, _ in lines))
         return [json.loads(line) for _, _, line in picked]
     keep = count * DIVERSE_CANDIDATES if strategy == "diverse" else count
-    ranked = heapq.nlargest(keep, ((json.loads(line)["score"], -i, line) for i, line in lines))
+    ranked = heapq.nlargest(keep, ((record["score"], -i, line) for i, line, record in lines))
     records = [json.loads(line) for _, _, line in ranked]
     if strategy == "uncertainty":
         return records
@@ -132,6 +135,33 @@ def choose(
     return chosen
 
 
+def choose_documents(scored_path: str | Path, count: int, strategy: str = "uncertainty", seed: int = 0) -> list[dict]:
+    """The `count` documents (records sharing a `document_id`; a record without one is its own) the strategy
+    picks: every record of a picked document, in input order, with the document's `rank` and `document_score`
+    (its words' mean uncertainty). Two streamed passes: scores per document, then the picked records."""
+    if strategy == "diverse":
+        raise RequestError("--unit document selects by the uncertainty or random strategy, not diverse")
+    totals: dict[str, list[float]] = {}  # document -> [sum of word uncertainties, words, first record index]
+    for i, _, record in _scored_lines(Path(scored_path)):
+        words = len(record["words"])
+        total = totals.setdefault(record.get("document_id") or f"\0{i}", [0.0, 0, i])
+        total[0], total[1] = total[0] + record["score"] * words, total[1] + words
+    if strategy == "random":
+        rng = random.Random(seed)
+        keys = {key: rng.random() for key in sorted(totals, key=lambda k: totals[k][2])}
+    else:
+        keys = {key: total[0] / total[1] for key, total in totals.items()}
+    picked = heapq.nlargest(count, totals, key=lambda k: (keys[k], -totals[k][2]))
+    rank = {key: r for r, key in enumerate(picked, 1)}
+    chosen = []
+    for i, _, record in _scored_lines(Path(scored_path)):
+        key = record.get("document_id") or f"\0{i}"
+        if key in rank:
+            score = round(totals[key][0] / totals[key][1], 6)
+            chosen.append({**record, "rank": rank[key], "document_score": score})
+    return sorted(chosen, key=lambda record: record["rank"])  # stable: input order within a document
+
+
 def scored_path_for(output_path: str | Path) -> Path:
     """Where `select_examples` keeps every pool record's score: `<output stem>.scored.jsonl` beside the output."""
     output_path = Path(output_path)
@@ -148,11 +178,13 @@ def select_examples(
     seed: int = 0,
     max_similarity: float = 0.7,
     resume: bool = False,
+    unit: str = "sentence",
     **prediction: Any,
 ) -> list[dict[str, Any]]:
     """Score every record of `pool_path` with the model and write the `count` the strategy picks to
     `output_path` (JSONL: text or tokens, entities as pre-annotations, `score`, `rank`); returns them.
 
+    `unit="document"` selects `count` whole documents (`choose_documents`).
     `resume` continues an interrupted scoring of the pool (`<output stem>.scored.jsonl`, see `run_prediction`);
     `prediction`: further `run_prediction` options (input_format, batch_size, device, documents, ...).
     """
@@ -160,6 +192,8 @@ def select_examples(
         raise RequestError(f"unknown selection strategy {strategy!r}; one of {STRATEGIES}")
     if measure not in MEASURES:
         raise RequestError(f"unknown uncertainty measure {measure!r}; one of {MEASURES}")
+    if unit not in UNITS:
+        raise RequestError(f"unknown selection unit {unit!r}; one of {UNITS}")
     if count < 1:
         raise RequestError(f"--count must be at least 1, got {count}")
     if not 0.0 < max_similarity <= 1.0:
@@ -176,9 +210,13 @@ def select_examples(
         predict_records=lambda predictor, records: score_records(predictor, records, measure),
         **prediction,
     )
-    chosen = choose(scored_path, count, strategy, seed, max_similarity)
+    if unit == "document":
+        chosen = choose_documents(scored_path, count, strategy, seed)
+    else:
+        chosen = [
+            {**r, "rank": rank} for rank, r in enumerate(choose(scored_path, count, strategy, seed, max_similarity), 1)
+        ]
     with open(output_path, "w", encoding="utf-8") as f:
-        for rank, record in enumerate(chosen, 1):
-            f.write(json.dumps({**record, "rank": rank}, ensure_ascii=False) + "\n")
+        f.writelines(json.dumps(record, ensure_ascii=False) + "\n" for record in chosen)
     logger.info("selected %d records (%s) of %s -> %s", len(chosen), strategy, pool_path, output_path)
     return chosen
