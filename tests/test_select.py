@@ -166,3 +166,22 @@ def test_select_whole_documents(trained_model_dir, tmp_path):
     assert len({r["document_id"] for r in two}) == 2
     with pytest.raises(RequestError, match="not diverse"):
         select_examples(trained_model_dir, pool, out, 1, "diverse", unit="document", documents=True)
+
+
+@pytest.mark.slow  # trains a model
+def test_select_and_calibration_with_the_crf_head(tiny_model_dir, tmp_path, pool):
+    """A real CRF run: calibrated on its marginals at the end of training, scored by them in select."""
+    from nertune.training.run import run_training
+
+    from .helpers import tiny_recipe, write_corpus
+
+    recipe = tiny_recipe(
+        tiny_model_dir, write_corpus(tmp_path), tmp_path / "crf", "head=crf", "crf_learning_rate=0.02",
+        "max_steps=80", "eval_strategy=no", "save_strategy=no",
+    )  # fmt: skip
+    metrics = run_training(recipe)
+    assert set(metrics["calibration"]) == {"temperature", "ece_before", "ece_after"}
+    config = json.loads((tmp_path / "crf" / "config.json").read_text())
+    assert config["nertune_head"] == "crf" and config["nertune_calibration"] == metrics["calibration"]
+    chosen = select_examples(tmp_path / "crf", pool, tmp_path / "chosen.jsonl", 3)
+    assert sorted(r["text"] for r in chosen) == sorted(ODD)
