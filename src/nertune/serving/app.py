@@ -29,7 +29,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -46,6 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nertune.errors import PathNotFoundError, RequestError
 from nertune.inference.predictor import NerPredictor
+from nertune.inference.thresholds import apply_thresholds, parse_thresholds
 from nertune.serving.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
 from nertune.serving.request import BadPredictRequest, max_body_bytes, read_body, read_predict_request
 
@@ -185,12 +186,15 @@ def create_app(
     max_queue_sentences: int = 1024,
     api_key: str | None = None,
     batcher_thread: bool = True,
+    thresholds: Sequence[str] = (),
 ) -> Starlette:
     """The Starlette application around one predictor; `app.state.metrics` is its `ServerMetrics`.
 
     `batcher_thread=True`: the app's lifespan (uvicorn, or `with TestClient(app)`) runs its batcher in a
     thread of its own. False: the caller runs `app.state.batcher.run()` (`run_server` does, in the thread
-    that loaded the model); the lifespan's end still closes it."""
+    that loaded the model); the lifespan's end still closes it. `thresholds`: `TYPE=SCORE` items, entities
+    scored below them dropped (`inference.thresholds`)."""
+    by_type = parse_thresholds(thresholds, predictor.labels)
     if max_batch < 1 or max_chars < 1:
         raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     if max_queue_sentences < max_batch:
@@ -237,7 +241,7 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        results = await asyncio.wrap_future(future)
+        results = apply_thresholds(await asyncio.wrap_future(future), by_type, predictor.scheme)
         return JSONResponse(results[0] if parsed.kind == "text" else {"results": results})
 
     async def demo_page(request: Request) -> Response:
@@ -300,6 +304,7 @@ def run_server(
     max_queue_sentences: int = 1024,
     api_key_file: str | Path | None = None,
     access_log: bool = False,
+    thresholds: Sequence[str] = (),
 ) -> None:
     """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
     finish the requests in flight and return normally.
@@ -318,6 +323,7 @@ def run_server(
         max_queue_sentences=max_queue_sentences,
         api_key=api_key,
         batcher_thread=False,
+        thresholds=thresholds,
     )
     if api_key is None:
         logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)
