@@ -398,6 +398,7 @@ def test_batches_keep_documents_apart(trained_model_dir):
     loaded = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
     # The same model read with 2 sentences of context on each side: context changes every score.
     predictor = NerPredictor(loaded.model, loaded.tokenizer, max_length=32, window_overlap=8, context_size=2)
+    predictor.head.temperature = None  # raw scores: the tiny model, perfect on validation, is calibrated to 1.0
     first = ["john lives in paris .", "mary works at nasa in berlin today ."]
     second = ["alice bob visited the rome .", "carol lives in oslo ."]
     alone = [predictor.predict_document(first), predictor.predict_document(second), predictor.predict_texts(second)]

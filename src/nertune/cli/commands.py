@@ -161,6 +161,17 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue an interrupted --output: keep its complete records (a partly written last "
         "one is cut off) and predict the rest of the input (default: overwrite --output)",
     )
+    _threshold_argument(parser)
+
+
+def _threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="TYPE=SCORE",
+        help="drop entities of TYPE scored below SCORE (0-1; repeatable, e.g. --threshold PER=0.6)",
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -180,6 +191,7 @@ def _predict(args: argparse.Namespace) -> int:
         comment_prefix=args.comment_prefix,
         encoding=args.encoding,
         resume=args.resume,
+        thresholds=args.threshold,
     )
     return 0
 
@@ -249,6 +261,7 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         help="log a line per request (off by default: it costs the event loop time, and /metrics already "
         "counts requests by endpoint, status and latency)",
     )
+    _threshold_argument(parser)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -274,6 +287,7 @@ def _serve(args: argparse.Namespace) -> int:
         api_key_file=args.api_key_file,
         access_log=args.access_log,
         admin_key_file=args.admin_key_file,
+        thresholds=args.threshold,
     )
     return 0
 

@@ -31,7 +31,7 @@ import functools
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
@@ -46,6 +46,7 @@ from starlette.routing import Route
 
 from nertune.errors import RequestError
 from nertune.inference.predictor import NerPredictor
+from nertune.inference.thresholds import apply_thresholds, parse_thresholds
 from nertune.serving.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
 from nertune.serving.middleware import API_KEY_ENV, AuthorizeAndMeasure, ServerMetrics, read_api_key, read_key_file
 from nertune.serving.reload import ADMIN_BODY_LIMIT, ModelReloader, ReloadError, read_reload_request, resolve_model
@@ -75,6 +76,7 @@ def create_app(
     model_path: str | Path | None = None,
     load: Callable[[str], NerPredictor] | None = None,
     admin_key: str | None = None,
+    thresholds: Sequence[str] = (),
 ) -> Starlette:
     """The Starlette application around one predictor; `app.state.metrics` is its `ServerMetrics`,
     `app.state.reloader` its `ModelReloader`.
@@ -83,7 +85,9 @@ def create_app(
     thread of its own. False: the caller runs `app.state.batcher.run()` (`run_server` does, in the thread
     that loaded the model); the lifespan's end still closes it.
     `model_path`: what a reload resolves and loads again; `load(path)` loads a predictor (default: like
-    `predictor`, on its device). `admin_key` (default: `api_key`) opens `/admin/reload`; neither: 403."""
+    `predictor`, on its device). `admin_key` (default: `api_key`) opens `/admin/reload`; neither: 403.
+    `thresholds`: `TYPE=SCORE` items, entities scored below them dropped (`inference.thresholds`)."""
+    by_type = parse_thresholds(thresholds, predictor.labels)
     if max_batch < 1 or max_chars < 1:
         raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     if max_queue_sentences < max_batch:
@@ -138,7 +142,7 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        results = await asyncio.wrap_future(future)
+        results = apply_thresholds(await asyncio.wrap_future(future), by_type, predictor.scheme)
         return JSONResponse(results[0] if parsed.kind == "text" else {"results": results})
 
     async def demo_page(request: Request) -> Response:
@@ -226,6 +230,7 @@ def run_server(
     api_key_file: str | Path | None = None,
     access_log: bool = False,
     admin_key_file: str | Path | None = None,
+    thresholds: Sequence[str] = (),
 ) -> None:
     """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
     finish the requests in flight and return normally; SIGHUP reloads `model_dir` (resolved again).
@@ -249,6 +254,7 @@ def run_server(
         model_path=model_dir,
         load=load,
         admin_key=admin_key,
+        thresholds=thresholds,
     )
     if api_key is None:
         logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)

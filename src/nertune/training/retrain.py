@@ -29,7 +29,8 @@ from nertune.data import load_split, load_splits
 from nertune.errors import NertuneError
 from nertune.evaluation.run import write_json
 from nertune.model.rundir import RunDir
-from nertune.recipe.schema import Recipe, apply_overrides
+from nertune.recipe.schema import apply_overrides
+from nertune.recipe.sections import DataConfig
 from nertune.training.run import run_training
 
 logger = logging.getLogger(__name__)
@@ -51,10 +52,9 @@ def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
 
 
 def materialize_data(
-    old_recipe: Recipe, new_files: Sequence[str], data_dir: Path, test_file: str | None
+    old: DataConfig, new_files: Sequence[str], data_dir: Path, test_file: str | None
 ) -> dict[str, Path]:
-    """The four data files of the candidate (module docstring, step 1)."""
-    old = old_recipe.data
+    """The four data files of the candidate from the run's data section `old` (module docstring, step 1)."""
     splits, _ = load_splits(old)  # what the run trained on (with its own rehearsal, if it had one)
     test = splits["test"]
     if test_file:
@@ -174,15 +174,15 @@ def run_retrain(
         raise RetrainError("retrain needs at least one --new FILE")
     run = RunDir.load(run_dir)
     current = run.path.resolve()
-    old_recipe = run.load_recipe()
-    if old_recipe is None:
-        raise RetrainError(f"{current} has no valid recipe.yaml: retrain needs the run's data (its splits)")
+    saved = run.load_recipe()  # a saved recipe that is not valid raises RecipeError, naming the file
+    if saved is None:
+        raise RetrainError(f"{current} has no recipe.yaml: retrain needs the run's data (its splits)")
     out = (
         Path(output_dir) if output_dir else current.parent / f"{current.name}-retrain-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     if out.exists() and any(out.iterdir()):
         raise RetrainError(f"--output-dir {out} exists and is not empty")
-    files = materialize_data(old_recipe, new_files, out / "data", test_file)
+    files = materialize_data(saved.data, new_files, out / "data", test_file)
     internal = {
         "model_name_or_path": str(current),
         "output_dir": str(out),
@@ -192,12 +192,12 @@ def run_retrain(
         "data.validation_file": str(files["validation"]),
         "data.test_file": str(files["test"]),
         "data.replay_file": str(files["replay"]),
-        "data.tag_scheme": old_recipe.data.train_scheme,  # the files above are written in it
+        "data.tag_scheme": saved.data.train_scheme,  # the files above are written in it
         "data.label_map": None,  # already applied to them
         "push_to_hub": False,  # a candidate is not published
         "resume_from_checkpoint": None,
     }
-    recipe = apply_overrides(apply_overrides(old_recipe, internal), list(overrides))
+    recipe = apply_overrides(apply_overrides(saved, internal), list(overrides))
     n_new, n_old = (sum(1 for _ in open(files[k], encoding="utf-8")) for k in ("train", "replay"))
     if (
         not any(item.startswith("data.replay_ratio=") for item in overrides)
