@@ -142,7 +142,7 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        results = apply_thresholds(await asyncio.wrap_future(future), by_type, predictor.scheme)
+        results = apply_thresholds(await asyncio.wrap_future(future), by_type, reloader.predictor.scheme)
         return JSONResponse(results[0] if parsed.kind == "text" else {"results": results})
 
     async def demo_page(request: Request) -> Response:
