@@ -10,8 +10,9 @@
    `per_type_tolerance` points.
 4. `CANDIDATE/report.md` and `comparison.json` either way; the decision and both scores in its metrics.json.
 
-Promotion points the symlink `PROMOTE_DIR/current` (default: RUN's parent) at the candidate dir, swapped
-atomically (`os.replace`), so a server started on `PROMOTE_DIR/current` reloads by resolving that path again.
+Promotion points the symlink `PROMOTE_DIR/current` (default: RUN's parent; the link's own dir when RUN is a
+symlink) at the candidate dir, swapped atomically (`os.replace`), so a server started on `PROMOTE_DIR/current`
+reloads by resolving that path again.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ def promote(candidate: Path, promote_dir: Path) -> Path:
     return link
 
 
+def _link_dir(run_dir: str | Path, current: Path) -> Path:
+    """The default PROMOTE_DIR: RUN's parent. RUN given as the `current` link itself (`/srv/current ->
+    /data/runs/v1`) promotes beside the link, which is what a server started on it resolves again, not beside
+    the run it points at."""
+    given = Path(os.path.expanduser(os.fspath(run_dir)))
+    return given.absolute().parent if given.is_symlink() else current.parent
+
+
 def format_report(comparison: dict, current_dir: Path, candidate_dir: Path, test_file: Path) -> str:
     decision = "PROMOTED" if comparison["promote"] else "NOT PROMOTED"
     lines = [
@@ -218,7 +227,9 @@ def run_retrain(
         {"current_dir": str(current), "candidate_dir": str(out.resolve()), "test_file": str(files["test"])}
     )
     if comparison["promote"]:
-        comparison["promoted_link"] = str(promote(out, Path(promote_dir) if promote_dir else current.parent))
+        comparison["promoted_link"] = str(
+            promote(out, Path(promote_dir) if promote_dir else _link_dir(run_dir, current))
+        )
     write_json(out / "comparison.json", comparison)
     (out / "report.md").write_text(format_report(comparison, current, out.resolve(), files["test"]), encoding="utf-8")
     metrics["retrain"] = {k: v for k, v in comparison.items() if k != "per_type"}
