@@ -159,10 +159,8 @@ def test_select_annotate_retrain_promote_and_hot_swap(tiny_model_dir, tmp_path):
 
     # 1. v1: a few steps on a small labelled set (room for the annotations to help), served from runs/current.
     v1, v2 = runs / "v1", runs / "v2"
-    assert (
-        main(["train", str(root / "recipe.yaml"), *tiny_overrides(tiny_model_dir, corpus, v1, "max_steps=6", *FAST)])
-        == 0
-    )
+    overrides = tiny_overrides(tiny_model_dir, corpus, v1, "max_steps=6", *FAST)
+    assert main(["train", str(root / "recipe.yaml"), *overrides]) == 0
     current = promote(v1, runs)
     assert current == runs / PROMOTED_LINK and current.is_symlink() and current.resolve() == v1
 
@@ -177,17 +175,8 @@ def test_select_annotate_retrain_promote_and_hot_swap(tiny_model_dir, tmp_path):
         gold = write_pool(root / "pool.jsonl", 400, seed=21)
         assert len(gold) > 2 * COUNT
         picked = root / "picked.jsonl"
-        argv = [
-            "select",
-            str(current),
-            "--pool",
-            str(root / "pool.jsonl"),
-            "--count",
-            str(COUNT),
-            "--output",
-            str(picked),
-        ]
-        assert main(argv) == 0
+        pool = root / "pool.jsonl"
+        assert main(["select", str(current), "--pool", str(pool), "--count", str(COUNT), "--output", str(picked)]) == 0
         chosen = read_jsonl(picked)
         assert len(chosen) == COUNT and [r["rank"] for r in chosen] == list(range(1, COUNT + 1))
         assert len({r["id"] for r in chosen}) == COUNT and {r["id"] for r in chosen} <= set(gold)
