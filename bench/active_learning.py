@@ -32,13 +32,7 @@ logger = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]
 STRATEGIES = ("uncertainty", "random")
 # A short schedule: every round retrains from the pretrained encoder.
-TRAINING = (
-    "num_train_epochs=2",
-    "precision=fp32",
-    "eval_strategy=no",
-    "save_strategy=no",
-    "load_best_model_at_end=false",
-)
+TRAINING = ("eval_strategy=no", "save_strategy=no", "load_best_model_at_end=false")
 TRAINING += ("report_to=none", "logging_steps=50")
 
 
@@ -67,7 +61,9 @@ def seed_set(pool: list[tuple[list[str], list[str]]], size: int, seed: int) -> l
     return chosen
 
 
-def _train(recipe_path: str, out: Path, labelled, validation: Path, test: Path, seed: int) -> dict[str, Any]:
+def _train(
+    recipe_path: str, out: Path, labelled, validation: Path, test: Path, seed: int, epochs: int
+) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     train_file = _write_conll(out / "labelled.conll", labelled)
     recipe = load_recipe(
@@ -79,6 +75,7 @@ def _train(recipe_path: str, out: Path, labelled, validation: Path, test: Path, 
             f"data.test_file={test}",
             "data.tag_scheme=IOB2",
             f"seed={seed}",
+            f"num_train_epochs={epochs}",
             *TRAINING,
         ],
     )
@@ -94,6 +91,7 @@ def run_active_learning(
     seed: int = 0,
     pool_size: int | None = 1000,
     docs_dir: str | Path = REPO / "docs",
+    epochs: int = 6,
 ) -> dict[str, Any]:
     """Run the simulation; returns (and writes) `{"budgets", "f1": {strategy: [...]}, ...}`. `pool_size`: a
     seeded sample of the training split as the pool (None or 0: all of it), for a shorter run."""
@@ -108,7 +106,7 @@ def run_active_learning(
     test = _write_conll(out / "test.conll", list(zip(splits["test"]["tokens"], splits["test"]["ner_tags"])))
     started = time.perf_counter()
     first = seed_set(pool, seed_size, seed)
-    metrics = _train(recipe_path, out / "seed", [pool[i] for i in first], validation, test, seed)
+    metrics = _train(recipe_path, out / "seed", [pool[i] for i in first], validation, test, seed, epochs)
     budgets = [len(first)]
     f1 = {strategy: [metrics["test_f1"]] for strategy in STRATEGIES}
     calibration = {strategy: [metrics.get("calibration")] for strategy in STRATEGIES}
@@ -127,7 +125,7 @@ def run_active_learning(
             )
             labelled += [record["id"] for record in chosen]  # the annotator: the pool's gold tags
             run = out / strategy / f"round{r}"
-            metrics = _train(recipe_path, run, [pool[i] for i in labelled], validation, test, seed)
+            metrics = _train(recipe_path, run, [pool[i] for i in labelled], validation, test, seed, epochs)
             model_dir = run / "model"
             if strategy == STRATEGIES[0]:
                 budgets.append(len(labelled))
@@ -137,12 +135,13 @@ def run_active_learning(
     results = {
         "date": datetime.date.today().isoformat(),
         "recipe": str(Path(recipe_path).relative_to(REPO)) if Path(recipe_path).is_relative_to(REPO) else recipe_path,
-        "training": list(TRAINING),
+        "training": [f"num_train_epochs={epochs}", *TRAINING],
         "seed": seed,
         "pool_size": len(pool),
         "train_split_size": len(splits["train"]),
         "n_test_sentences": len(splits["test"]),
         "budgets": budgets,
+        "epochs": epochs,
         "f1": f1,
         "calibration": calibration,
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -237,7 +236,7 @@ one training seed ({results["seed"]}). Run on 2 shared CPU cores in {results["wa
 
 ![test F1 per label budget](images/active-learning.png)
 
-A small run, sized for 2 shared CPU cores (budgets of {budgets[0]} to {budgets[-1]} sentences, two epochs per
+A small run, sized for 2 CPU cores (budgets of {budgets[0]} to {budgets[-1]} sentences, {results["epochs"]} epochs per
 model): F1 at such budgets is far below the quickstart's full-data F1, and with one seed and few rounds,
 differences of a few points are within what another seed would move. A larger run: `make active-learning
 ARGS="--seed-size 200 --step 200 --rounds 4 --pool-size 0"` (`--pool-size 0`: the whole training split).

@@ -1,4 +1,4 @@
-"""python scripts/active_learning.py [--seed-size N] [--step N] [--rounds N]: `make active-learning`.
+"""python scripts/active_learning.py [--seed-size N] [--step N] [--rounds N] [--epochs N]: `make active-learning`.
 
 The harness lives in bench/ beside src/, outside the installed package.
 """
@@ -21,11 +21,18 @@ if __name__ == "__main__":
     parser.add_argument("--step", type=int, default=50, help="sentences selected per round")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs of every round's model")
     parser.add_argument(
         "--pool-size", type=int, default=1000, help="a seeded sample of the training split as the pool (0: all of it)"
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     run_active_learning(
-        args.out, seed_size=args.seed_size, step=args.step, rounds=args.rounds, seed=args.seed, pool_size=args.pool_size
+        args.out,
+        seed_size=args.seed_size,
+        step=args.step,
+        rounds=args.rounds,
+        seed=args.seed,
+        pool_size=args.pool_size,
+        epochs=args.epochs,
     )
