@@ -19,7 +19,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 STAMP := $(VENV)/.nertune-installed
 
-.PHONY: setup train train-lora train-multi-gpu evaluate predict serve push retrain bench hpo gpu-check lint test test-fast docs clean
+.PHONY: setup train train-lora train-multi-gpu evaluate predict select active-learning serve push retrain bench hpo gpu-check lint test test-fast docs clean
 
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,17 @@ evaluate: $(STAMP)
 # make predict ... LAUNCHER="accelerate launch --config_file recipes/accelerate/multi-gpu.yaml --num_processes 2"
 predict: $(STAMP)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(or $(LAUNCHER),$(PY)) scripts/predict.py $(MODEL_DIR) --input $(INPUT) --output $(OUTPUT) $(ARGS)
+
+# make select MODEL_DIR=runs/quickstart POOL=unlabelled.txt COUNT=100 OUTPUT=to_annotate.jsonl
+# (ARGS="--strategy diverse", "--strategy random --seed 1", "--resume" ...)
+COUNT ?= 100
+select: $(STAMP)
+	$(PY) scripts/select_pool.py $(MODEL_DIR) --pool $(POOL) --count $(COUNT) --output $(OUTPUT) $(ARGS)
+
+# Simulated annotation rounds on the quickstart corpus, uncertainty vs random selection at equal label
+# budgets -> docs/active-learning.md and docs/images/active-learning.png (see bench/active_learning.py).
+active-learning: $(STAMP)
+	$(PY) scripts/active_learning.py $(ARGS)
 
 # make serve MODEL_DIR=runs/quickstart PORT=8000
 PORT ?= 8000

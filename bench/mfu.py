@@ -8,7 +8,6 @@ convention for short sequences, so MFU slightly understates the work done.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -71,11 +70,11 @@ def bench_bert_base(recipe: Recipe, splits, labels: list[str], out: Path, peak: 
     from nertune.model.loading import resolve_model_path
 
     model_dir = write_random_bert_base(out / "bert-base-random", resolve_model_path(recipe.model_name_or_path))
-    recipe = dataclasses.replace(recipe, model_name_or_path=str(model_dir), max_steps=steps, learning_rate=5e-5)
+    recipe = recipe.model_copy(update={"model_name_or_path": str(model_dir), "max_steps": steps, "learning_rate": 5e-5})
     config = AutoConfig.from_pretrained(model_dir)
     tokens_per_sample = train_tokens_per_sample(str(model_dir), splits)
     baseline = train_baseline(recipe, splits, labels, out / "bert-base-baseline", score_splits=())
-    project = train_project(dataclasses.replace(recipe, output_dir=str(out / "bert-base-project")))
+    project = train_project(recipe.model_copy(update={"output_dir": str(out / "bert-base-project")}))
     result = {}
     for side, run in (("project", project), ("baseline", baseline)):
         tokens = tokens_per_sample * run["train_samples_per_second"]

@@ -3,8 +3,8 @@
 - `<!-- bench: FILE.json -->` becomes the dated release section `bench/render.py` renders from that bench.json
   (FILE relative to the page).
 - The text between `<!-- recipe-key-reference -->` and `<!-- /recipe-key-reference -->` is replaced by
-  `nertune.recipe.recipe_key_reference()` (a table generated from the recipe schema) when nertune provides it;
-  until then the hand-written table between the markers stays.
+  `nertune.recipe.recipe_key_reference()`, the table generated from the recipe schema. A page with the markers
+  fails the build when the generator is missing, rather than shipping a stale or empty reference.
 """
 
 from __future__ import annotations
@@ -23,12 +23,15 @@ BENCH = re.compile(r"<!--\s*bench:\s*(\S+?)\s*-->")
 KEY_REFERENCE = re.compile(r"<!--\s*recipe-key-reference\s*-->.*?<!--\s*/recipe-key-reference\s*-->", re.S)
 
 
-def recipe_key_reference() -> str | None:
-    """The generated key table, or None while nertune has no `recipe_key_reference`."""
+def recipe_key_reference() -> str:
+    """The key table generated from the recipe schema; raises when nertune does not provide the generator."""
     try:
         from nertune.recipe import recipe_key_reference as generate
-    except ImportError:
-        return None
+    except ImportError as err:
+        raise RuntimeError(
+            f"docs/hooks.py: cannot import nertune.recipe.recipe_key_reference ({err}); the configuration page's "
+            "key reference is generated from it"
+        ) from err
     return generate()
 
 
@@ -37,6 +40,5 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     markdown = BENCH.sub(lambda m: render_file(page_dir / m.group(1), heading="##"), markdown)
     if KEY_REFERENCE.search(markdown):
         table = recipe_key_reference()
-        if table is not None:
-            markdown = KEY_REFERENCE.sub(lambda _: table, markdown)
+        markdown = KEY_REFERENCE.sub(lambda _: table, markdown)
     return markdown

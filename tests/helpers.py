@@ -169,6 +169,30 @@ def running_server(model_dir: Path, log_path: Path, *options: str, startup_timeo
     assert "Traceback" not in log_path.read_text(), log_path.read_text()
 
 
+def server_process(url: str):
+    """The psutil process of the `running_server` at `url` (a child of this one)."""
+    import psutil
+
+    port = url.rsplit(":", 1)[1]
+    (process,) = [p for p in psutil.Process().children() if port in p.cmdline()]
+    return process
+
+
+def scrape(url: str, **kwargs) -> dict[tuple[str, tuple], float]:
+    """The server's /metrics parsed by prometheus_client: {(sample name, sorted labels): value}."""
+    import httpx
+    from prometheus_client import parser
+
+    response = httpx.get(f"{url}/metrics", timeout=30, **kwargs)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in parser.text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
 # Data files for the tests of the nertune.data package (tests/test_data_*.py).
 
 

@@ -327,7 +327,7 @@ def test_predict_cluener_test_json_keeps_ids(chinese_run, tmp_path):
 @pytest.mark.slow
 def test_serve_chinese_text(chinese_run, tmp_path):
     httpx = pytest.importorskip("httpx")
-    pytest.importorskip("fastapi")
+    pytest.importorskip("starlette")
     run_dir, _ = chinese_run
     with running_server(run_dir, tmp_path / "server.log") as url:
         response = httpx.post(f"{url}/predict", json={"text": TEXT}, timeout=30)

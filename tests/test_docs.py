@@ -182,8 +182,37 @@ def test_site_builds_strictly(tmp_path):
     benchmarks = (tmp_path / "site" / "benchmarks" / "index.html").read_text(encoding="utf-8")
     assert "2026-11-29" in benchmarks and "pytorch_int8" in benchmarks  # the bench.json section was rendered
     assert "bench:" not in benchmarks
+    # The key reference is generated from the schema: every settable key is on the page, none hand-kept.
+    from nertune.recipe.schema import all_keys
+
     configuration = (tmp_path / "site" / "configuration" / "index.html").read_text(encoding="utf-8")
-    assert "model_name_or_path" in configuration
+    keys = all_keys()
+    assert len(keys) > 50 and "data.train_file" in keys
+    missing = [key for key in keys if f"<code>{key}</code>" not in configuration]
+    assert not missing, f"recipe keys missing from the built configuration page: {missing}"
+    assert "recipe-key-reference" not in configuration  # the markers were replaced
+
+
+def test_the_key_reference_hook_fails_loudly_without_its_generator():
+    """docs/hooks.py run in a process (tests never import bench/, which the hook imports) where nertune.recipe
+    lacks recipe_key_reference: the page is refused, not built with an empty or stale reference."""
+    script = (
+        "import runpy, sys, types\n"
+        "import nertune.recipe\n"
+        "del nertune.recipe.recipe_key_reference\n"
+        "hooks = runpy.run_path('docs/hooks.py')\n"
+        "page = types.SimpleNamespace(file=types.SimpleNamespace(src_path='configuration.md'))\n"
+        "text = '<!-- recipe-key-reference -->\\nold\\n<!-- /recipe-key-reference -->'\n"
+        "try:\n"
+        "    hooks['on_page_markdown'](text, page, {'docs_dir': 'docs'}, None)\n"
+        "except RuntimeError as err:\n"
+        "    print('refused:', err)\n"
+        "    sys.exit(0)\n"
+        "sys.exit('built without the generator')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "refused:" in done.stdout and "recipe_key_reference" in done.stdout
 
 
 def test_readme_is_a_portal_whose_links_resolve():

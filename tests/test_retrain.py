@@ -11,7 +11,7 @@ import pytest
 from nertune.cli import main
 from nertune.data.annotation_export import export_annotations
 from nertune.schemes import tags_to_spans
-from nertune.training.retrain import PROMOTED_LINK, run_retrain
+from nertune.training.retrain import PROMOTED_LINK, promote, run_retrain
 from nertune.training.run import run_training
 
 from .helpers import make_sentences, tiny_recipe, write_conll, write_corpus
@@ -108,6 +108,19 @@ def test_a_negative_tolerance_refuses_even_a_good_candidate(weak_run, tmp_path):
     comparison = check_report(tmp_path / "c", promoted=False)
     assert comparison["reasons"][0].startswith("micro F1 gains only") and "tolerance -200.0" in comparison["reasons"][0]
     assert not (tmp_path / PROMOTED_LINK).exists()
+
+
+def test_retraining_the_current_link_promotes_beside_the_link(weak_run, tmp_path):
+    """RUN given as the `current` link a server follows, in another dir than the runs: the link it came through is
+    the one promoted, not a new `current` beside the run dirs."""
+    run, _ = weak_run
+    link = promote(run, tmp_path / "serving")
+    new = write_conll(tmp_path / "new.conll", make_sentences(30, seed=15))
+    argv = ["retrain", str(link), "--new", str(new), "--output-dir", str(tmp_path / "c"), "--bootstrap", "0"]
+    assert main([*argv, "--tolerance", "100", "--per-type-tolerance", "100", "max_steps=3", *FAST]) == 0
+    assert link.is_symlink() and link.resolve() == (tmp_path / "c").resolve()
+    assert json.loads((tmp_path / "c" / "comparison.json").read_text())["promoted_link"] == str(link)
+    assert not (run.parent / PROMOTED_LINK).exists()
 
 
 def test_a_used_output_dir_is_refused_before_training(weak_run, tmp_path):

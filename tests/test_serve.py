@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from .helpers import running_server
+from .helpers import running_server, scrape, server_process
 
 httpx = pytest.importorskip("httpx")
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
-prometheus_parser = pytest.importorskip("prometheus_client.parser")
+pytest.importorskip("prometheus_client.parser")
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -39,14 +39,6 @@ def server(trained_model_dir, server_log):
         trained_model_dir, server_log, "--max-texts-per-request", str(MAX_BATCH), "--max-chars", str(MAX_CHARS)
     ) as url:
         yield url
-
-
-def server_process(url: str):
-    """The psutil process of the server at `url` (a child of this one)."""
-    psutil = pytest.importorskip("psutil")
-    port = url.rsplit(":", 1)[1]
-    (process,) = [p for p in psutil.Process().children() if port in p.cmdline()]
-    return process
 
 
 def post(url: str, **kwargs) -> httpx.Response:
@@ -166,18 +158,6 @@ def same(a: dict, b: dict) -> bool:
 
     scores = [(x["score"], y["score"]) for x, y in zip(a["entities"], b["entities"])]
     return strip(a) == strip(b) and all(abs(x - y) < 1e-4 for x, y in scores)
-
-
-def scrape(url: str, **kwargs) -> dict[tuple[str, tuple], float]:
-    """The server's /metrics parsed by prometheus_client: {(sample name, sorted labels): value}."""
-    response = httpx.get(f"{url}/metrics", timeout=30, **kwargs)
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in prometheus_parser.text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 DISCONNECTS = ("nertune_client_disconnects_total", (("endpoint", "/predict"),))
@@ -418,6 +398,7 @@ def test_batches_keep_documents_apart(trained_model_dir):
     loaded = NerPredictor.from_pretrained(trained_model_dir, device="cpu", precision="fp32")
     # The same model read with 2 sentences of context on each side: context changes every score.
     predictor = NerPredictor(loaded.model, loaded.tokenizer, max_length=32, window_overlap=8, context_size=2)
+    predictor.head.temperature = None  # raw scores: the tiny model, perfect on validation, is calibrated to 1.0
     first = ["john lives in paris .", "mary works at nasa in berlin today ."]
     second = ["alice bob visited the rome .", "carol lives in oslo ."]
     alone = [predictor.predict_document(first), predictor.predict_document(second), predictor.predict_texts(second)]

@@ -161,6 +161,17 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue an interrupted --output: keep its complete records (a partly written last "
         "one is cut off) and predict the rest of the input (default: overwrite --output)",
     )
+    _threshold_argument(parser)
+
+
+def _threshold_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--threshold",
+        action="append",
+        default=[],
+        metavar="TYPE=SCORE",
+        help="drop entities of TYPE scored below SCORE (0-1; repeatable, e.g. --threshold PER=0.6)",
+    )
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -180,6 +191,7 @@ def _predict(args: argparse.Namespace) -> int:
         comment_prefix=args.comment_prefix,
         encoding=args.encoding,
         resume=args.resume,
+        thresholds=args.threshold,
     )
     return 0
 
@@ -192,7 +204,8 @@ PRECISION_HELP = "weights and compute: auto (bf16/fp16 where the GPU has it, els
 def _serve_arguments(parser: argparse.ArgumentParser) -> None:
     parser.description = (
         'Serve a trained model over HTTP: POST /predict {"text": ...} or {"texts": [...]}, GET /health, GET /info, '
-        "GET /metrics (Prometheus). Concurrent requests are batched into one model call."
+        "GET /metrics (Prometheus). Concurrent requests are batched into one model call. SIGHUP or "
+        "POST /admin/reload loads the model again (a 'current' symlink resolved anew) without dropping a request."
     )
     parser.add_argument("model_dir", help=MODEL_HELP)
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: every interface)")
@@ -237,11 +250,18 @@ def _serve_arguments(parser: argparse.ArgumentParser) -> None:
         "endpoint but /health then needs 'Authorization: Bearer KEY' or 'X-API-Key: KEY'",
     )
     parser.add_argument(
+        "--admin-key-file",
+        default=None,
+        help="file holding the key of POST /admin/reload (default: the API key; neither: the endpoint answers "
+        "403). SIGHUP reloads MODEL_DIR, resolved again, either way",
+    )
+    parser.add_argument(
         "--access-log",
         action="store_true",
         help="log a line per request (off by default: it costs the event loop time, and /metrics already "
         "counts requests by endpoint, status and latency)",
     )
+    _threshold_argument(parser)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -266,6 +286,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_queue_sentences=args.max_queue_sentences,
         api_key_file=args.api_key_file,
         access_log=args.access_log,
+        admin_key_file=args.admin_key_file,
+        thresholds=args.threshold,
     )
     return 0
 

@@ -1,10 +1,91 @@
-"""The data-loop commands of `nertune`: annotation-tool round trips and retraining behind a gate."""
+"""The data-loop commands of `nertune`: what to annotate next, annotation-tool round trips and retraining behind
+a gate."""
 
 from __future__ import annotations
 
 import argparse
 
 from nertune.cli.commands import MODEL_HELP, OVERRIDES_HELP, Command
+
+# `inference.select`'s STRATEGIES, MEASURES, UNITS (importing it here would load torch for `nertune --help`;
+# tests/test_select.py checks they agree).
+STRATEGIES = ("uncertainty", "random", "diverse")
+MEASURES = ("least-confidence", "margin")
+UNITS = ("sentence", "document")
+
+
+def _select_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Choose what to annotate next: score every record of an unlabelled pool (text, JSONL or CoNLL, as for "
+        "predict) with the model and write the --count most informative as JSONL, with the model's entities as "
+        "pre-annotations and a score (ready for export-annotations)."
+    )
+    parser.epilog = (
+        "Every record's score is kept in <output stem>.scored.jsonl beside --output; --resume continues an "
+        "interrupted scoring."
+    )
+    parser.add_argument("model_dir", help=MODEL_HELP)
+    parser.add_argument("--pool", required=True, help="the unlabelled records to choose from")
+    parser.add_argument("--count", type=int, required=True, help="how many records to select")
+    parser.add_argument("--output", required=True, help="where to write the selected records (JSONL)")
+    parser.add_argument(
+        "--strategy",
+        choices=STRATEGIES,
+        default="uncertainty",
+        help="uncertainty: the least sure sentences; random: a seeded draw (the control); diverse: uncertainty "
+        "without near-duplicates (default: uncertainty)",
+    )
+    parser.add_argument(
+        "--measure",
+        choices=MEASURES,
+        default="least-confidence",
+        help="the per-word uncertainty, averaged per sentence",
+    )
+    parser.add_argument(
+        "--unit",
+        choices=UNITS,
+        default="sentence",
+        help="document: select --count whole documents (CoNLL -DOCSTART-, JSONL document_id, text --documents); "
+        "not with --strategy diverse",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the random strategy's seed")
+    parser.add_argument(
+        "--max-similarity",
+        type=float,
+        default=0.7,
+        help="diverse: skip a record whose character 3-gram Jaccard similarity with a selected one is this or more",
+    )
+    parser.add_argument(
+        "--format", choices=("text", "jsonl", "conll"), default=None, help="pool format (default: guessed)"
+    )
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
+    parser.add_argument("--documents", action="store_true", help="text pool: blank lines separate documents")
+    parser.add_argument("--encoding", default="utf-8", help="text and CoNLL pools: the file's encoding")
+    parser.add_argument("--resume", action="store_true", help="continue an interrupted scoring of the pool")
+
+
+def _select(args: argparse.Namespace) -> int:
+    from nertune.inference.select import select_examples
+
+    select_examples(
+        args.model_dir,
+        args.pool,
+        args.output,
+        args.count,
+        strategy=args.strategy,
+        measure=args.measure,
+        seed=args.seed,
+        max_similarity=args.max_similarity,
+        resume=args.resume,
+        unit=args.unit,
+        input_format=args.format,
+        batch_size=args.batch_size,
+        device=args.device,
+        documents=args.documents,
+        encoding=args.encoding,
+    )
+    return 0
 
 
 def _export_annotations_arguments(parser: argparse.ArgumentParser) -> None:
@@ -73,6 +154,11 @@ def _retrain(args: argparse.Namespace) -> int:
 
 
 LOOP_COMMANDS: dict[str, Command] = {
+    "select": (
+        "choose the pool records to annotate next (uncertainty, random or diverse), with pre-annotations",
+        _select_arguments,
+        _select,
+    ),
     "export-annotations": (
         "write predictions as Label Studio tasks or Doccano JSONL, for correction",
         _export_annotations_arguments,

@@ -1,4 +1,5 @@
-"""The PNG plots of `nertune evaluate`: the row-normalised entity confusion matrix and the learning curves.
+"""The PNG plots of `nertune evaluate`: the row-normalised entity confusion matrix, the learning curves and the
+reliability diagram of the scores (`calibration.reliability_bins`).
 
 matplotlib is optional: without it every plot is skipped with a warning and returns None.
 """
@@ -8,12 +9,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["best_checkpoint", "plot_confusion_matrix", "plot_learning_curves", "row_normalised"]
+__all__ = ["best_checkpoint", "plot_confusion_matrix", "plot_learning_curves", "plot_reliability", "row_normalised"]
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +172,31 @@ def plot_learning_curves(trainer_state_path: str | Path, out_png: str | Path) ->
                 ax.legend(loc="best", fontsize=8)
         fig.tight_layout()
         fig.savefig(out_png, format="png")
+    finally:
+        plt.close(fig)
+    return Path(out_png)
+
+
+def plot_reliability(bins: Sequence[dict[str, float]], out_png: str | Path, title: str = "reliability") -> Path | None:
+    """The reliability diagram (accuracy per confidence bin against the diagonal) as a PNG; None without
+    matplotlib."""
+    plt = _pyplot()
+    if plt is None:
+        return None
+    centres = [(b["low"] + b["high"]) / 2 for b in bins]
+    width = bins[0]["high"] - bins[0]["low"] if bins else 0.1
+    fig, ax = plt.subplots(figsize=(4.5, 4.5))
+    try:
+        ax.bar(centres, [b["accuracy"] for b in bins], width=width * 0.9, label="accuracy", color="#4c72b0")
+        ax.plot([0, 1], [0, 1], linestyle="--", color="grey", label="perfect calibration")
+        ax.set_xlabel("confidence (word score)")
+        ax.set_ylabel("accuracy")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.set_title(title)
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        fig.savefig(out_png, dpi=100)
     finally:
         plt.close(fig)
     return Path(out_png)

@@ -70,8 +70,9 @@ def run_evaluation(
     scores then match the ones the training run reported).
 
     Writes `metrics.json` (scores of the recipe's mode at the top level, `default`/`strict` per type,
-    `f1_ci95`), `report.txt`, `errors.json` (`report.error_analysis`), `predictions.conll`, `report.html` and, with
-    matplotlib, `confusion_matrix.png` and `learning_curves.png` (from the run's `trainer_state.json`).
+    `f1_ci95`, `ece` and `reliability_png`: see `calibration`), `report.txt`, `errors.json`
+    (`report.error_analysis`), `predictions.conll`, `report.html` and, with matplotlib, `confusion_matrix.png`,
+    `reliability.png` and `learning_curves.png` (from the run's `trainer_state.json`).
     """
     from nertune.data import DataError, load_split
     from nertune.evaluation import html_report
@@ -145,6 +146,7 @@ def run_evaluation(
             scores["outer_level"]["f1_ci95"] = scores.pop("f1_ci95")
         span_report = f"== {name}: entity level, every level (exact spans) ==\n{format_entity_report(scores)}"
     analysis = reports.error_analysis(gold, predicted, scheme, words=dataset["tokens"])
+    scores.update(_calibration_outputs(predictor, dataset["tokens"], gold, documents, out_dir / "reliability.png"))
     scores.update(
         {
             "split": split,
@@ -215,3 +217,14 @@ def _default_eval_name(recipe, split: str) -> str:
         return f"{Path(file).stem}"
     source = recipe.data.dataset_name or Path(recipe.data.train_file or "data").stem
     return f"{source.replace('/', '__')}-{split}"
+
+
+def _calibration_outputs(predictor, sentences, gold: list[list[str]], documents, out_png: Path) -> dict[str, Any]:
+    """`ece` of the scores the model reports (word level, see `calibration`) and the reliability diagram's path."""
+    from nertune.evaluation import calibration
+    from nertune.evaluation.plots import plot_reliability
+
+    found = calibration.calibration_report(predictor, sentences, gold, documents)
+    title = f"{out_png.parent.name}: reliability (ECE {found['ece']:.3f})"
+    png = plot_reliability(found["bins"], out_png, title=title)
+    return {"ece": found["ece"], **({"reliability_png": str(png)} if png is not None else {})}

@@ -17,6 +17,8 @@ strategy around it, bound to a model by `bind` so that none of its methods needs
   (`nested_entities`: evaluation then scores exact span sets); `decode_eval`: the same from what evaluation kept;
 - `encode_labels`: the `labels` column it trains on, from the encoded windows and the split (default: the
   per-sub-token label ids as encoded);
+- `word_posteriors` / `temperature`: every word's label posteriors (softmax, or CRF marginals), at the
+  calibration temperature that also divides the logits behind scores (`evaluation.calibration`);
 - `param_groups`: extra optimizer parameter groups (its own learning rate);
 - `extend_labels`: new labels appended to a fine-tuned model's, every old label's weights kept
   (`label_mismatch=extend`).
@@ -94,6 +96,8 @@ class Head:
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = normalize_scheme(scheme)
+        # Calibration (the `nertune` section's `calibration`): divides the logits behind scores, never decisions.
+        self.temperature: float | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(scheme={self.scheme!r})"
@@ -195,6 +199,12 @@ class Head:
     def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Every sentence's per-word outputs (one per word, windows merged) -> one (label id, score) per word."""
         raise NotImplementedError
+
+    def word_posteriors(self, word_logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """Every sentence's (words, labels) logits, one vector per word (`NerPredictor.word_logits`) ->
+        its (words, labels) posteriors at the head's temperature; each row sums to 1."""
+        temperature = self.temperature or 1.0
+        return [(torch.as_tensor(x).float() / temperature).softmax(dim=-1) for x in word_logits]
 
     def decode_word_label_ids(self, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         """One label id per word from per-word outputs of `eval_row_outputs` (evaluation needs no scores)."""

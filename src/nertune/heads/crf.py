@@ -344,15 +344,48 @@ with the CRF.
 
     def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """Constrained Viterbi over each whole sentence; a word's score is the softmax probability of its
-        Viterbi label under its emission scores."""
+        Viterbi label under its emission scores, or, for a calibrated model (`temperature`), its CRF marginal."""
         results = []
         for vectors, path in zip(word_outputs, viterbi_words(self._bound(), word_outputs)):
             if not path:
                 results.append([])
                 continue
-            probabilities = torch.stack([torch.as_tensor(v) for v in vectors]).float().softmax(dim=-1)
+            emissions = torch.stack([torch.as_tensor(v) for v in vectors]).float()
+            if self.temperature is not None:
+                (probabilities,) = self.word_posteriors([emissions])
+            else:
+                probabilities = emissions.softmax(dim=-1)
             results.append([(label_id, float(probabilities[i, label_id])) for i, label_id in enumerate(path)])
         return results
 
     def decode_word_label_ids(self, word_outputs: Sequence[Sequence]) -> list[list[int]]:
         return viterbi_words(self._bound(), word_outputs)
+
+    def word_posteriors(self, word_logits: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+        """CRF marginals (forward-backward over the transitions and the word emissions), at the temperature."""
+        crf = self._bound()
+        start, transitions, end = (
+            x.detach().cpu() for x in (crf.start_transitions, crf.transitions, crf.end_transitions)
+        )
+        temperature = self.temperature or 1.0
+        return [crf_marginals(torch.as_tensor(x).cpu(), start, transitions, end, temperature) for x in word_logits]
+
+
+def crf_marginals(
+    emissions: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor, end: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """Per-position posterior P(tag_t = j | sentence) of a linear-chain CRF by forward-backward: `emissions`
+    (T, L), `start`/`end` (L,), `transitions` (L, L) from tag i to tag j, every score divided by
+    `temperature` (calibration). Returns (T, L); every row sums to 1. An empty sentence gives (0, L)."""
+    emissions, start, transitions, end = (x.float() / temperature for x in (emissions, start, transitions, end))
+    length = emissions.shape[0]
+    if length == 0:
+        return emissions.new_zeros((0, emissions.shape[-1]))
+    alpha = [start + emissions[0]]
+    for t in range(1, length):
+        alpha.append(torch.logsumexp(alpha[-1][:, None] + transitions, dim=0) + emissions[t])
+    beta = [end]
+    for t in range(length - 1, 0, -1):
+        beta.append(torch.logsumexp(transitions + (emissions[t] + beta[-1])[None, :], dim=1))
+    log_marginals = torch.stack(alpha) + torch.stack(beta[::-1])
+    return (log_marginals - torch.logsumexp(log_marginals, dim=1, keepdim=True)).exp()

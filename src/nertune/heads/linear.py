@@ -59,7 +59,7 @@ class LinearHead(Head):
 
     def row_outputs(self, logits: torch.Tensor) -> list[Sequence]:
         """(label id, probability) at every sub-token."""
-        probabilities, label_ids = logits.softmax(dim=-1).max(dim=-1)
+        probabilities, label_ids = (logits / (self.temperature or 1.0)).softmax(dim=-1).max(dim=-1)
         return [list(zip(ids, probs)) for ids, probs in zip(label_ids.tolist(), probabilities.tolist())]
 
     def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:

@@ -6,7 +6,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -35,6 +35,7 @@ from nertune.inference.stream import (
     part_paths,
     resume_point,
 )
+from nertune.inference.thresholds import apply_thresholds, parse_thresholds
 from nertune.model.rundir import RunDir
 from nertune.model.settings import ModelSettings
 
@@ -137,6 +138,8 @@ def run_prediction(
     comment_prefix: str | None = None,
     encoding: str = "utf-8",
     resume: bool = False,
+    thresholds: Sequence[str] = (),
+    predict_records: Callable[[NerPredictor, list[InputRecord]], list[dict[str, Any]]] | None = None,
 ) -> int:
     """Predict every record of a text, JSONL or CoNLL file and write JSONL or CoNLL; returns the count.
 
@@ -153,9 +156,11 @@ def run_prediction(
     written chunk by chunk (whole documents; a JSONL document's records within `JSONL_DOCUMENT_GAP`
     records of each other), each chunk flushed to disk in input order. `resume` keeps the complete records
     of an existing output (a partly written last one is cut off) and predicts the rest; without it the
-    output is overwritten. Under `accelerate launch`/`torchrun` chunk i is predicted by process
-    i % world size into a part file, and process 0 merges the parts into the output (the bytes one
-    process writes).
+    output is overwritten. `thresholds`: `TYPE=SCORE` items (`thresholds.parse_thresholds`), entities
+    scored below them dropped. `predict_records(predictor, records)`: the results of one chunk's records
+    (default: their entities; `select` adds its scores). Under `accelerate launch`/`torchrun` chunk i is
+    predicted by process i % world size into a part file, and process 0 merges the parts into the output
+    (the bytes one process writes).
     """
     from tqdm.auto import tqdm
 
@@ -204,6 +209,8 @@ def run_prediction(
         device = group.device  # this process's GPU, or the CPU
     run = run if run is not None else RunDir.load(model_dir)
     predictor = NerPredictor.from_pretrained(run, device=device, batch_size=batch_size, precision=precision)
+    by_type = parse_thresholds(thresholds, predictor.labels)
+    predict_records = predict_records or _predict_records
     output_path.parent.mkdir(parents=True, exist_ok=True)
     cursor = _ConllBlocks(iter_input_lines(input_path, encoding), layout) if conll_to_conll else None
     parts = part_paths(output_path, rank, world_size) if group is not None else None
@@ -227,7 +234,11 @@ def run_prediction(
             todo = max(indices) >= start.records and chunk.number % world_size == rank
             # A chunk that reaches into a resumed output is predicted whole: its documents and batches are
             # those of the interrupted run, so its results are the same bytes.
-            results = _predict_records(predictor, [r for _, r in chunk.records]) if todo else [None] * len(indices)
+            results = (
+                apply_thresholds(predict_records(predictor, [r for _, r in chunk.records]), by_type, predictor.scheme)
+                if todo
+                else [None] * len(indices)
+            )
             for (i, record), result in zip(chunk.records, results):
                 writer.put(i, record, result if i >= start.records else None)
             writer.flush()

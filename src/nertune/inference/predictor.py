@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ from nertune.heads import Decoded
 from nertune.inference.backends import Backend, TorchBackend, load_backend
 from nertune.model.loading import trained_labels
 from nertune.model.rundir import RunDir
-from nertune.model.settings import head_of
+from nertune.model.settings import head_of, temperature_of
 from nertune.schemes import normalize_scheme
 
 logger = logging.getLogger(__name__)
@@ -75,9 +75,11 @@ class NerPredictor:
         self.batch_size = batch_size
         self.name = name
         # config.json's `nertune` section names the head; it decodes with the model's own head modules (the
-        # torch model, or an export's head weights), in the scheme the predictor reads tags in.
+        # torch model, or an export's head weights), in the scheme the predictor reads tags in, and reports
+        # scores at the section's calibration temperature.
         self.head = head_of(self.backend.config).bind(self.backend.head_model)
         self.head.scheme = self.scheme
+        self.head.temperature = temperature_of(self.backend.config)
         self.device = self.backend.device
         self._lock = threading.Lock()
 
@@ -121,6 +123,29 @@ class NerPredictor:
     def _decode(self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None) -> list[Decoded]:
         """Every sentence as the model's head decodes it (`Head.decode_sentences`: tags valid in the scheme,
         word scores, entities). The linear head reads each word's label at its first sub-token."""
+        with self._lock:
+            word_outputs = self._word_outputs(sentences, document_ids, self.head.row_outputs)
+            if not word_outputs:
+                return []
+            with torch.inference_mode():
+                return self.head.decode_sentences(word_outputs, self.labels)
+
+    def word_logits(
+        self, sentences: Sequence[Sequence[str]], document_ids: Sequence[str | None] | None = None
+    ) -> list[torch.Tensor]:
+        """Every sentence's float32 (words, labels) logits, read at each word's first sub-token, windows merged
+        (what `Head.word_posteriors` takes)."""
+        with self._lock:
+            merged = self._word_outputs(sentences, document_ids, lambda logits: list(logits.cpu()))
+        return [torch.stack(words) if words else torch.zeros((0, len(self.labels))) for words in merged]
+
+    def _word_outputs(
+        self,
+        sentences: Sequence[Sequence[str]],
+        document_ids: Sequence[str | None] | None,
+        row_outputs: Callable[[torch.Tensor], list],
+    ) -> list[list]:
+        """`row_outputs(logits)` of every sub-token, merged over windows to one output per word of every sentence."""
         sentences = [list(words) for words in sentences]
         if not sentences:
             return []
@@ -128,19 +153,10 @@ class NerPredictor:
             raise RequestError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
         if document_ids is not None and not any(document_ids):
             document_ids = None
-        with self._lock:
-            features = self._encode(sentences, document_ids)
-            rows = self._predict_rows(features)
-            word_outputs = merge_window_predictions(
-                features["word_index"],
-                features["example_index"],
-                features["word_start"],
-                features["word_end"],
-                rows,
-                [len(s) for s in sentences],
-            )
-            with torch.inference_mode():
-                return self.head.decode_sentences(word_outputs, self.labels)
+        features = self._encode(sentences, document_ids)
+        rows = self._predict_rows(features, row_outputs)
+        keys = ("word_index", "example_index", "word_start", "word_end")
+        return merge_window_predictions(*(features[key] for key in keys), rows, [len(s) for s in sentences])
 
     def _encode(self, sentences: list[list[str]], document_ids: Sequence[str | None] | None) -> dict[str, list]:
         if self.context_size and not (document_ids and any(document_ids)) and not self._warned_no_documents:
@@ -160,13 +176,13 @@ class NerPredictor:
             context_size=self.context_size,
         )
 
-    def _predict_rows(self, features: dict[str, list]) -> list[list]:
-        """The head's output (`Head.row_outputs`) at every sub-token of every window."""
+    def _predict_rows(self, features: dict[str, list], row_outputs: Callable[[torch.Tensor], list]) -> list[list]:
+        """`row_outputs` of a batch's logits (e.g. `Head.row_outputs`) at every sub-token of every window."""
         lengths = [len(row) for row in features["input_ids"]]
         predictions: list = [None] * len(lengths)
         batches = self.backend.batches(features, self.tokenizer.pad_token_id, self.batch_size, self.max_length)
         for placements, batch in batches:
-            outputs = self.head.row_outputs(self.backend.logits(batch))
+            outputs = row_outputs(self.backend.logits(batch))
             for window, row, offset in placements:
                 predictions[window] = outputs[row][offset : offset + lengths[window]]
         return predictions

@@ -1,5 +1,5 @@
 """The `nertune` section of a model dir's config.json: everything inference needs to know about a trained model
-(head, tag scheme, window and context sizes, CoNLL layout, LoRA adapter or full model, base model).
+(head, tag scheme, window and context sizes, CoNLL layout, LoRA adapter or full model, base model, calibration).
 
 Written at training time (`training.run`), so a model dir describes itself the way a SpanMarker model keeps its
 settings in its config: predicting and serving read config.json and never the run's recipe.yaml (which stays in
@@ -42,6 +42,9 @@ class ModelSettings:
     delimiter: str | None = None
     comment_prefix: str | None = None
     head_settings: dict[str, Any] = field(default_factory=dict)  # a head's own settings (`Head.settings`)
+    # Temperature scaling fitted at the end of training (`evaluation.calibration`): {"temperature",
+    # "ece_before", "ece_after"}; None for an uncalibrated model.
+    calibration: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -82,3 +85,8 @@ def head_of(config: Any) -> Head:
     """The head a model (or its config) was trained with: its section's `head`, linear when unmarked."""
     settings = settings_of(config)
     return get_head(settings.head).from_settings(settings.scheme, settings.head_settings)
+
+
+def temperature_of(config: Any) -> float | None:
+    """The calibration temperature of a model (or its config); None when it was not calibrated."""
+    return (settings_of(config).calibration or {}).get("temperature")

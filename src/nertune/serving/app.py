@@ -18,155 +18,43 @@ not: see `request.read_body`). A client that disconnects before its whole body a
 needs `Authorization: Bearer <key>` or `X-API-Key: <key>`, else 401 (`/info` names the
 model, `/metrics` shows its traffic). On SIGTERM/SIGINT uvicorn stops accepting, finishes the requests in flight,
 then the lifespan shutdown drains the batcher's queue and the process exits 0.
+
+SIGHUP and `POST /admin/reload` (optional body `{"model": PATH}`) reload the model without dropping a request
+(`reload.py`). The admin endpoint takes the admin key (`--admin-key-file`), else the API key; a server with
+neither refuses it (403): never an open admin endpoint. With an admin key, the API key does not open it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
+import functools
 import logging
-import os
 import signal
 import threading
-import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
 
-from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_PLAIN_0_0_4, generate_latest
 from starlette.applications import Starlette
-from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from nertune.errors import PathNotFoundError, RequestError
+from nertune.errors import RequestError
 from nertune.inference.predictor import NerPredictor
+from nertune.inference.thresholds import apply_thresholds, parse_thresholds
 from nertune.serving.batcher import BatcherClosedError, DynamicBatcher, QueueFullError
+from nertune.serving.middleware import API_KEY_ENV, AuthorizeAndMeasure, ServerMetrics, read_api_key, read_key_file
+from nertune.serving.reload import ADMIN_BODY_LIMIT, ModelReloader, ReloadError, read_reload_request, resolve_model
 from nertune.serving.request import BadPredictRequest, max_body_bytes, read_body, read_predict_request
 
 logger = logging.getLogger(__name__)
 
-API_KEY_ENV = "NERTUNE_API_KEY"
-OPEN_PATHS = frozenset({"/health", "/"})  # "/": the demo page, which holds no secret
 RETRY_AFTER_S = 1
-# Label values of the request metrics: the app's routes, anything else as "other" (bounded cardinality).
-ENDPOINTS = frozenset({"/predict", "/health", "/info", "/metrics", "/"})
-
-
-class ServerMetrics:
-    """The Prometheus metrics of one app, in a registry of its own (several apps in one process don't clash)."""
-
-    def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        self.requests = Counter(
-            "nertune_requests",
-            "HTTP requests by endpoint and status code",
-            ["endpoint", "status"],
-            registry=self.registry,
-        )
-        self.latency = Histogram(
-            "nertune_request_duration_seconds",
-            "HTTP request latency by endpoint",
-            ["endpoint"],
-            registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-        )
-        self.batch_sentences = Histogram(
-            "nertune_batch_sentences",
-            "sentences per model call",
-            registry=self.registry,
-            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
-        )
-        self.queue_sentences = Gauge(
-            "nertune_queue_sentences", "sentences waiting for the model", registry=self.registry
-        )
-        self.client_disconnects = Counter(
-            "nertune_client_disconnects",
-            "requests whose client disconnected before sending the whole body",
-            ["endpoint"],
-            registry=self.registry,
-        )
-
-
-def read_api_key(api_key_file: str | Path | None = None) -> str | None:
-    """The API key from `api_key_file` (its whole content, stripped), else from $NERTUNE_API_KEY, else None."""
-    if api_key_file is not None:
-        path = Path(api_key_file).expanduser()
-        try:
-            key = path.read_text(encoding="utf-8").strip()
-        except FileNotFoundError:
-            raise PathNotFoundError(f"API key file not found: {api_key_file}") from None
-        if not key:
-            raise RequestError(f"API key file {api_key_file} is empty")
-        return key
-    key = os.environ.get(API_KEY_ENV, "").strip()
-    return key or None
-
-
-def _given_key(headers: Headers) -> str:
-    authorization = headers.get("authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip()
-    return headers.get("x-api-key", "")
-
-
-class AuthorizeAndMeasure:
-    """ASGI middleware: answers 401 without the API key (every path but `OPEN_PATHS`) and counts every
-    request's status and latency. Plain ASGI rather than `@app.middleware("http")`, whose per-request
-    streams and task group cost the server's event loop more than the rest of a request."""
-
-    def __init__(self, app: ASGIApp, metrics: ServerMetrics, expected_key: bytes | None) -> None:
-        self.app = app
-        self.metrics = metrics
-        self.expected_key = expected_key
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.perf_counter()
-        path = scope["path"]
-        status: int | None = 500  # unless the app answers: an exception becomes a 500 further out
-
-        async def send_and_record(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            if (
-                self.expected_key is not None
-                and path not in OPEN_PATHS
-                and not hmac.compare_digest(_given_key(Headers(scope=scope)).encode("utf-8"), self.expected_key)
-            ):
-                response = JSONResponse(
-                    {"detail": "missing or wrong API key: send Authorization: Bearer <key> or X-API-Key: <key>"},
-                    status_code=401,
-                    headers={"WWW-Authenticate": "Bearer"},
-                )
-                await response(scope, receive, send_and_record)
-            else:
-                await self.app(scope, receive, send_and_record)
-        except ClientDisconnect:
-            # Nobody is left to answer: a counter and a line rather than an ASGI traceback.
-            status = None
-            self.metrics.client_disconnects.labels(_endpoint(path)).inc()
-            logger.info("%s %s: the client disconnected before sending the whole body", scope["method"], path)
-        finally:
-            if status is not None:
-                self.metrics.requests.labels(_endpoint(path), str(status)).inc()
-            self.metrics.latency.labels(_endpoint(path)).observe(time.perf_counter() - started)
-
-
-def _endpoint(path: str) -> str:
-    return path if path in ENDPOINTS else "other"
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
@@ -185,12 +73,21 @@ def create_app(
     max_queue_sentences: int = 1024,
     api_key: str | None = None,
     batcher_thread: bool = True,
+    model_path: str | Path | None = None,
+    load: Callable[[str], NerPredictor] | None = None,
+    admin_key: str | None = None,
+    thresholds: Sequence[str] = (),
 ) -> Starlette:
-    """The Starlette application around one predictor; `app.state.metrics` is its `ServerMetrics`.
+    """The Starlette application around one predictor; `app.state.metrics` is its `ServerMetrics`,
+    `app.state.reloader` its `ModelReloader`.
 
     `batcher_thread=True`: the app's lifespan (uvicorn, or `with TestClient(app)`) runs its batcher in a
     thread of its own. False: the caller runs `app.state.batcher.run()` (`run_server` does, in the thread
-    that loaded the model); the lifespan's end still closes it."""
+    that loaded the model); the lifespan's end still closes it.
+    `model_path`: what a reload resolves and loads again; `load(path)` loads a predictor (default: like
+    `predictor`, on its device). `admin_key` (default: `api_key`) opens `/admin/reload`; neither: 403.
+    `thresholds`: `TYPE=SCORE` items, entities scored below them dropped (`inference.thresholds`)."""
+    by_type = parse_thresholds(thresholds, predictor.labels)
     if max_batch < 1 or max_chars < 1:
         raise RequestError(f"max_batch and max_chars must be at least 1, got {max_batch} and {max_chars}")
     if max_queue_sentences < max_batch:
@@ -207,6 +104,14 @@ def create_app(
         on_queue=metrics.queue_sentences.set,
     )
     expected_key = api_key.encode("utf-8") if api_key else None
+    admin_key = admin_key or api_key
+    if load is None:
+        load = functools.partial(
+            NerPredictor.from_pretrained, device=str(predictor.device), batch_size=predictor.batch_size
+        )
+    reloader = ModelReloader(batcher, model_path, load, on_result=metrics.model_changed)
+    metrics.generation.set(reloader.current.generation)
+    metrics.loaded_at.set(reloader.current.loaded_at)
     body_limit = max_body_bytes(max_batch, max_chars)
 
     @asynccontextmanager
@@ -237,7 +142,7 @@ def create_app(
                 status_code=503,
                 headers={"Retry-After": str(RETRY_AFTER_S)},
             )
-        results = await asyncio.wrap_future(future)
+        results = apply_thresholds(await asyncio.wrap_future(future), by_type, reloader.predictor.scheme)
         return JSONResponse(results[0] if parsed.kind == "text" else {"results": results})
 
     async def demo_page(request: Request) -> Response:
@@ -248,9 +153,10 @@ def create_app(
         return JSONResponse({"status": "ok"})
 
     async def info(request: Request) -> Response:
+        predictor, serving = reloader.predictor, reloader.current
         return JSONResponse(
             {
-                "model": predictor.name,
+                **serving.describe(),
                 "labels": predictor.labels,
                 "scheme": predictor.scheme,
                 "max_batch": max_batch,
@@ -262,8 +168,22 @@ def create_app(
                 "max_wait_ms": max_wait_ms,
                 "max_queue_sentences": max_queue_sentences,
                 "api_key_required": expected_key is not None,
+                "admin_enabled": admin_key is not None,
             }
         )
+
+    async def admin_reload(request: Request) -> Response:
+        try:
+            model = read_reload_request(
+                await read_body(request, ADMIN_BODY_LIMIT), request.headers.get("content-type", "")
+            )
+        except BadPredictRequest as e:
+            return JSONResponse(e.body(), status_code=e.status)
+        try:
+            serving = await asyncio.wrap_future(reloader.start(model))
+        except ReloadError as e:
+            return JSONResponse({"detail": str(e), **reloader.current.describe()}, status_code=e.status)
+        return JSONResponse(serving.describe())
 
     async def prometheus_metrics(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_PLAIN_0_0_4)
@@ -276,13 +196,22 @@ def create_app(
             Route("/info", info),
             Route("/metrics", prometheus_metrics),
             Route("/", demo_page),
+            Route("/admin/reload", admin_reload, methods=["POST"]),
         ],
-        middleware=[Middleware(AuthorizeAndMeasure, metrics=metrics, expected_key=expected_key)],
+        middleware=[
+            Middleware(
+                AuthorizeAndMeasure,
+                metrics=metrics,
+                expected_key=expected_key,
+                admin_key=admin_key.encode("utf-8") if admin_key else None,
+            )
+        ],
         exception_handlers={HTTPException: _http_error},
         lifespan=lifespan,
     )
     app.state.metrics = metrics
     app.state.batcher = batcher
+    app.state.reloader = reloader
     return app
 
 
@@ -300,15 +229,19 @@ def run_server(
     max_queue_sentences: int = 1024,
     api_key_file: str | Path | None = None,
     access_log: bool = False,
+    admin_key_file: str | Path | None = None,
+    thresholds: Sequence[str] = (),
 ) -> None:
     """Load the model (errors surface here, before listening), then serve until SIGTERM/SIGINT, which
-    finish the requests in flight and return normally.
+    finish the requests in flight and return normally; SIGHUP reloads `model_dir` (resolved again).
 
     uvicorn runs in a thread; the model runs in this one, where it was loaded (see `DynamicBatcher.run`)."""
     import uvicorn
 
     api_key = read_api_key(api_key_file)
-    predictor = NerPredictor.from_pretrained(model_dir, device=device, batch_size=batch_size, precision=precision)
+    admin_key = read_key_file(admin_key_file, "admin key") if admin_key_file is not None else None
+    load = functools.partial(NerPredictor.from_pretrained, device=device, batch_size=batch_size, precision=precision)
+    predictor = load(resolve_model(model_dir))
     app = create_app(
         predictor,
         max_batch=max_batch,
@@ -318,9 +251,15 @@ def run_server(
         max_queue_sentences=max_queue_sentences,
         api_key=api_key,
         batcher_thread=False,
+        model_path=model_dir,
+        load=load,
+        admin_key=admin_key,
+        thresholds=thresholds,
     )
     if api_key is None:
         logger.info("no API key (--api-key-file or $%s): every endpoint is open", API_KEY_ENV)
+    if api_key is None and admin_key is None:
+        logger.info("no API key nor --admin-key-file: POST /admin/reload is off (403); SIGHUP reloads")
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="info", access_log=access_log))
 
     def stop(signum: int, frame: object) -> None:
@@ -329,7 +268,13 @@ def run_server(
         server.force_exit = server.should_exit
         server.should_exit = True
 
+    def reload(signum: int, frame: object) -> None:
+        # The handler runs in the model thread: load elsewhere (errors are logged and counted there).
+        logger.info("SIGHUP: reloading %s", model_dir)
+        app.state.reloader.start()
+
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     http = threading.Thread(target=server.run, name="nertune-http", daemon=True)
     try:
         http.start()

@@ -7,6 +7,9 @@ last are back), and calls
 `NerPredictor.predict` once for all of it. Every request gets only its own results, in order.
 Sentences of a `document` request share a document id of their own, so sentences of different requests
 never become each other's context.
+
+The worker owns the predictor: `swap_predictor` hands it a new one, which it takes over between two model
+calls (a hot reload, see `reload.py`), so every batch runs on exactly one model.
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class DynamicBatcher:
         self._condition = threading.Condition()
         self._accepting = False
         self._worker: threading.Thread | None = None
+        self._swap: tuple[NerPredictor, Future] | None = None  # the predictor to take over, and who waits for it
         self._document_numbers = itertools.count()
         # Sentences queued when the last batch was answered plus that batch's own (see `_expect_answered_back`);
         # the first batch waits max_wait_ms for company.
@@ -117,6 +121,21 @@ class DynamicBatcher:
         if self._worker is not None and self._worker is not threading.current_thread():
             self._worker.join(timeout)
 
+    def swap_predictor(self, predictor: NerPredictor) -> Future:
+        """Hand the worker a loaded `predictor`: it takes over before the next model call (the call in progress
+        finishes on the old one). The future resolves to the predictor it replaced, for the caller to release,
+        or fails with `BatcherClosedError` when the batcher stops first. Raises `BatcherClosedError` when the
+        batcher is not running and `RuntimeError` while another swap is pending."""
+        future: Future = Future()
+        with self._condition:
+            if not self._accepting:
+                raise BatcherClosedError("the server is not accepting requests (starting or shutting down)")
+            if self._swap is not None:
+                raise RuntimeError("another predictor is already waiting to take over")
+            self._swap = (predictor, future)
+            self._condition.notify_all()
+        return future
+
     def submit(self, texts: Sequence[str], document: bool = False) -> Future:
         """A future of one `{"entities", "words", "tags"}` per text (see `NerPredictor.predict`).
 
@@ -149,6 +168,8 @@ class DynamicBatcher:
         """The jobs of the next model call (None: closed and drained, or `keep_running()` false)."""
         with self._condition:
             while not self._jobs:
+                if self._swap is not None:
+                    return []  # idle: take the new predictor over now rather than with the next request
                 if not self._accepting or not keep_running():
                     return None
                 self._condition.wait(0.5)
@@ -170,8 +191,28 @@ class DynamicBatcher:
             self._on_queue(self._queued_sentences)
             return batch
 
+    def _take_over(self) -> None:
+        """Between two model calls: the predictor handed to `swap_predictor`, if any, replaces the current one."""
+        with self._condition:
+            swap, self._swap = self._swap, None
+        if swap is not None:
+            new, future = swap
+            old, self.predictor = self.predictor, new
+            future.set_result(old)
+
     def _run(self, keep_running: Callable[[], bool] = lambda: True) -> None:
+        try:
+            self._work(keep_running)
+        finally:
+            with self._condition:
+                self._accepting = False  # no swap can be handed over from here on
+                swap, self._swap = self._swap, None
+            if swap is not None:
+                swap[1].set_exception(BatcherClosedError("the server stopped before the new model took over"))
+
+    def _work(self, keep_running: Callable[[], bool]) -> None:
         while (batch := self._next_batch(keep_running)) is not None:
+            self._take_over()
             # A request whose client went away was cancelled: skip it (and a running future can no longer be
             # cancelled, so setting its result below cannot fail).
             batch = [job for job in batch if job.future.set_running_or_notify_cancel()]

@@ -87,7 +87,9 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 def _too_large(limit: int) -> BadPredictRequest:
     return BadPredictRequest(
-        413, f"the request body is over {limit} bytes, more than --max-batch texts of --max-chars characters take"
+        413,
+        f"the request body is over {limit} bytes, more than --max-texts-per-request texts of --max-chars "
+        "characters take",
     )
 
 
@@ -129,7 +131,7 @@ def read_predict_request(body: bytes, content_type: str, max_batch: int, max_cha
         raise BadPredictRequest(
             413,
             f"{len(texts)} {'sentences' if kind == 'document' else 'texts'} in one request; "
-            f"the limit is {max_batch} (--max-batch)",
+            f"the limit is {max_batch} (--max-texts-per-request)",
         )
     for i, text in enumerate(texts):
         where = "text" if kind == "text" else f"{kind}[{i}]"

@@ -10,8 +10,9 @@
    `per_type_tolerance` points.
 4. `CANDIDATE/report.md` and `comparison.json` either way; the decision and both scores in its metrics.json.
 
-Promotion points the symlink `PROMOTE_DIR/current` (default: RUN's parent) at the candidate dir, swapped
-atomically (`os.replace`), so a server started on `PROMOTE_DIR/current` reloads by resolving that path again.
+Promotion points the symlink `PROMOTE_DIR/current` (default: RUN's parent; the link's own dir when RUN is a
+symlink) at the candidate dir, swapped atomically (`os.replace`), so a server started on `PROMOTE_DIR/current`
+reloads by resolving that path again.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from nertune.errors import NertuneError
 from nertune.evaluation.run import write_json
 from nertune.model.rundir import RunDir
 from nertune.recipe.schema import apply_overrides
+from nertune.recipe.sections import DataConfig
 from nertune.training.run import run_training
 
 logger = logging.getLogger(__name__)
@@ -50,9 +52,10 @@ def _write_jsonl(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return path
 
 
-def materialize_data(run: RunDir, new_files: Sequence[str], data_dir: Path, test_file: str | None) -> dict[str, Path]:
-    """The four data files of the candidate (module docstring, step 1)."""
-    old = run.recipe.data
+def materialize_data(
+    old: DataConfig, new_files: Sequence[str], data_dir: Path, test_file: str | None
+) -> dict[str, Path]:
+    """The four data files of the candidate from the run's data section `old` (module docstring, step 1)."""
     splits, _ = load_splits(old)  # what the run trained on (with its own rehearsal, if it had one)
     test = splits["test"]
     if test_file:
@@ -129,6 +132,14 @@ def promote(candidate: Path, promote_dir: Path) -> Path:
     return link
 
 
+def _link_dir(run_dir: str | Path, current: Path) -> Path:
+    """The default PROMOTE_DIR: RUN's parent. RUN given as the `current` link itself (`/srv/current ->
+    /data/runs/v1`) promotes beside the link, which is what a server started on it resolves again, not beside
+    the run it points at."""
+    given = Path(os.path.expanduser(os.fspath(run_dir)))
+    return given.absolute().parent if given.is_symlink() else current.parent
+
+
 def format_report(comparison: dict, current_dir: Path, candidate_dir: Path, test_file: Path) -> str:
     decision = "PROMOTED" if comparison["promote"] else "NOT PROMOTED"
     lines = [
@@ -172,14 +183,15 @@ def run_retrain(
         raise RetrainError("retrain needs at least one --new FILE")
     run = RunDir.load(run_dir)
     current = run.path.resolve()
-    if run.recipe is None:
-        raise RetrainError(f"{current} has no valid recipe.yaml: retrain needs the run's data (its splits)")
+    saved = run.load_recipe()  # a saved recipe that is not valid raises RecipeError, naming the file
+    if saved is None:
+        raise RetrainError(f"{current} has no recipe.yaml: retrain needs the run's data (its splits)")
     out = (
         Path(output_dir) if output_dir else current.parent / f"{current.name}-retrain-{time.strftime('%Y%m%d-%H%M%S')}"
     )
     if out.exists() and any(out.iterdir()):
         raise RetrainError(f"--output-dir {out} exists and is not empty")
-    files = materialize_data(run, new_files, out / "data", test_file)
+    files = materialize_data(saved.data, new_files, out / "data", test_file)
     internal = {
         "model_name_or_path": str(current),
         "output_dir": str(out),
@@ -189,12 +201,12 @@ def run_retrain(
         "data.validation_file": str(files["validation"]),
         "data.test_file": str(files["test"]),
         "data.replay_file": str(files["replay"]),
-        "data.tag_scheme": run.recipe.data.train_scheme,  # the files above are written in it
+        "data.tag_scheme": saved.data.train_scheme,  # the files above are written in it
         "data.label_map": None,  # already applied to them
         "push_to_hub": False,  # a candidate is not published
         "resume_from_checkpoint": None,
     }
-    recipe = apply_overrides(apply_overrides(run.recipe, internal), list(overrides))
+    recipe = apply_overrides(apply_overrides(saved, internal), list(overrides))
     n_new, n_old = (sum(1 for _ in open(files[k], encoding="utf-8")) for k in ("train", "replay"))
     if (
         not any(item.startswith("data.replay_ratio=") for item in overrides)
@@ -215,7 +227,9 @@ def run_retrain(
         {"current_dir": str(current), "candidate_dir": str(out.resolve()), "test_file": str(files["test"])}
     )
     if comparison["promote"]:
-        comparison["promoted_link"] = str(promote(out, Path(promote_dir) if promote_dir else current.parent))
+        comparison["promoted_link"] = str(
+            promote(out, Path(promote_dir) if promote_dir else _link_dir(run_dir, current))
+        )
     write_json(out / "comparison.json", comparison)
     (out / "report.md").write_text(format_report(comparison, current, out.resolve(), files["test"]), encoding="utf-8")
     metrics["retrain"] = {k: v for k, v in comparison.items() if k != "per_type"}

@@ -16,6 +16,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from nertune.data import DataError, detect_language, load_splits
 from nertune.data.align import encode_split
 from nertune.distributed import batch_layout, check_world_size
+from nertune.evaluation.calibration import calibrate_trained_model
 from nertune.evaluation.report import plot_learning_curves
 from nertune.evaluation.run import write_conll_predictions, write_json
 from nertune.heads import head_for_recipe
@@ -321,6 +322,9 @@ def run_training(recipe: Recipe) -> dict:
             section = model_settings(recipe, model_path, data).to_dict()
             save_adapter_info(output_dir, base, id2label, section)
         plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
+    calibration = None  # LoRA runs (adapter dirs) are not calibrated yet
+    if is_main and not recipe.lora.enabled:  # the scores' temperature, fitted on validation, into config.json
+        calibration = calibrate_trained_model(trainer.model, data.tokenizer, recipe, splits["validation"])
 
     metrics: dict = {
         "source_scheme": source_scheme,
@@ -341,6 +345,8 @@ def run_training(recipe: Recipe) -> dict:
         "language": detect_language(splits["train"]["tokens"]),  # the model card's `language:` (None: not told)
         "data_spans": data.span_stats,  # per data file: words split at span boundaries, nested spans kept/dropped
     }
+    if calibration is not None:
+        metrics["calibration"] = calibration
     if torch.cuda.is_available():
         metrics["peak_gpu_memory_bytes"] = torch.cuda.max_memory_allocated()
     if recipe.lora.enabled and is_main:
