@@ -126,6 +126,8 @@ def test_span_head_learns_both_levels_and_reports_span_counts(span_run):
     assert metrics["test_f1"] > 0.8 and metrics["test_per_type"]["company"]["f1"] > 0.8, metrics
     config = json.loads((run_dir / "config.json").read_text())
     assert config["nertune"]["head"] == "span" and config["nertune"]["head_settings"]["max_width"] == 12
+    # Its per-word outputs are start/end vectors, not label posteriors: no temperature is fitted on them.
+    assert config["nertune"].get("calibration") is None and "calibration" not in metrics
     card = (run_dir / "README.md").read_text(encoding="utf-8")
     assert "`pipeline()` cannot decode it" in card and 'pipeline("token-classification"' not in card
     history = json.loads((run_dir / "trainer_state.json").read_text())["log_history"]

@@ -93,6 +93,9 @@ class Head:
     pipeline_decodes: ClassVar[bool] = True
     # Whether its entities may nest (every level, not only the tags' spans): evaluation then scores span sets.
     nested_entities: ClassVar[bool] = False
+    # Whether `word_posteriors` are its words' label posteriors, so a temperature fitted on them calibrates its
+    # entity scores (`evaluation.calibration`).
+    calibrated_by_temperature: ClassVar[bool] = True
 
     def __init__(self, scheme: str = "IOB2") -> None:
         self.scheme = normalize_scheme(scheme)

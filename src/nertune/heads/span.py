@@ -160,6 +160,7 @@ class SpanHead(Head):
     module_names = ("span",)
     nested_entities = True
     pipeline_decodes = False
+    calibrated_by_temperature = False  # its outputs per word are start/end vectors, not label posteriors
     pipeline_note = """
 This model has a span head (`span.*` in model.safetensors, nested entities): `pipeline()` cannot decode it
 (the model's outputs are span boundary vectors, not tag scores), so use nertune (`nertune predict`, `nertune

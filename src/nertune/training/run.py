@@ -323,7 +323,7 @@ def run_training(recipe: Recipe) -> dict:
             save_adapter_info(output_dir, base, id2label, section)
         plot_learning_curves(output_dir / "trainer_state.json", output_dir / "learning_curves.png")
     calibration = None  # LoRA runs (adapter dirs) are not calibrated yet
-    if is_main and not recipe.lora.enabled:  # the scores' temperature, fitted on validation, into config.json
+    if is_main and not recipe.lora.enabled and trainer.head.calibrated_by_temperature:  # temperature -> config.json
         calibration = calibrate_trained_model(trainer.model, data.tokenizer, recipe, splits["validation"])
 
     metrics: dict = {
