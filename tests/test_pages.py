@@ -8,6 +8,7 @@ NERTUNE_SCREENSHOT_DIR=DIR keeps a screenshot of each page there (to look at; th
 from __future__ import annotations
 
 import base64
+import json
 import os
 import shutil
 import subprocess
@@ -190,4 +191,8 @@ def test_evaluation_report_has_its_tables(browser, trained_run_copy, tmp_path):
     )
     assert first.find_elements(By.CSS_SELECTOR, "mark.ent.wrong")  # the disagreeing entities are outlined
     assert browser.find_element(By.CSS_SELECTOR, "img.curves").get_attribute("naturalWidth") != "0"
+    metrics = json.loads((report.parent / "metrics.json").read_text(encoding="utf-8"))
+    assert f"{metrics['ece']:.4f}" in browser.find_element(By.ID, "ece").text  # calibration: ECE and its diagram
+    diagram = browser.find_element(By.CSS_SELECTOR, "img[alt='reliability diagram']")
+    assert diagram.get_attribute("naturalWidth") != "0"
     screenshot(browser, tmp_path / "report.png")

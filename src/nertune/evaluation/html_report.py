@@ -167,6 +167,16 @@ def _worst_sentences(gold, predicted, words, scheme: str, colours: dict[str, str
     return f'<table class="worst" id="worst"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
 
 
+def _embedded_png(png: Path, heading: str, alt: str) -> str:
+    """The PNG inline (base64), under an `<h2>` when `heading` is given; "" when it was not written."""
+    if not png.is_file():
+        return ""
+    image = (
+        f'<img class="curves" alt="{alt}" src="data:image/png;base64,{base64.b64encode(png.read_bytes()).decode()}">'
+    )
+    return f"<h2>{heading}</h2>{image}" if heading else image
+
+
 def write_html_report(
     path: str | Path,
     name: str,
@@ -211,11 +221,12 @@ def write_html_report(
         + "</td></tr>"
         for kind in ERROR_KINDS
     )
-    curves = path.parent / "learning_curves.png"
-    curves_html = (
-        f'<h2>Learning curves</h2><img class="curves" alt="learning curves" '
-        f'src="data:image/png;base64,{base64.b64encode(curves.read_bytes()).decode("ascii")}">'
-        if curves.is_file()
+    curves_html = _embedded_png(path.parent / "learning_curves.png", "Learning curves", "learning curves")
+    calibration_html = (
+        f'<h2>Calibration</h2><p class="legend" id="ece">Expected calibration error of the word scores: '
+        f"{scores['ece']:.4f} (the model's scores against how often they are right).</p>"
+        + _embedded_png(path.parent / "reliability.png", "", "reliability diagram")
+        if "ece" in scores
         else ""
     )
     body = f"""<main>
@@ -238,6 +249,7 @@ prediction. The last row: predictions that overlap no gold entity, by type.</p>
 <p class="legend">Errors: gold entities not predicted exactly plus predictions not in gold. Outlined in red: an
 entity that the other side does not have with the same span and type.</p>
 {_worst_sentences(gold, predicted, words, scheme, colours)}
+{calibration_html}
 {curves_html}
 </main>"""
     page = (
