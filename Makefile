@@ -101,8 +101,8 @@ gpu-check: $(STAMP)
 	PY=$(PY) bash scripts/gpu_check.sh
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts bench docs/hooks.py
+	$(VENV)/bin/ruff format --check src tests scripts bench docs/hooks.py
 
 test: lint
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -q $(PYTEST_ARGS)
