@@ -119,7 +119,8 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         "--format",
         choices=("text", "jsonl", "conll"),
         default=None,
-        help="input format (default: from the extension; .jsonl/.json, .conll/.tsv/.bio, else text)",
+        help="input format (default: by extension, .json/.jsonl as jsonl, .conll/.tsv/.bio/.iob/.iob2/.bioes/.bmes "
+        "as conll; any other name, .txt included, by its content; the choice is logged)",
     )
     parser.add_argument(
         "--output-format",
