@@ -283,7 +283,7 @@ def test_predict_jsonl_keeps_ids_and_accepts_tokens(tmp_path, trained_model_dir,
         encoding="utf-8",
     )
     code, _ = run_cli(
-        capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.json", "--batch-size", "1"
+        capsys, trained_model_dir, "--input", source, "--output", tmp_path / "out.json", "--rows-per-pass", "1"
     )
     assert code == 0
     first, second = read_jsonl(tmp_path / "out.json")

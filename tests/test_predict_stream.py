@@ -189,7 +189,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
         str(source),
         "--output",
         str(output),
-        "--batch-size",
+        "--rows-per-pass",
         "1",
     ]
     with open(tmp_path / "killed.log", "w") as log:
@@ -205,7 +205,7 @@ def test_sigkill_then_resume_gives_the_uninterrupted_output(tmp_path, model_dir)
     assert 0 < written.count(b"\n") < 3000, "the run finished before it was killed: use a larger input"
     assert reference.read_bytes().startswith(written.rsplit(b"\n", 1)[0])  # flushed in input order
     code = main(
-        ["predict", str(model_dir), "--input", str(source), "--output", str(output), "--batch-size", "1", "--resume"]
+        ["predict", str(model_dir), "--input", str(source), "--output", str(output), "--rows-per-pass", "1", "--resume"]
     )
     assert code == 0
     assert output.read_bytes() == reference.read_bytes()
@@ -224,7 +224,7 @@ def test_two_processes_write_what_one_writes(tmp_path, model_dir, inputs):
                 str(inputs[kind]),
                 "--output",
                 str(output),
-                "--batch-size",
+                "--rows-per-pass",
                 "1",
                 "--comment-prefix",
                 "#",

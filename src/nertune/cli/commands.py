@@ -128,9 +128,7 @@ def _predict_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="output format (default: from the extension; .txt means conll for CoNLL input)",
     )
-    parser.add_argument(
-        "--batch-size", type=int, default=32, help="windows (or rows of packed windows) per forward pass"
-    )
+    _renamed(parser, "--rows-per-pass", "--batch-size", "rows of packed windows per pass", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument(
         "--precision", choices=("auto", "fp32", "bf16", "fp16", "int8"), default="auto", help=PRECISION_HELP
@@ -184,7 +182,7 @@ def _predict(args: argparse.Namespace) -> int:
         args.output,
         input_format=args.format,
         output_format=args.output_format,
-        batch_size=args.batch_size,
+        batch_size=args.rows_per_pass,
         device=args.device,
         precision=args.precision,
         documents=args.documents,

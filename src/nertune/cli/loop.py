@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from nertune.cli.commands import MODEL_HELP, OVERRIDES_HELP, Command
+from nertune.cli.commands import MODEL_HELP, OVERRIDES_HELP, Command, _renamed
 
 # `inference.select`'s STRATEGIES, MEASURES, UNITS (importing it here would load torch for `nertune --help`;
 # tests/test_select.py checks they agree).
@@ -58,7 +58,7 @@ def _select_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--format", choices=("text", "jsonl", "conll"), default=None, help="pool format (default: guessed)"
     )
-    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass")
+    _renamed(parser, "--rows-per-pass", "--batch-size", "rows of packed windows per pass", type=int, default=32)
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when available)")
     parser.add_argument("--documents", action="store_true", help="text pool: blank lines separate documents")
     parser.add_argument("--encoding", default="utf-8", help="text and CoNLL pools: the file's encoding")
@@ -80,7 +80,7 @@ def _select(args: argparse.Namespace) -> int:
         resume=args.resume,
         unit=args.unit,
         input_format=args.format,
-        batch_size=args.batch_size,
+        batch_size=args.rows_per_pass,
         device=args.device,
         documents=args.documents,
         encoding=args.encoding,
