@@ -13,6 +13,7 @@ from nertune.errors import ModelError
 from nertune.heads import Head
 from nertune.model.packing import cheapest_row_tokens, pack_group, pack_rows, position_offset
 from nertune.model.settings import head_of
+from nertune.training.embedding_grad import reuse_word_embedding_grad
 
 
 class PackingCollator:
@@ -146,6 +147,9 @@ class NerTrainer(Trainer):
         return output
 
     def create_optimizer(self, model=None):
+        if self.args.world_size == 1 and not (self.is_deepspeed_enabled or self.is_fsdp_enabled):
+            # One process only: DDP, FSDP and DeepSpeed reduce gradients through their own hooks and buffers.
+            reuse_word_embedding_grad(self.model if model is None else model)
         optimizer = super().create_optimizer(model)
         groups = self.head.bind(self.model if model is None else model).param_groups()
         if groups and not any(group.get("nertune_head") for group in optimizer.param_groups):
