@@ -74,8 +74,7 @@ def test_reused_buffer_gives_the_dense_optimizer_steps(micro_batches):
     assert dense_grads[0][0].abs().sum() == 0  # the padding row
     for (name, a), b in zip(dense.named_parameters(), reused.parameters(), strict=True):
         torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
-    # One buffer, reused: the gradient of the last step is the object the hook holds.
-    assert reused_grads[-1].data_ptr() != handle.buffer.data_ptr()  # (the test cloned it)
+    # One buffer, reused: after another backward the gradient is the very tensor the hook holds.
     reused(**_batches(9, 1)[0]).loss.backward()
     assert reused.get_input_embeddings().weight.grad is handle.buffer
 
