@@ -19,7 +19,9 @@ strategy around it, bound to a model by `bind` so that none of its methods needs
   per-sub-token label ids as encoded);
 - `word_posteriors` / `temperature`: every word's label posteriors (softmax, or CRF marginals), at the
   calibration temperature that also divides the logits behind scores (`evaluation.calibration`);
-- `param_groups`: extra optimizer parameter groups (its own learning rate);
+- `param_groups`: extra optimizer parameter groups (its own learning rate; the output layer's at
+  `classifier_learning_rate`);
+- `start_at_label_prior`: a fresh output layer's bias set from the training labels' frequencies;
 - `extend_labels`: new labels appended to a fine-tuned model's, every old label's weights kept
   (`label_mismatch=extend`).
 
@@ -35,8 +37,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import numpy as np
 import torch
 
+from nertune.data.align import IGNORE_INDEX
 from nertune.errors import ModelError
 from nertune.schemes import normalize_scheme, repair_tags, tags_to_spans
 
@@ -97,18 +101,25 @@ class Head:
     # entity scores (`evaluation.calibration`).
     calibrated_by_temperature: ClassVar[bool] = True
 
-    def __init__(self, scheme: str = "IOB2") -> None:
+    def __init__(self, scheme: str = "IOB2", classifier_learning_rate: float | None = None) -> None:
         self.scheme = normalize_scheme(scheme)
+        self.classifier_learning_rate = classifier_learning_rate  # the output layer's (None: the encoder's)
+        self._model: torch.nn.Module | None = None  # the model `bind` set
         # Calibration (the `nertune` section's `calibration`): divides the logits behind scores, never decisions.
         self.temperature: float | None = None
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(scheme={self.scheme!r})"
+        rate = self.classifier_learning_rate
+        return (
+            f"{type(self).__name__}(scheme={self.scheme!r}"
+            + ("" if rate is None else f", classifier_learning_rate={rate!r}")
+            + ")"
+        )
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, scheme: str) -> Head:
         """The head a training recipe asks for, training in `scheme`."""
-        return cls(scheme)
+        return cls(scheme, classifier_learning_rate=recipe.classifier_learning_rate)
 
     @classmethod
     def from_settings(cls, scheme: str, settings: dict[str, Any]) -> Head:
@@ -131,6 +142,7 @@ class Head:
 
     def bind(self, model: torch.nn.Module) -> Head:
         """Use `model`'s own modules of this head from now on (the model being trained or predicted); returns self."""
+        self._model = model
         return self
 
     def extend_labels(self, model: torch.nn.Module, old_labels: Sequence[str], new_labels: Sequence[str]) -> None:
@@ -166,9 +178,32 @@ class Head:
         config.label2id = {label: i for i, label in enumerate(new_labels)}
         config.num_labels = len(new_labels)
 
+    def start_at_label_prior(self, model: torch.nn.Module, features) -> None:
+        """Set a fresh output layer's bias to the log of each label's share of the training labels (the
+        `labels` column of `encode_labels`, add-one smoothed, centred): the model starts out predicting the
+        label distribution, mostly O, so the first steps go to entities instead of to learning that prior."""
+        layer = classifier_layer(model)
+        if layer.bias is None:
+            return
+        ids = np.concatenate([np.asarray(row, dtype=np.int64) for row in features["labels"]] or [np.zeros(0, int)])
+        label_counts = np.bincount(ids[ids != IGNORE_INDEX], minlength=layer.out_features)
+        if len(label_counts) != layer.out_features:
+            raise ModelError(
+                f"training label ids go up to {len(label_counts) - 1}, the classifier has {layer.out_features} outputs"
+            )
+        log_share = torch.log(torch.as_tensor(label_counts, dtype=torch.float64) + 1.0)
+        with torch.no_grad():
+            layer.bias.copy_((log_share - log_share.mean()).to(layer.bias.dtype))
+
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups of the head's own parameters ("params", "lr", ...); [] for none."""
-        return []
+        if self.classifier_learning_rate is None:
+            return []
+        if self._model is None:
+            raise ModelError(f"{type(self).__name__} is not bound to a model (Head.bind)")
+        # The output layer starts from random weights: it may learn faster than the pretrained encoder.
+        layer = classifier_layer(self._model)
+        return [{"params": list(layer.parameters()), "lr": self.classifier_learning_rate, "weight_decay": 0.0}]
 
     # -- training and evaluation
 

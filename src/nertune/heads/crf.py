@@ -256,17 +256,22 @@ tag on its own, so its tags can differ from the scores above and break the tag s
 with the CRF.
 """
 
-    def __init__(self, scheme: str = "IOB2", learning_rate: float | None = None) -> None:
-        super().__init__(scheme)
+    def __init__(
+        self, scheme: str = "IOB2", learning_rate: float | None = None, classifier_learning_rate: float | None = None
+    ) -> None:
+        super().__init__(scheme, classifier_learning_rate)
         self.learning_rate = learning_rate  # the CRF scores' own learning rate (None: the encoder's)
         self.crf: LinearChainCRF | None = None  # the bound model's CRF (`bind`)
 
     def __repr__(self) -> str:
-        return f"CrfHead(scheme={self.scheme!r}, learning_rate={self.learning_rate!r})"
+        return (
+            f"CrfHead(scheme={self.scheme!r}, learning_rate={self.learning_rate!r}, "
+            f"classifier_learning_rate={self.classifier_learning_rate!r})"
+        )
 
     @classmethod
     def from_recipe(cls, recipe: Recipe, scheme: str) -> CrfHead:
-        return cls(scheme, recipe.crf_learning_rate)
+        return cls(scheme, recipe.crf_learning_rate, recipe.classifier_learning_rate)
 
     # -- the model
 
@@ -283,7 +288,7 @@ with the CRF.
         if not isinstance(crf, LinearChainCRF):
             raise ModelError(f"{type(unwrap_model(model)).__name__} has no CRF: is it a model of head=crf?")
         self.crf = crf
-        return self
+        return super().bind(model)
 
     def _bound(self) -> LinearChainCRF:
         if self.crf is None:
@@ -306,10 +311,11 @@ with the CRF.
         self.bind(model)
 
     def param_groups(self) -> list[dict[str, Any]]:
+        groups = super().param_groups()  # the emission layer's, at classifier_learning_rate
         if self.learning_rate is None:
-            return []
+            return groups
         # The CRF's few scores start at 0 and learn far slower than the encoder at a fine-tuning rate.
-        return [{"params": list(self._bound().parameters()), "lr": self.learning_rate, "weight_decay": 0.0}]
+        return [*groups, {"params": list(self._bound().parameters()), "lr": self.learning_rate, "weight_decay": 0.0}]
 
     # -- training and evaluation
 

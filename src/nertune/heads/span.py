@@ -179,7 +179,6 @@ serve` or `NerPredictor`) to read its entities.
         self.size = size
         self.learning_rate = learning_rate  # the span module's own learning rate (None: the encoder's)
         self.scorer: SpanScorer | None = None
-        self._bound_model: torch.nn.Module | None = None  # its config has the labels (`decode_words`)
 
     def __repr__(self) -> str:
         return f"SpanHead(scheme={self.scheme!r}, max_width={self.max_width}, learning_rate={self.learning_rate!r})"
@@ -216,7 +215,7 @@ serve` or `NerPredictor`) to read its entities.
         if not isinstance(scorer, SpanScorer):
             raise ModelError(f"{type(unwrap_model(model)).__name__} has no span module: is it a model of head=span?")
         self.scorer = scorer
-        self._bound_model = model
+        self._model = model  # its config has the labels (`decode_words`)
         return self
 
     def _bound(self) -> SpanScorer:
@@ -226,6 +225,9 @@ serve` or `NerPredictor`) to read its entities.
 
     def extend_labels(self, model: torch.nn.Module, old_labels: Sequence[str], new_labels: Sequence[str]) -> None:
         raise ModelError("label_mismatch=extend is not supported by head=span; use label_mismatch=reset")
+
+    def start_at_label_prior(self, model: torch.nn.Module, features) -> None:
+        """Nothing: the span scorer's classes are span types over candidate spans, not the word labels."""
 
     def param_groups(self) -> list[dict[str, Any]]:
         if self.learning_rate is None:
@@ -327,7 +329,7 @@ serve` or `NerPredictor`) to read its entities.
 
     def decode_words(self, word_outputs: Sequence[Sequence]) -> list[list[tuple[int, float]]]:
         """The outer level's label id and score per word (the bound model's labels)."""
-        labels = config_labels(unwrap_model(self._bound_model).config)
+        labels = config_labels(unwrap_model(self._model).config)
         label2id = {label: i for i, label in enumerate(labels)}
         decoded = self.decode_sentences(word_outputs, labels)
         return [[(label2id[t], score) for t, score in zip(d.tags, d.scores)] for d in decoded]

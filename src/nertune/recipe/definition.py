@@ -44,6 +44,18 @@ class Recipe(Section):
         description="linear (softmax per word) | crf (linear-chain CRF over the words, constrained Viterbi) | "
         "span (every word span up to span_max_width classified: nested entities)",
     )
+    head_bias_init: Literal["prior", "zero"] = Field(
+        "prior",
+        description="head=linear|crf, a fresh head: prior = each label's output bias starts at the log of its "
+        "share of the training labels, so the first steps learn entities instead of the label distribution; "
+        "zero = transformers' initialisation",
+    )
+    classifier_learning_rate: float | None = Field(
+        None,
+        gt=0,
+        description="head=linear|crf: learning rate of the output layer (fresh weights that may learn faster "
+        "than the pretrained encoder); unset: learning_rate",
+    )
     crf_learning_rate: float | None = Field(
         None, gt=0, description="head=crf: learning rate of the CRF scores; unset: learning_rate"
     )
@@ -162,6 +174,11 @@ class Recipe(Section):
             raise ValueError(
                 f"recipe key 'head': head={self.head} is not supported with lora.enabled=true (the adapter "
                 "would not save the head's own weights); use full fine-tuning or head=linear"
+            )
+        if self.classifier_learning_rate is not None and (self.head == "span" or self.lora.enabled):
+            raise ValueError(
+                "recipe key 'classifier_learning_rate': only for head=linear|crf trained in full (head=span has "
+                "span_learning_rate; with lora.enabled the head trains at learning_rate)"
             )
         if self.head == "span" and self.label_all_subtokens:
             raise ValueError("recipe key 'label_all_subtokens': head=span reads each word at its first sub-token")

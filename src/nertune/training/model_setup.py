@@ -58,6 +58,8 @@ def build_model(recipe: Recipe, model_path: str, data: Any):
         return model
     # Continuing a fine-tuned model whose head is kept continues the head's own saved weights too.
     model = load_model_for_training(model_path, data.labels, data.keep_head, settings)
+    if not data.keep_head and recipe.head_bias_init == "prior":
+        head.start_at_label_prior(model, data.train_features)
     if extending:
         head.extend_labels(model, data.start_labels, data.labels)
     if recipe.lora.enabled:
