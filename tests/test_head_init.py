@@ -104,9 +104,28 @@ def test_classifier_learning_rate_trains_the_output_layer_at_its_own_rate(
     assert encoder <= 1.5 * steps * encoder_rate, moved
 
 
-@pytest.mark.parametrize("extra", [["head=span"], ["lora.enabled=true"]])
-def test_classifier_learning_rate_is_refused_where_there_is_no_such_layer_to_train(extra):
-    with pytest.raises(RecipeError, match="classifier_learning_rate"):
-        load_recipe(None, ["model_name_or_path=x", "classifier_learning_rate=1e-3", *extra])
+@pytest.mark.slow
+def test_under_lora_the_classifier_copy_peft_trains_gets_the_rate(tiny_model_dir, synthetic_corpus, tmp_path):
+    from nertune.training.run import build_trainer
+
+    recipe = tiny_recipe(
+        tiny_model_dir, synthetic_corpus, tmp_path / "run", "lora.enabled=true", "lora.r=4", "max_steps=2",
+        "classifier_learning_rate=1e-2", "eval_strategy=no", "save_strategy=no", "load_best_model_at_end=false",
+    )  # fmt: skip
+    model, run = _model_and_data(recipe)
+    trainer = build_trainer(recipe, run.args, run.data, model=model)
+    trainer.train()
+    (own,) = [g for g in trainer.optimizer.param_groups if g.get("nertune_head")]
+    names = {id(p): name for name, p in model.named_parameters()}
+    own_names = sorted(names[id(p)] for p in own["params"])
+    assert own["initial_lr"] == 1e-2 and [name.rsplit(".", 1)[-1] for name in own_names] == ["bias", "weight"]
+    assert all("classifier.modules_to_save" in name for name in own_names), own_names
+    others = {id(p) for g in trainer.optimizer.param_groups if g is not own for p in g["params"]}
+    assert others and not others & {id(p) for p in own["params"]}
+
+
+def test_classifier_learning_rate_is_refused_with_the_span_head():
+    with pytest.raises(RecipeError, match="classifier_learning_rate=null"):
+        load_recipe(None, ["model_name_or_path=x", "classifier_learning_rate=1e-3", "head=span"])
     with pytest.raises(RecipeError, match="head_bias_init"):
         load_recipe(None, ["model_name_or_path=x", "head_bias_init=uniform"])

@@ -72,6 +72,17 @@ def classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
     raise ModelError(f"{type(model).__name__}: no linear output layer named {' or '.join(_CLASSIFIER_NAMES)}")
 
 
+def trained_classifier_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """The trainable parameters of the output layer: the layer's own, or under LoRA the copy that peft trains
+    (`modules_to_save`; the original stays frozen)."""
+    inner = unwrap_model(model)
+    for name in _CLASSIFIER_NAMES:
+        layer = getattr(inner, name, None)  # a peft model forwards the attribute to the model it wraps
+        if isinstance(layer, torch.nn.Linear) or hasattr(layer, "modules_to_save"):
+            return [p for p in layer.parameters() if p.requires_grad]
+    raise ModelError(f"{type(inner).__name__}: no output layer named {' or '.join(_CLASSIFIER_NAMES)}")
+
+
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP/accelerate wrappers (`.module`), where a head keeps its own modules."""
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
@@ -202,8 +213,8 @@ class Head:
         if self._model is None:
             raise ModelError(f"{type(self).__name__} is not bound to a model (Head.bind)")
         # The output layer starts from random weights: it may learn faster than the pretrained encoder.
-        layer = classifier_layer(self._model)
-        return [{"params": list(layer.parameters()), "lr": self.classifier_learning_rate, "weight_decay": 0.0}]
+        params = trained_classifier_parameters(self._model)
+        return [{"params": params, "lr": self.classifier_learning_rate, "weight_decay": 0.0}]
 
     # -- training and evaluation
 

@@ -54,7 +54,7 @@ class Recipe(Section):
         None,
         gt=0,
         description="head=linear|crf: learning rate of the output layer (fresh weights that may learn faster "
-        "than the pretrained encoder); unset: learning_rate",
+        "than the pretrained encoder; under LoRA the copy peft trains); unset: learning_rate",
     )
     crf_learning_rate: float | None = Field(
         None, gt=0, description="head=crf: learning rate of the CRF scores; unset: learning_rate"
@@ -175,10 +175,10 @@ class Recipe(Section):
                 f"recipe key 'head': head={self.head} is not supported with lora.enabled=true (the adapter "
                 "would not save the head's own weights); use full fine-tuning or head=linear"
             )
-        if self.classifier_learning_rate is not None and (self.head == "span" or self.lora.enabled):
+        if self.classifier_learning_rate is not None and self.head == "span":
             raise ValueError(
-                "recipe key 'classifier_learning_rate': only for head=linear|crf trained in full (head=span has "
-                "span_learning_rate; with lora.enabled the head trains at learning_rate)"
+                "recipe key 'classifier_learning_rate': head=span has no output layer of that kind, its span "
+                "scorer trains at span_learning_rate; set classifier_learning_rate=null"
             )
         if self.head == "span" and self.label_all_subtokens:
             raise ValueError("recipe key 'label_all_subtokens': head=span reads each word at its first sub-token")
