@@ -92,7 +92,10 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     assert timeline and all(point["f1"] < result["target_f1"] for point in timeline[:-1])
     assert timeline[-1]["f1"] >= result["target_f1"] and timeline[-1]["step"] == result["target_reached_step"]
     assert result["target_reached_step"] % result["target_eval_steps"] == 0 and result["target_eval_steps"] == 5
-    assert 0 < result["time_to_target_s_project"] == timeline[-1]["train_seconds"]
+    runs, steps = result["time_to_target_s_project_runs"], result["target_reached_steps"]
+    assert len(runs) == len(steps) == 2 and steps[0] == result["target_reached_step"]  # one per F1 seed
+    assert 0 < runs[0] == timeline[-1]["train_seconds"] and all(step % 5 == 0 for step in steps)
+    assert result["time_to_target_s_project"] == pytest.approx(sum(runs) / 2)
     assert result["time_to_target_speedup"] == pytest.approx(
         result["time_to_target_s_baseline"] / result["time_to_target_s_project"]
     )

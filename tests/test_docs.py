@@ -295,3 +295,14 @@ def test_render_release_needs_its_metadata_and_renders_every_row(tmp_path):
     assert "| ONNX Runtime inference sentences/s (CPU option) | 148.7 | | 1.66x, F1 +0.0000 |" in table.stdout
     assert "| ONNX Runtime int8 inference sentences/s (CPU option) | 311.8 | | 3.48x, F1 -0.0100 |" in table.stdout
     assert "| not reached | 210.1 | - |" in table.stdout
+    # Since the time to target is timed per F1 seed: the mean, and each seed's step (None: never reached).
+    seeds = {**fresh, "target_reached_steps": [80, 140, 120], "time_to_target_s_project": 30.04}
+    seeds["time_to_target_speedup"] = seeds["time_to_target_s_baseline"] / 30.04
+    (tmp_path / "seeds.json").write_text(json.dumps(seeds), encoding="utf-8")
+    table = render(tmp_path / "seeds.json", "--date", "2026-12-07", "--commit", "abc1234", "--hardware", "2-core CPU")
+    assert table.returncode == 0, table.stderr
+    assert "| 30.0, mean of 3 seeds (steps 80/140/120) | 210.1 | 6.99x |" in table.stdout
+    seeds.update(target_reached_steps=[80, None, 120], time_to_target_s_project=None, time_to_target_speedup=None)
+    (tmp_path / "missed.json").write_text(json.dumps(seeds), encoding="utf-8")
+    table = render(tmp_path / "missed.json", "--date", "2026-12-07", "--commit", "abc1234", "--hardware", "2-core CPU")
+    assert "| not reached by every seed (steps 80/None/120) | 210.1 | - |" in table.stdout
