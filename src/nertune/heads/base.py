@@ -62,25 +62,26 @@ class Decoded:
     entities: list[Entity]
 
 
-def classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
-    """The output layer of a token-classification model (`classifier`, or `score` for some architectures)."""
+def _output_layer(model: torch.nn.Module, peft_wrapped: bool = False) -> torch.nn.Module:
+    """The output layer of a token-classification model (`classifier`, or `score` for some architectures); with
+    `peft_wrapped`, also peft's wrapper of it (a peft model forwards the attribute to the model it wraps)."""
     model = unwrap_model(model)
     for name in _CLASSIFIER_NAMES:
         layer = getattr(model, name, None)
-        if isinstance(layer, torch.nn.Linear):
+        if isinstance(layer, torch.nn.Linear) or (peft_wrapped and hasattr(layer, "modules_to_save")):
             return layer
     raise ModelError(f"{type(model).__name__}: no linear output layer named {' or '.join(_CLASSIFIER_NAMES)}")
+
+
+def classifier_layer(model: torch.nn.Module) -> torch.nn.Linear:
+    """The output layer of a token-classification model (`classifier`, or `score` for some architectures)."""
+    return _output_layer(model)
 
 
 def trained_classifier_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
     """The trainable parameters of the output layer: the layer's own, or under LoRA the copy that peft trains
     (`modules_to_save`; the original stays frozen)."""
-    inner = unwrap_model(model)
-    for name in _CLASSIFIER_NAMES:
-        layer = getattr(inner, name, None)  # a peft model forwards the attribute to the model it wraps
-        if isinstance(layer, torch.nn.Linear) or hasattr(layer, "modules_to_save"):
-            return [p for p in layer.parameters() if p.requires_grad]
-    raise ModelError(f"{type(inner).__name__}: no output layer named {' or '.join(_CLASSIFIER_NAMES)}")
+    return [p for p in _output_layer(model, peft_wrapped=True).parameters() if p.requires_grad]
 
 
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
