@@ -4,7 +4,9 @@ The baseline is the plain `Trainer` of transformers' `run_ner.py` with that scri
 5e-5, 8 sentences per step, 3 epochs, no warmup, no weight decay, fp32, random order): its final validation
 F1 is the target. The project's recipe then trains with an evaluation every `eval_steps` optimizer steps and
 stops at the first evaluation that reaches the target. Both times count training only: the baseline does
-not evaluate while training, and evaluation time is subtracted from the project's clock.
+not evaluate while training, and evaluation time is subtracted from the project's clock. Evaluating does not
+change the training either: each evaluation's data loader draws a seed from torch's global generator, which
+would otherwise shift every later dropout mask, so the run's path would depend on how often it is evaluated.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 
+import torch
 from transformers import TrainerCallback, set_seed
 
 from nertune.recipe.schema import Recipe
@@ -36,7 +39,8 @@ def run_ner_recipe(recipe: Recipe) -> Recipe:
 
 class F1TimelineCallback(TrainerCallback):
     """Records (step, training seconds without evaluation, validation F1) at every evaluation and stops
-    training at the first one whose F1 reaches `target_f1`."""
+    training at the first one whose F1 reaches `target_f1`. Restores torch's random state after each
+    evaluation to where the training step left it."""
 
     def __init__(self, target_f1: float):
         self.target_f1 = target_f1
@@ -44,6 +48,7 @@ class F1TimelineCallback(TrainerCallback):
         self.reached: dict | None = None
         self._started = self._step_ended = 0.0
         self._eval_seconds = 0.0
+        self._rng_state: tuple | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._started = self._step_ended = time.perf_counter()
@@ -51,12 +56,25 @@ class F1TimelineCallback(TrainerCallback):
 
     def on_step_end(self, args, state, control, **kwargs):
         self._step_ended = time.perf_counter()
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        self._rng_state = (torch.get_rng_state(), cuda)
 
     def on_evaluate(self, args, state, control, metrics=None, **kwargs):
         # The Trainer evaluates right after `on_step_end`: everything since then is evaluation.
         train_seconds = self._step_ended - self._started - self._eval_seconds
         self._eval_seconds += time.perf_counter() - self._step_ended
-        point = {"step": state.global_step, "train_seconds": train_seconds, "f1": (metrics or {})["eval_f1"]}
+        if self._rng_state is not None:
+            cpu, cuda = self._rng_state
+            torch.set_rng_state(cpu)
+            if cuda is not None:
+                torch.cuda.set_rng_state_all(cuda)
+        metrics = metrics or {}
+        point = {
+            "step": state.global_step,
+            "train_seconds": train_seconds,
+            "f1": metrics["eval_f1"],
+            "loss": metrics.get("eval_loss"),
+        }
         self.timeline.append(point)
         logger.info(
             "time to target: step %d, %.1f s training, validation F1 %.4f (target %.4f)",

@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from .helpers import REPO, subprocess_env
+from .helpers import REPO, subprocess_env, tiny_overrides
 
 # Each option's (speedup over the pipeline, test F1) keys in bench.json.
 INFERENCE_OPTIONS = {
@@ -117,3 +117,34 @@ def test_bench_writes_ratios_and_agreement(tiny_model_dir, synthetic_corpus, tmp
     assert result["serving_single_client_latency_ms"] > 0
     table = (tmp_path / "bench" / "bench.md").read_text()
     assert "training samples/s" in table and f"validation F1 {result['target_f1']:.4f}" in table
+
+
+# Imports bench/ in the subprocess only, like the tests above.
+TIMELINES = """
+import json, sys
+from bench.train import time_to_target
+from nertune.recipe.schema import load_recipe
+
+recipe = load_recipe("recipes/quickstart.yaml", json.loads(sys.argv[1]))
+print(json.dumps({n: time_to_target(recipe, 2.0, n)["timeline"] for n in (1, 3)}))
+"""
+
+
+@pytest.mark.slow
+def test_time_to_target_evaluations_do_not_change_the_training(tiny_model_dir, synthetic_corpus, tmp_path):
+    """Each evaluation's data loader draws a seed from torch's global generator; the harness puts the
+    generator back, so the model at step 3, 6 and 9 is the same whether it was evaluated every step or every
+    third (the tiny BERT has dropout, so a shifted generator would change the weights)."""
+    overrides = tiny_overrides(tiny_model_dir, synthetic_corpus, tmp_path / "run", "max_steps=9", "seed=7")
+    done = subprocess.run(
+        [sys.executable, "-c", TIMELINES, json.dumps(overrides)],
+        cwd=REPO, env=subprocess_env(), capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    every_step, every_third = json.loads(done.stdout.strip().splitlines()[-1]).values()
+    assert [point["step"] for point in every_third] == [3, 6, 9] and len(every_step) == 9
+    for point in every_third:  # 2.0 is an F1 no run reaches: both train all 9 steps
+        same_step = every_step[point["step"] - 1]
+        assert same_step["step"] == point["step"]
+        assert same_step["loss"] == pytest.approx(point["loss"], rel=1e-6, abs=1e-7)
+    assert every_step[0]["loss"] != pytest.approx(every_step[-1]["loss"], rel=1e-3)  # the weights did move
