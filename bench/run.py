@@ -163,7 +163,7 @@ def measure_serving(model_dir: str, texts: list[str]) -> dict:
 def run_bench(
     recipe_path: str | None,
     overrides: list[str] | None = None,
-    target_eval_steps: int = 20,
+    target_eval_steps: int = 10,
     f1_seeds: int = 3,
     bert_base_steps: int = 0,
 ) -> dict:
