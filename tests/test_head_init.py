@@ -62,6 +62,33 @@ def test_the_prior_counts_every_labelled_sub_token(tiny_model_dir, synthetic_cor
     assert torch.allclose(model.classifier.bias.detach().double(), log_counts - log_counts.mean(), atol=1e-6)
 
 
+def test_a_fresh_span_scorer_starts_at_the_prior_of_the_candidate_spans(tiny_model_dir, synthetic_corpus, tmp_path):
+    """The span head's classes are those of every candidate span of 1..span_max_width words: "no entity" for
+    almost all of them, which its scorer's bias then starts at."""
+    from nertune.schemes import entity_types, tags_to_spans
+
+    width = 3
+    recipe = tiny_recipe(tiny_model_dir, synthetic_corpus, tmp_path / "run", "head=span", f"span_max_width={width}")
+    model, run = _model_and_data(recipe)
+    train = run.data.splits["train"]
+    assert len(run.data.train_features) == len(train)  # short sentences: one window each, nothing cut
+    types = entity_types(run.data.labels)
+    counts = Counter()
+    for tags in train["ner_tags"]:  # counted from the tags, not from the packed labels the head reads
+        gold = {(start, end): types.index(t) + 1 for t, start, end in tags_to_spans(tags, run.data.scheme)}
+        n = len(tags)
+        counts.update(gold.get((w, w + k), 0) for w in range(n) for k in range(1, width + 1) if w + k <= n)
+    assert counts[0] > sum(counts[c] for c in range(1, len(types) + 1))  # most candidates are no entity
+    log_counts = torch.log(torch.tensor([counts[c] + 1.0 for c in range(len(types) + 1)], dtype=torch.float64))
+    bias = model.span.classifier.bias.detach().double()
+    assert torch.allclose(bias, log_counts - log_counts.mean(), atol=1e-6), (bias, log_counts - log_counts.mean())
+    assert int(bias.argmax()) == 0  # the untrained scorer says "no entity"
+
+    zero, _ = _model_and_data(recipe.model_copy(update={"head_bias_init": "zero"}))
+    assert torch.count_nonzero(zero.span.classifier.bias) == 0
+    assert torch.equal(zero.span.classifier.weight, model.span.classifier.weight)
+
+
 def test_a_continued_model_keeps_its_trained_head(trained_model_dir, synthetic_corpus, tmp_path):
     from safetensors.torch import load_file
 

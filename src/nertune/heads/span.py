@@ -227,7 +227,21 @@ serve` or `NerPredictor`) to read its entities.
         raise ModelError("label_mismatch=extend is not supported by head=span; use label_mismatch=reset")
 
     def start_at_label_prior(self, model: torch.nn.Module, features) -> None:
-        """Nothing: the span scorer's classes are span types over candidate spans, not the word labels."""
+        """Set the scorer's output bias to the log of each class's share of the training candidates (the
+        packed `labels` column of `encode_labels`, add-one smoothed, centred): nearly every candidate span is
+        "no entity", and the untrained scorer then already says so."""
+        layer = self.bind(model).scorer.classifier
+        base = layer.out_features + 1  # the classes, then the digit of "no candidate"
+        codes = np.concatenate([np.asarray(row, dtype=np.int64) for row in features["labels"]] or [np.zeros(0, int)])
+        codes = codes[codes != IGNORE_INDEX]
+        class_counts = np.zeros(layer.out_features, dtype=np.int64)
+        for _ in range(self.max_width):  # one digit per width
+            digits = codes % base
+            class_counts += np.bincount(digits[digits != base - 1], minlength=layer.out_features)
+            codes = codes // base
+        log_share = torch.log(torch.as_tensor(class_counts, dtype=torch.float64) + 1.0)
+        with torch.no_grad():
+            layer.bias.copy_((log_share - log_share.mean()).to(layer.bias.dtype))
 
     def param_groups(self) -> list[dict[str, Any]]:
         if self.learning_rate is None:
