@@ -84,6 +84,19 @@ def trained_classifier_parameters(model: torch.nn.Module) -> list[torch.nn.Param
     return [p for p in _output_layer(model, peft_wrapped=True).parameters() if p.requires_grad]
 
 
+def labelled_ids(features) -> np.ndarray:
+    """Every label id of the `labels` column of encoded windows, the ignored positions left out."""
+    ids = np.concatenate([np.asarray(row, dtype=np.int64) for row in features["labels"]] or [np.zeros(0, int)])
+    return ids[ids != IGNORE_INDEX]
+
+
+def set_bias_to_log_prior(layer: torch.nn.Linear, counts: np.ndarray) -> None:
+    """`layer`'s bias := the log of each output's count + 1, centred: softmax of it is the smoothed prior."""
+    log_share = torch.log(torch.as_tensor(counts, dtype=torch.float64) + 1.0)
+    with torch.no_grad():
+        layer.bias.copy_((log_share - log_share.mean()).to(layer.bias.dtype))
+
+
 def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside DDP/accelerate wrappers (`.module`), where a head keeps its own modules."""
     while hasattr(model, "module") and isinstance(model.module, torch.nn.Module):
@@ -197,15 +210,12 @@ class Head:
         layer = classifier_layer(model)
         if layer.bias is None:
             return
-        ids = np.concatenate([np.asarray(row, dtype=np.int64) for row in features["labels"]] or [np.zeros(0, int)])
-        label_counts = np.bincount(ids[ids != IGNORE_INDEX], minlength=layer.out_features)
+        label_counts = np.bincount(labelled_ids(features), minlength=layer.out_features)
         if len(label_counts) != layer.out_features:
             raise ModelError(
                 f"training label ids go up to {len(label_counts) - 1}, the classifier has {layer.out_features} outputs"
             )
-        log_share = torch.log(torch.as_tensor(label_counts, dtype=torch.float64) + 1.0)
-        with torch.no_grad():
-            layer.bias.copy_((log_share - log_share.mean()).to(layer.bias.dtype))
+        set_bias_to_log_prior(layer, label_counts)
 
     def param_groups(self) -> list[dict[str, Any]]:
         """Optimizer parameter groups of the head's own parameters ("params", "lr", ...); [] for none."""

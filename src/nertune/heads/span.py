@@ -33,6 +33,7 @@ from torch import nn
 
 from nertune.data.align import IGNORE_INDEX
 from nertune.errors import ModelError
+from nertune.heads import base as head_base
 from nertune.heads.base import _CLASSIFIER_NAMES, Decoded, Entity, Head, config_labels, unwrap_model
 from nertune.schemes import entity_types, spans_to_tags, tags_to_spans
 
@@ -232,16 +233,13 @@ serve` or `NerPredictor`) to read its entities.
         "no entity", and the untrained scorer then already says so."""
         layer = self.bind(model).scorer.classifier
         base = layer.out_features + 1  # the classes, then the digit of "no candidate"
-        codes = np.concatenate([np.asarray(row, dtype=np.int64) for row in features["labels"]] or [np.zeros(0, int)])
-        codes = codes[codes != IGNORE_INDEX]
+        codes = head_base.labelled_ids(features)
         class_counts = np.zeros(layer.out_features, dtype=np.int64)
         for _ in range(self.max_width):  # one digit per width
             digits = codes % base
             class_counts += np.bincount(digits[digits != base - 1], minlength=layer.out_features)
             codes = codes // base
-        log_share = torch.log(torch.as_tensor(class_counts, dtype=torch.float64) + 1.0)
-        with torch.no_grad():
-            layer.bias.copy_((log_share - log_share.mean()).to(layer.bias.dtype))
+        head_base.set_bias_to_log_prior(layer, class_counts)
 
     def param_groups(self) -> list[dict[str, Any]]:
         if self.learning_rate is None:
