@@ -46,9 +46,9 @@ class Recipe(Section):
     )
     head_bias_init: Literal["prior", "zero"] = Field(
         "prior",
-        description="head=linear|crf, a fresh head: prior = each label's output bias starts at the log of its "
-        "share of the training labels, so the first steps learn entities instead of the label distribution; "
-        "zero = transformers' initialisation",
+        description="a fresh head: prior = each label's output bias starts at the log of its share of the "
+        "training labels (head=span: each class's share of the training candidate spans), so the first steps "
+        "learn entities instead of the label distribution; zero = transformers' initialisation",
     )
     classifier_learning_rate: float | None = Field(
         None,
