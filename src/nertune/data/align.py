@@ -338,5 +338,7 @@ def encode_split(
     encoded["length"] = [len(ids) for ids in encoded["input_ids"]]
     features = datasets.Dataset.from_dict(encoded)
     if sort_by_length:
-        features = features.sort("length")
+        # A stable argsort, as Dataset.sort does, without its pyarrow FutureWarning in every run's log.
+        lengths = encoded["length"]
+        features = features.select(sorted(range(len(lengths)), key=lengths.__getitem__))
     return features
